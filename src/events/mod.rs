@@ -1,0 +1,1 @@
+//! Normalized tracking events: the versioned contract downstream consumers read.
