@@ -1,1 +1,97 @@
-fn main() {}
+use std::process::ExitCode;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use clap::Parser;
+use vizion_bridge::auth::signer;
+use vizion_bridge::cli::{Cli, Command};
+use vizion_bridge::config::Settings;
+use vizion_bridge::startup::Application;
+use vizion_bridge::telemetry::init_logging;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve { config } => serve(config),
+        Command::CheckConfig { config } => check_config(config),
+        Command::Sign {
+            secret_env,
+            key_id,
+            path,
+            ttl,
+            file,
+        } => sign(&secret_env, key_id.as_deref(), &path, ttl, &file),
+    }
+}
+
+fn serve(config: Option<std::path::PathBuf>) -> ExitCode {
+    let settings = match Settings::load(config.as_deref()) {
+        Ok(settings) => settings,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    init_logging(&settings.log);
+    let result = actix_web::rt::System::new().block_on(async move {
+        let app = Application::build(settings).await?;
+        app.run_until_stopped().await
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "vizion-bridge failed");
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn check_config(config: Option<std::path::PathBuf>) -> ExitCode {
+    let settings = match Settings::load(config.as_deref()) {
+        Ok(settings) => settings,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match settings.validate() {
+        Ok(warnings) => {
+            for warning in warnings {
+                eprintln!("warning: {}", warning.0);
+            }
+            print!("{}", settings.to_redacted_toml());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn sign(
+    secret_env: &str,
+    key_id: Option<&str>,
+    path: &str,
+    ttl: i64,
+    file: &std::path::Path,
+) -> ExitCode {
+    let Ok(secret) = std::env::var(secret_env) else {
+        eprintln!("error: environment variable `{secret_env}` is not set");
+        return ExitCode::FAILURE;
+    };
+    let body = match std::fs::read(file) {
+        Ok(body) => body,
+        Err(e) => {
+            eprintln!("error: cannot read {}: {e}", file.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let headers = signer::sign(secret.as_bytes(), key_id, path, now, now + ttl, &body);
+    println!("digest: {}", headers.digest);
+    println!("x-vizion-signature: {}", headers.signature);
+    ExitCode::SUCCESS
+}

@@ -132,11 +132,19 @@ mod tests {
             (b"[1,2]", "unknown_shape"),
             (br#"{"reference_id":"r","payload":{}}"#, "missing_id"),
             (br#"{"id":"u","payload":{}}"#, "missing_reference_id"),
-            (br#"{"id":"u","reference_id":"r","payload":null}"#, "missing_payload"),
+            (
+                br#"{"id":"u","reference_id":"r","payload":null}"#,
+                "missing_payload",
+            ),
         ];
         for (body, reason) in cases {
             let dead = parse(body).unwrap_err();
-            assert_eq!(dead.reason.as_str(), reason, "{}", String::from_utf8_lossy(body));
+            assert_eq!(
+                dead.reason.as_str(),
+                reason,
+                "{}",
+                String::from_utf8_lossy(body)
+            );
         }
     }
 }

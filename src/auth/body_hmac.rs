@@ -1,0 +1,52 @@
+//! The simplest reading of Vizion's header: HMAC-SHA256 of the raw body.
+
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+use super::config::BodyHmacConfig;
+use super::{digest, AuthFailure, FailureReason, KeyRing, RequestParts, SigningKey};
+
+pub(crate) fn verify<'k>(
+    config: &BodyHmacConfig,
+    request: &RequestParts<'_>,
+    keys: &'k KeyRing,
+) -> Result<&'k SigningKey, AuthFailure> {
+    let value = request
+        .headers
+        .get(config.header.as_str())
+        .ok_or(AuthFailure::new(
+            FailureReason::MissingSignature,
+            "no signature header",
+        ))?
+        .to_str()
+        .map_err(|_| {
+            AuthFailure::new(
+                FailureReason::MalformedSignature,
+                "signature header is not text",
+            )
+        })?
+        .trim();
+    let value = match &config.prefix {
+        Some(prefix) => value.strip_prefix(prefix.as_str()).ok_or(AuthFailure::new(
+            FailureReason::MalformedSignature,
+            "signature lacks the configured prefix",
+        ))?,
+        None => value,
+    };
+    let signature = digest::decode(value, 32).ok_or(AuthFailure::new(
+        FailureReason::MalformedSignature,
+        "signature is neither hex nor base64 of 32 bytes",
+    ))?;
+    keys.all()
+        .iter()
+        .find(|key| {
+            let mut mac = Hmac::<Sha256>::new_from_slice(key.secret_bytes())
+                .expect("HMAC takes keys of any length");
+            mac.update(request.body);
+            mac.verify_slice(&signature).is_ok()
+        })
+        .ok_or(AuthFailure::new(
+            FailureReason::BadSignature,
+            "signature does not match any configured secret",
+        ))
+}

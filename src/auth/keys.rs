@@ -1,0 +1,85 @@
+use std::fmt;
+
+use secrecy::{ExposeSecret, SecretString};
+
+use super::KeyConfig;
+use crate::config::secret::{self, SecretError};
+
+/// One resolved secret.
+pub struct SigningKey {
+    pub key_id: Option<String>,
+    secret: SecretString,
+}
+
+impl SigningKey {
+    pub fn new(key_id: Option<String>, secret: SecretString) -> Self {
+        Self { key_id, secret }
+    }
+
+    pub(crate) fn secret_bytes(&self) -> &[u8] {
+        self.secret.expose_secret().as_bytes()
+    }
+}
+
+impl fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SigningKey")
+            .field("key_id", &self.key_id)
+            .field("secret", &"[redacted]")
+            .finish()
+    }
+}
+
+/// The configured secrets. Several may be active at once so that a secret can be
+/// rotated by configuring the old and the new one side by side.
+#[derive(Debug, Default)]
+pub struct KeyRing {
+    keys: Vec<SigningKey>,
+}
+
+impl KeyRing {
+    pub fn new(keys: Vec<SigningKey>) -> Self {
+        Self { keys }
+    }
+
+    pub fn from_config(configs: &[KeyConfig]) -> Result<Self, SecretError> {
+        let keys = configs
+            .iter()
+            .map(|c| {
+                let secret = secret::resolve(
+                    "secret",
+                    c.secret.as_ref(),
+                    c.secret_env.as_deref(),
+                    c.secret_file.as_deref(),
+                )?;
+                Ok(SigningKey::new(c.key_id.clone(), secret))
+            })
+            .collect::<Result<_, SecretError>>()?;
+        Ok(Self { keys })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    pub fn all(&self) -> &[SigningKey] {
+        &self.keys
+    }
+
+    /// The keys to try for a signature that names `key_id`: the keys carrying that id
+    /// when there are any, otherwise every key.
+    pub fn candidates<'k>(
+        &'k self,
+        key_id: Option<&str>,
+    ) -> impl Iterator<Item = &'k SigningKey> + 'k {
+        // Borrow the id from the ring itself, so the iterator outlives the request.
+        let named: Option<&'k str> = key_id.and_then(|id| {
+            self.keys
+                .iter()
+                .find_map(|k| k.key_id.as_deref().filter(|known| *known == id))
+        });
+        self.keys
+            .iter()
+            .filter(move |k| named.is_none() || k.key_id.as_deref() == named)
+    }
+}

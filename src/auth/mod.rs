@@ -1,0 +1,197 @@
+//! Is this webhook authentic? Every check here runs on the raw request (method, target,
+//! headers, body bytes) before anything parses the body, and compares secrets in
+//! constant time.
+
+mod body_hmac;
+mod config;
+mod digest;
+mod http_signature;
+mod keys;
+pub mod signer;
+mod token;
+
+use actix_web::http::header::HeaderMap;
+
+pub use config::{AuthConfig, KeyConfig, Mode, Scheme};
+pub use keys::{KeyRing, SigningKey};
+
+/// The parts of a request that authentication looks at.
+#[derive(Clone, Copy)]
+pub struct RequestParts<'a> {
+    /// Upper- or lower-case HTTP method as received.
+    pub method: &'a str,
+    /// Path and query string as received, e.g. `/webhooks/vizion?token=…`.
+    pub path_and_query: &'a str,
+    pub headers: &'a HeaderMap,
+    pub body: &'a [u8],
+    /// Current time in Unix seconds (a parameter so that tests can fix it).
+    pub now: i64,
+}
+
+/// Why a request failed authentication. The names are the `reason` label of
+/// `vizion_bridge_auth_failures_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FailureReason {
+    MissingSignature,
+    MalformedSignature,
+    UnknownAlgorithm,
+    Expired,
+    NotYetValid,
+    UnsignedHeader,
+    MissingSignedHeader,
+    MissingDigest,
+    MalformedDigest,
+    BadDigest,
+    BadSignature,
+    MissingToken,
+    BadToken,
+}
+
+impl FailureReason {
+    pub const ALL: [FailureReason; 13] = [
+        FailureReason::MissingSignature,
+        FailureReason::MalformedSignature,
+        FailureReason::UnknownAlgorithm,
+        FailureReason::Expired,
+        FailureReason::NotYetValid,
+        FailureReason::UnsignedHeader,
+        FailureReason::MissingSignedHeader,
+        FailureReason::MissingDigest,
+        FailureReason::MalformedDigest,
+        FailureReason::BadDigest,
+        FailureReason::BadSignature,
+        FailureReason::MissingToken,
+        FailureReason::BadToken,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureReason::MissingSignature => "missing_signature",
+            FailureReason::MalformedSignature => "malformed_signature",
+            FailureReason::UnknownAlgorithm => "unknown_algorithm",
+            FailureReason::Expired => "expired",
+            FailureReason::NotYetValid => "not_yet_valid",
+            FailureReason::UnsignedHeader => "unsigned_header",
+            FailureReason::MissingSignedHeader => "missing_signed_header",
+            FailureReason::MissingDigest => "missing_digest",
+            FailureReason::MalformedDigest => "malformed_digest",
+            FailureReason::BadDigest => "bad_digest",
+            FailureReason::BadSignature => "bad_signature",
+            FailureReason::MissingToken => "missing_token",
+            FailureReason::BadToken => "bad_token",
+        }
+    }
+}
+
+/// A failed check: the reason, and a short explanation that is safe to log and to
+/// return to the sender (it never contains a secret or a computed MAC).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}: {detail}", reason.as_str())]
+pub struct AuthFailure {
+    pub reason: FailureReason,
+    pub detail: &'static str,
+}
+
+impl AuthFailure {
+    pub(crate) fn new(reason: FailureReason, detail: &'static str) -> Self {
+        Self { reason, detail }
+    }
+}
+
+/// What authentication concluded about one request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Authentication is switched off (`mode = "off"` or `scheme = "none"`).
+    NotChecked,
+    /// Authentic; `key_id` names the secret that matched, when it has an id.
+    Verified { key_id: Option<String> },
+    /// Not authentic. In `shadow` mode the caller lets it through but still reports it.
+    Failed(AuthFailure),
+}
+
+/// Checks requests against the configured scheme and secrets.
+pub struct Authenticator {
+    scheme: Scheme,
+    mode: Mode,
+    keys: KeyRing,
+    config: AuthConfig,
+}
+
+impl Authenticator {
+    pub fn new(config: AuthConfig, keys: KeyRing) -> Self {
+        Self {
+            scheme: config.scheme,
+            mode: config.mode,
+            keys,
+            config,
+        }
+    }
+
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    pub fn scheme(&self) -> Scheme {
+        self.scheme
+    }
+
+    pub fn verify(&self, request: &RequestParts<'_>) -> Verdict {
+        if self.mode == Mode::Off || self.scheme == Scheme::None {
+            return Verdict::NotChecked;
+        }
+        let result = match self.scheme {
+            Scheme::HttpSignature => self.verify_http_signature(request),
+            Scheme::BodyHmac => self.verify_body_hmac(request),
+            Scheme::Auto => {
+                let header = &self.config.http_signature.header;
+                if http_signature::looks_like_http_signature(request.headers, header) {
+                    self.verify_http_signature(request)
+                } else {
+                    self.verify_body_hmac(request)
+                }
+            }
+            Scheme::StaticHeader => {
+                token::verify_static_header(&self.config.static_header.name, request, &self.keys)
+            }
+            Scheme::QueryToken => {
+                token::verify_query_token(&self.config.query_token.param, request, &self.keys)
+            }
+            Scheme::None => unreachable!("handled above"),
+        };
+        match result {
+            Ok(key) => Verdict::Verified {
+                key_id: key.key_id.clone(),
+            },
+            Err(failure) => Verdict::Failed(failure),
+        }
+    }
+
+    fn verify_http_signature(
+        &self,
+        request: &RequestParts<'_>,
+    ) -> Result<&SigningKey, AuthFailure> {
+        http_signature::verify(
+            &self.config.http_signature,
+            self.config.clock_skew.as_secs() as i64,
+            request,
+            &self.keys,
+        )
+    }
+
+    fn verify_body_hmac(&self, request: &RequestParts<'_>) -> Result<&SigningKey, AuthFailure> {
+        body_hmac::verify(&self.config.body_hmac, request, &self.keys)
+    }
+}
+
+/// Values of one header, joined the way a signer sees them (`, ` between repeats).
+/// `None` when the header is absent.
+pub(crate) fn joined_header(headers: &HeaderMap, name: &str) -> Option<Vec<u8>> {
+    let mut values = headers.get_all(name);
+    let first = values.next()?;
+    let mut joined = first.as_bytes().to_vec();
+    for value in values {
+        joined.extend_from_slice(b", ");
+        joined.extend_from_slice(value.as_bytes());
+    }
+    Some(joined)
+}

@@ -1,0 +1,71 @@
+//! Static credentials: a fixed header value, or a token in the callback URL's query.
+
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use super::{AuthFailure, FailureReason, KeyRing, RequestParts, SigningKey};
+
+pub(crate) fn verify_static_header<'k>(
+    name: &str,
+    request: &RequestParts<'_>,
+    keys: &'k KeyRing,
+) -> Result<&'k SigningKey, AuthFailure> {
+    let mut values = request.headers.get_all(name);
+    let value = values.next().ok_or(AuthFailure::new(
+        FailureReason::MissingToken,
+        "the authentication header is missing",
+    ))?;
+    if values.next().is_some() {
+        return Err(AuthFailure::new(
+            FailureReason::BadToken,
+            "the authentication header is repeated",
+        ));
+    }
+    matching_key(value.as_bytes(), keys)
+}
+
+pub(crate) fn verify_query_token<'k>(
+    param: &str,
+    request: &RequestParts<'_>,
+    keys: &'k KeyRing,
+) -> Result<&'k SigningKey, AuthFailure> {
+    let query = request
+        .path_and_query
+        .split_once('?')
+        .map_or("", |(_, q)| q);
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query).map_err(|_| {
+        AuthFailure::new(
+            FailureReason::BadToken,
+            "the query string cannot be decoded",
+        )
+    })?;
+    let mut tokens = pairs.iter().filter(|(k, _)| k == param);
+    let (_, token) = tokens.next().ok_or(AuthFailure::new(
+        FailureReason::MissingToken,
+        "the token query parameter is missing",
+    ))?;
+    if tokens.next().is_some() {
+        return Err(AuthFailure::new(
+            FailureReason::BadToken,
+            "the token query parameter is repeated",
+        ));
+    }
+    matching_key(token.as_bytes(), keys)
+}
+
+/// Compares digests rather than the values themselves, so that neither the content nor
+/// the length of a secret shows in the time taken.
+fn matching_key<'k>(presented: &[u8], keys: &'k KeyRing) -> Result<&'k SigningKey, AuthFailure> {
+    let presented = Sha256::digest(presented);
+    let mut found = None;
+    for key in keys.all() {
+        let expected = Sha256::digest(key.secret_bytes());
+        if bool::from(presented.ct_eq(&expected)) && found.is_none() {
+            found = Some(key);
+        }
+    }
+    found.ok_or(AuthFailure::new(
+        FailureReason::BadToken,
+        "the token does not match any configured secret",
+    ))
+}

@@ -1,0 +1,157 @@
+//! From a recognised webhook to a durable write: deduplication, writing to every sink
+//! within a deadline, and the rule that only a confirmed write is acknowledged.
+
+mod dedup;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::future::join_all;
+use serde::{Deserialize, Serialize};
+
+pub use self::dedup::{Dedup, DedupConfig};
+use crate::sinks::{Record, Sink, SinkError};
+use crate::telemetry::Metrics;
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeliveryConfig {
+    /// How long every sink together may take to confirm a write before the answer is 503.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// What happened to a delivered record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivered {
+    /// Written durably by every sink.
+    Accepted,
+    /// Seen and written before: not written again.
+    Duplicate,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DeliveryError {
+    #[error("sink `{sink}` failed: {source}")]
+    Sink {
+        sink: &'static str,
+        #[source]
+        source: SinkError,
+    },
+    #[error("sink `{sink}` did not confirm within {timeout:?}")]
+    Timeout {
+        sink: &'static str,
+        timeout: Duration,
+    },
+}
+
+pub struct Delivery {
+    sinks: Vec<Arc<dyn Sink>>,
+    dedup: Dedup,
+    timeout: Duration,
+    metrics: Metrics,
+}
+
+impl Delivery {
+    pub fn new(
+        sinks: Vec<Arc<dyn Sink>>,
+        dedup: Dedup,
+        config: &DeliveryConfig,
+        metrics: Metrics,
+    ) -> Self {
+        Self {
+            sinks,
+            dedup,
+            timeout: config.timeout,
+            metrics,
+        }
+    }
+
+    /// Writes `record` to every sink unless `dedup_key` was delivered before. The key is
+    /// remembered only once every sink confirmed, so a failed write can be retried.
+    pub async fn deliver(
+        &self,
+        record: &Record<'_>,
+        dedup_key: Option<&str>,
+    ) -> Result<Delivered, DeliveryError> {
+        if dedup_key.is_some_and(|key| self.dedup.contains(key)) {
+            return Ok(Delivered::Duplicate);
+        }
+        let writes = self
+            .sinks
+            .iter()
+            .map(|sink| self.write_one(sink.as_ref(), record));
+        // Every write is awaited, even after one fails, so that no write is left
+        // running unobserved; the first failure is reported.
+        let results = join_all(writes).await;
+        if let Some(error) = results.into_iter().find_map(Result::err) {
+            return Err(error);
+        }
+        if let Some(key) = dedup_key {
+            self.dedup.remember(key);
+        }
+        Ok(Delivered::Accepted)
+    }
+
+    async fn write_one(&self, sink: &dyn Sink, record: &Record<'_>) -> Result<(), DeliveryError> {
+        let name = sink.name();
+        let started = Instant::now();
+        let result = match tokio::time::timeout(self.timeout, sink.write(record)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(source)) => Err(DeliveryError::Sink { sink: name, source }),
+            Err(_) => Err(DeliveryError::Timeout {
+                sink: name,
+                timeout: self.timeout,
+            }),
+        };
+        match &result {
+            Ok(()) => self
+                .metrics
+                .sink_write_duration
+                .with_label_values(&[name])
+                .observe(started.elapsed().as_secs_f64()),
+            Err(error) => {
+                let reason = match error {
+                    DeliveryError::Sink { source, .. } => source.reason(),
+                    DeliveryError::Timeout { .. } => "timeout",
+                };
+                self.metrics
+                    .sink_write_failures
+                    .with_label_values(&[name, reason])
+                    .inc();
+                tracing::error!(sink = name, error = %error, "sink write failed");
+            }
+        }
+        result
+    }
+
+    /// True when every sink can take writes.
+    pub fn is_ready(&self) -> bool {
+        self.sinks.iter().all(|s| s.is_ready())
+    }
+
+    /// Each sink's name and whether it is ready, for `/readyz`.
+    pub fn sink_states(&self) -> Vec<(&'static str, bool)> {
+        self.sinks
+            .iter()
+            .map(|s| (s.name(), s.is_ready()))
+            .collect()
+    }
+
+    /// Flushes and closes every sink.
+    pub async fn close(&self) {
+        for sink in &self.sinks {
+            if let Err(e) = sink.close().await {
+                tracing::error!(sink = sink.name(), error = %e, "closing sink failed");
+            }
+        }
+    }
+}

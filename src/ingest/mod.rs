@@ -1,0 +1,62 @@
+//! The HTTP front door: where a webhook came from, how big it is, and the answer it gets.
+
+mod body;
+mod error;
+pub mod routes;
+mod source;
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+use tokio::sync::Semaphore;
+
+pub use self::error::IngestError;
+pub use self::source::SourcePolicy;
+use crate::auth::Authenticator;
+use crate::delivery::Delivery;
+use crate::telemetry::Metrics;
+
+/// Vizion's published sending address.
+pub const VIZION_SOURCE: &str = "54.164.144.86/32";
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestConfig {
+    /// Path that receives Vizion's POSTs.
+    pub path: String,
+    /// Client networks allowed to send webhooks (IPv4 and IPv6 CIDRs).
+    pub allowed_sources: Vec<IpNet>,
+    /// Proxies whose `X-Forwarded-For` / `Forwarded` headers are believed.
+    pub trusted_proxies: Vec<IpNet>,
+    /// Largest body accepted; larger ones get 413 without being read to the end.
+    pub max_body_bytes: usize,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        Self {
+            path: "/webhooks/vizion".into(),
+            allowed_sources: vec![VIZION_SOURCE.parse().expect("valid CIDR")],
+            trusted_proxies: Vec::new(),
+            max_body_bytes: 1024 * 1024,
+        }
+    }
+}
+
+/// Everything a webhook request needs, shared by all workers.
+pub struct IngestState {
+    pub sources: SourcePolicy,
+    pub auth: Authenticator,
+    pub delivery: Delivery,
+    pub metrics: Metrics,
+    pub max_body_bytes: usize,
+    pub body_read_timeout: Duration,
+    pub retry_after: Duration,
+    /// Bounds the webhooks handled at once; beyond it the answer is 503.
+    pub inflight: Arc<Semaphore>,
+    /// Set when shutdown begins, so that `/readyz` turns away new traffic.
+    pub shutting_down: AtomicBool,
+}

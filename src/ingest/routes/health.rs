@@ -1,0 +1,37 @@
+use std::sync::atomic::Ordering;
+
+use actix_web::{web, HttpResponse};
+use serde_json::{json, Map, Value};
+
+use crate::ingest::IngestState;
+
+/// `GET /healthz`: the process is alive and serving.
+pub async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(json!({ "status": "ok" }))
+}
+
+/// `GET /readyz`: 200 while every sink can take writes and no shutdown has begun.
+pub async fn readyz(state: web::Data<IngestState>) -> HttpResponse {
+    let shutting_down = state.shutting_down.load(Ordering::Acquire);
+    let sinks: Map<String, Value> = state
+        .delivery
+        .sink_states()
+        .into_iter()
+        .map(|(name, ready)| {
+            (
+                name.to_owned(),
+                json!(if ready { "ready" } else { "not_ready" }),
+            )
+        })
+        .collect();
+    let ready = !shutting_down && state.delivery.is_ready();
+    let body = json!({
+        "status": if ready { "ready" } else if shutting_down { "shutting_down" } else { "not_ready" },
+        "sinks": sinks,
+    });
+    if ready {
+        HttpResponse::Ok().json(body)
+    } else {
+        HttpResponse::ServiceUnavailable().json(body)
+    }
+}

@@ -1,0 +1,283 @@
+//! `POST /webhooks/vizion`: source check → size limit → authentication → parse →
+//! dedup → durable write → answer.
+
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use actix_web::http::header::{HeaderName, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
+use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
+use serde_json::json;
+use time::OffsetDateTime;
+use tracing::{field, Instrument};
+
+use crate::auth::{Mode, RequestParts, Verdict};
+use crate::delivery::Delivered;
+use crate::ingest::body::{self, BodyError};
+use crate::ingest::{IngestError, IngestState};
+use crate::sinks::{Receipt, Record};
+use crate::telemetry::Outcome;
+use crate::vizion;
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// What a successful request ended as.
+struct Answer {
+    outcome: Outcome,
+    body: serde_json::Value,
+}
+
+pub async fn receive_webhook(
+    request: HttpRequest,
+    mut payload: web::Payload,
+    state: web::Data<IngestState>,
+) -> HttpResponse {
+    let started = Instant::now();
+    state.metrics.inflight.inc();
+    let request_id = request_id(&request);
+    let span = tracing::info_span!(
+        "webhook",
+        request_id = %request_id,
+        client = field::Empty,
+        update_id = field::Empty,
+        outcome = field::Empty,
+        latency_ms = field::Empty,
+    );
+    let result = handle(&request, &mut payload, &state, &request_id)
+        .instrument(span.clone())
+        .await;
+
+    let outcome = match &result {
+        Ok(answer) => answer.outcome,
+        Err(error) => error.outcome(),
+    };
+    let elapsed = started.elapsed();
+    state.metrics.inflight.dec();
+    state
+        .metrics
+        .webhooks
+        .with_label_values(&[outcome.as_str()])
+        .inc();
+    state
+        .metrics
+        .request_duration
+        .with_label_values(&[outcome.as_str()])
+        .observe(elapsed.as_secs_f64());
+    span.record("outcome", outcome.as_str());
+    span.record("latency_ms", elapsed.as_secs_f64() * 1000.0);
+
+    let mut response = span.in_scope(|| match result {
+        Ok(answer) => {
+            tracing::info!("webhook {}", outcome.as_str());
+            HttpResponse::Ok().json(answer.body)
+        }
+        Err(error) => {
+            match &error {
+                IngestError::Unavailable { cause, .. } => {
+                    tracing::error!(error = %cause, "webhook not stored")
+                }
+                error => tracing::warn!(error = %error, "webhook rejected"),
+            }
+            error.error_response()
+        }
+    });
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert(REQUEST_ID, value);
+    }
+    response
+}
+
+async fn handle(
+    request: &HttpRequest,
+    payload: &mut web::Payload,
+    state: &IngestState,
+    request_id: &str,
+) -> Result<Answer, IngestError> {
+    let span = tracing::Span::current();
+
+    // 1. Source.
+    let peer = request.peer_addr().map(|a| a.ip());
+    let client = peer
+        .and_then(|peer| state.sources.client_address(peer, request.headers()))
+        .ok_or(IngestError::Forbidden)?;
+    span.record("client", field::display(client));
+    if !state.sources.is_allowed(client) {
+        return Err(IngestError::Forbidden);
+    }
+
+    // Bounded concurrency: the permit lives until the answer is decided.
+    let _permit =
+        state
+            .inflight
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| IngestError::Overloaded {
+                retry_after: state.retry_after,
+            })?;
+
+    // 2. Size and type, from the headers alone.
+    let declared_len = declared_length(request);
+    if declared_len.is_some_and(|len| len > state.max_body_bytes) {
+        return Err(IngestError::TooLarge {
+            limit: state.max_body_bytes,
+        });
+    }
+    if !content_type_is_json(request) {
+        return Err(IngestError::UnsupportedMediaType);
+    }
+    let body = body::read_limited(
+        payload,
+        state.max_body_bytes,
+        state.body_read_timeout,
+        declared_len,
+    )
+    .await
+    .map_err(|e| match e {
+        BodyError::TooLarge => IngestError::TooLarge {
+            limit: state.max_body_bytes,
+        },
+        BodyError::TimedOut => IngestError::BodyTimedOut(state.body_read_timeout),
+        BodyError::Broken(reason) => IngestError::BrokenBody(reason),
+    })?;
+
+    // 3. Authentication, on the raw bytes.
+    let path_and_query = request
+        .uri()
+        .path_and_query()
+        .map_or_else(|| request.path(), |pq| pq.as_str());
+    let verdict = state.auth.verify(&RequestParts {
+        method: request.method().as_str(),
+        path_and_query,
+        headers: request.headers(),
+        body: &body,
+        now: unix_now(),
+    });
+    let key_id = match verdict {
+        Verdict::Verified { key_id } => key_id,
+        Verdict::NotChecked => None,
+        Verdict::Failed(failure) => {
+            let mode = state.auth.mode();
+            state
+                .metrics
+                .auth_failures
+                .with_label_values(&[failure.reason.as_str(), mode.as_str()])
+                .inc();
+            if mode == Mode::Enforce {
+                return Err(IngestError::Unauthorized(failure));
+            }
+            tracing::warn!(
+                reason = failure.reason.as_str(),
+                detail = failure.detail,
+                "authentication failed; accepted because auth.mode is shadow"
+            );
+            None
+        }
+    };
+
+    // 4. Parse, then 5. deliver.
+    let receipt = Receipt {
+        request_id: request_id.to_owned(),
+        received_at: OffsetDateTime::now_utc(),
+        client_ip: client,
+        key_id,
+    };
+    match vizion::parse(&body) {
+        Ok(inbound) => {
+            let vizion::Inbound::Update(update) = &inbound;
+            span.record("update_id", update.id.as_str());
+            let record = Record::Update {
+                update_id: &update.id,
+                reference_id: &update.reference_id,
+                body: &body,
+                receipt: &receipt,
+            };
+            let delivered = state
+                .delivery
+                .deliver(&record, inbound.dedup_key())
+                .await
+                .map_err(|cause| unavailable(state, cause))?;
+            let (outcome, status) = match delivered {
+                Delivered::Accepted => (Outcome::Accepted, "accepted"),
+                Delivered::Duplicate => (Outcome::Duplicate, "duplicate"),
+            };
+            Ok(Answer {
+                outcome,
+                body: json!({ "status": status, "id": update.id }),
+            })
+        }
+        Err(dead) => {
+            let reason = dead.reason.as_str();
+            tracing::warn!(reason, detail = %dead.detail, "authentic body is not a usable update; keeping it as a dead letter");
+            let record = Record::DeadLetter {
+                reason,
+                detail: &dead.detail,
+                body: &body,
+                receipt: &receipt,
+            };
+            state
+                .delivery
+                .deliver(&record, None)
+                .await
+                .map_err(|cause| unavailable(state, cause))?;
+            state
+                .metrics
+                .dead_letters
+                .with_label_values(&[reason])
+                .inc();
+            Ok(Answer {
+                outcome: Outcome::DeadLettered,
+                body: json!({ "status": "dead_lettered", "reason": reason }),
+            })
+        }
+    }
+}
+
+fn unavailable(state: &IngestState, cause: crate::delivery::DeliveryError) -> IngestError {
+    IngestError::Unavailable {
+        cause,
+        retry_after: state.retry_after,
+    }
+}
+
+/// The caller's `x-request-id` when it is a sane token, else a new one.
+fn request_id(request: &HttpRequest) -> String {
+    request
+        .headers()
+        .get(&REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_owned)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
+}
+
+fn declared_length(request: &HttpRequest) -> Option<usize> {
+    request
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// No content type, `application/json`, or any `…/…+json`.
+fn content_type_is_json(request: &HttpRequest) -> bool {
+    let Some(value) = request.headers().get(CONTENT_TYPE) else {
+        return true;
+    };
+    let Ok(value) = value.to_str() else {
+        return false;
+    };
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    match essence.split_once('/') {
+        Some((_, subtype)) => subtype == "json" || subtype.ends_with("+json"),
+        None => false,
+    }
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}

@@ -1,0 +1,188 @@
+//! Who sent a request: the socket peer, or, behind a trusted proxy, the address the
+//! proxy reports.
+
+use std::net::{IpAddr, SocketAddr};
+
+use actix_web::http::header::{HeaderMap, FORWARDED};
+use ipnet::IpNet;
+
+const X_FORWARDED_FOR: &str = "x-forwarded-for";
+
+pub struct SourcePolicy {
+    allowed: Vec<IpNet>,
+    trusted_proxies: Vec<IpNet>,
+}
+
+impl SourcePolicy {
+    pub fn new(allowed: Vec<IpNet>, trusted_proxies: Vec<IpNet>) -> Self {
+        Self {
+            allowed,
+            trusted_proxies,
+        }
+    }
+
+    pub fn is_allowed(&self, client: IpAddr) -> bool {
+        self.allowed.iter().any(|net| net.contains(&client))
+    }
+
+    fn is_trusted_proxy(&self, addr: IpAddr) -> bool {
+        self.trusted_proxies.iter().any(|net| net.contains(&addr))
+    }
+
+    /// The client's address. Forwarding headers count only when the peer itself is a
+    /// trusted proxy; then the right-most address that is not a trusted proxy is the
+    /// client. `None` when a forwarded address cannot be read (the request is refused
+    /// rather than guessed at).
+    pub fn client_address(&self, peer: IpAddr, headers: &HeaderMap) -> Option<IpAddr> {
+        let peer = peer.to_canonical();
+        if !self.is_trusted_proxy(peer) {
+            return Some(peer);
+        }
+        let chain = forwarded_chain(headers);
+        let mut farthest = peer;
+        for hop in chain.iter().rev() {
+            let addr = parse_node(hop)?.to_canonical();
+            if !self.is_trusted_proxy(addr) {
+                return Some(addr);
+            }
+            farthest = addr;
+        }
+        Some(farthest)
+    }
+}
+
+/// Addresses from `X-Forwarded-For`, or else from `Forwarded`'s `for=` parameters,
+/// nearest hop last.
+fn forwarded_chain(headers: &HeaderMap) -> Vec<&str> {
+    let mut chain = Vec::new();
+    for value in headers.get_all(X_FORWARDED_FOR) {
+        let Ok(value) = value.to_str() else {
+            // An unreadable header must not be skipped over: it may hide the real client.
+            chain.push("");
+            continue;
+        };
+        chain.extend(value.split(',').map(str::trim).filter(|s| !s.is_empty()));
+    }
+    if !chain.is_empty() {
+        return chain;
+    }
+    for value in headers.get_all(FORWARDED) {
+        let Ok(value) = value.to_str() else {
+            chain.push("");
+            continue;
+        };
+        for element in value.split(',') {
+            let node = element.split(';').find_map(|pair| {
+                let (name, value) = pair.trim().split_once('=')?;
+                name.trim()
+                    .eq_ignore_ascii_case("for")
+                    .then_some(value.trim())
+            });
+            chain.push(node.unwrap_or(""));
+        }
+    }
+    chain
+}
+
+/// `1.2.3.4`, `1.2.3.4:80`, `2001:db8::1`, `[2001:db8::1]:443`, optionally quoted.
+fn parse_node(node: &str) -> Option<IpAddr> {
+    let node = node.trim().trim_matches('"');
+    if let Some(rest) = node.strip_prefix('[') {
+        return rest.split_once(']')?.0.parse().ok();
+    }
+    node.parse::<IpAddr>()
+        .ok()
+        .or_else(|| node.parse::<SocketAddr>().ok().map(|s| s.ip()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::http::header::{HeaderName, HeaderValue};
+
+    fn policy() -> SourcePolicy {
+        SourcePolicy::new(
+            vec!["54.164.144.86/32".parse().unwrap()],
+            vec!["10.0.0.0/8".parse().unwrap(), "fd00::/8".parse().unwrap()],
+        )
+    }
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(
+                HeaderName::from_static(name),
+                HeaderValue::from_static(value),
+            );
+        }
+        map
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn an_untrusted_peer_is_the_client_whatever_it_claims() {
+        let h = headers(&[("x-forwarded-for", "54.164.144.86")]);
+        assert_eq!(
+            policy().client_address(ip("203.0.113.9"), &h),
+            Some(ip("203.0.113.9"))
+        );
+    }
+
+    #[test]
+    fn behind_trusted_proxies_the_rightmost_untrusted_hop_is_the_client() {
+        let h = headers(&[("x-forwarded-for", "1.1.1.1, 54.164.144.86, 10.1.2.3")]);
+        assert_eq!(
+            policy().client_address(ip("10.0.0.1"), &h),
+            Some(ip("54.164.144.86"))
+        );
+    }
+
+    #[test]
+    fn repeated_forwarded_for_headers_form_one_chain() {
+        let h = headers(&[
+            ("x-forwarded-for", "54.164.144.86"),
+            ("x-forwarded-for", "10.9.9.9"),
+        ]);
+        assert_eq!(
+            policy().client_address(ip("10.0.0.1"), &h),
+            Some(ip("54.164.144.86"))
+        );
+    }
+
+    #[test]
+    fn the_forwarded_header_is_read_when_there_is_no_x_forwarded_for() {
+        let h = headers(&[(
+            "forwarded",
+            "for=\"[2001:db8::7]:4711\";proto=https, for=fd00::1",
+        )]);
+        assert_eq!(
+            policy().client_address(ip("10.0.0.1"), &h),
+            Some(ip("2001:db8::7"))
+        );
+    }
+
+    #[test]
+    fn an_unreadable_hop_refuses_rather_than_guesses() {
+        let h = headers(&[("x-forwarded-for", "54.164.144.86, garbage")]);
+        assert_eq!(policy().client_address(ip("10.0.0.1"), &h), None);
+        let h = headers(&[("forwarded", "for=unknown")]);
+        assert_eq!(policy().client_address(ip("10.0.0.1"), &h), None);
+    }
+
+    #[test]
+    fn ipv4_mapped_ipv6_peers_are_seen_as_ipv4() {
+        assert_eq!(
+            policy().client_address(ip("::ffff:54.164.144.86"), &HeaderMap::new()),
+            Some(ip("54.164.144.86"))
+        );
+    }
+
+    #[test]
+    fn ports_are_ignored_in_forwarded_addresses() {
+        assert_eq!(parse_node("54.164.144.86:443"), Some(ip("54.164.144.86")));
+        assert_eq!(parse_node("2001:db8::1"), Some(ip("2001:db8::1")));
+    }
+}

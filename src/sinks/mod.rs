@@ -1,0 +1,94 @@
+//! Where accepted updates and dead letters are written. Each kind of output is one
+//! module behind the [`Sink`] trait; a write counts only once the sink confirms it is
+//! durable.
+
+pub mod file;
+
+use std::net::IpAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+/// The sinks that configuration can name in `sinks = [...]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SinkKind {
+    /// JSON lines under `storage.data_dir`, fsync'd before the answer.
+    File,
+}
+
+/// Facts about how an update was received, written beside it.
+#[derive(Debug, Clone)]
+pub struct Receipt {
+    pub request_id: String,
+    pub received_at: OffsetDateTime,
+    pub client_ip: IpAddr,
+    /// Id of the secret that verified the webhook, when it has one.
+    pub key_id: Option<String>,
+}
+
+/// One thing to write durably.
+#[derive(Debug, Clone, Copy)]
+pub enum Record<'a> {
+    /// A valid reference update; `body` is the JSON exactly as received.
+    Update {
+        update_id: &'a str,
+        reference_id: &'a str,
+        body: &'a [u8],
+        receipt: &'a Receipt,
+    },
+    /// An authentic body that could not be used, kept whole with the reason.
+    DeadLetter {
+        reason: &'static str,
+        detail: &'a str,
+        body: &'a [u8],
+        receipt: &'a Receipt,
+    },
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum SinkError {
+    #[error("write failed: {0}")]
+    Io(String),
+    #[error("the sink is closed")]
+    Closed,
+}
+
+impl SinkError {
+    /// A short label for metrics.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            SinkError::Io(_) => "io",
+            SinkError::Closed => "closed",
+        }
+    }
+}
+
+#[async_trait]
+pub trait Sink: Send + Sync {
+    /// Stable name, used as the `sink` label of metrics.
+    fn name(&self) -> &'static str;
+
+    /// Writes one record and returns once it is durable.
+    async fn write(&self, record: &Record<'_>) -> Result<(), SinkError>;
+
+    /// Whether the sink can take writes now.
+    fn is_ready(&self) -> bool;
+
+    /// Flushes what is pending and stops taking writes.
+    async fn close(&self) -> Result<(), SinkError>;
+}
+
+/// Opens the configured sinks.
+pub fn build(kinds: &[SinkKind], data_dir: &Path) -> Result<Vec<Arc<dyn Sink>>, SinkError> {
+    let mut sinks: Vec<Arc<dyn Sink>> = Vec::with_capacity(kinds.len());
+    for kind in kinds {
+        match kind {
+            SinkKind::File => sinks.push(Arc::new(file::FileSink::open(data_dir)?)),
+        }
+    }
+    Ok(sinks)
+}

@@ -1,0 +1,258 @@
+//! Builds the running service from settings, so that `main` and the tests start it the
+//! same way (tests on port 0).
+
+use std::net::{SocketAddr, TcpListener};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::dev::Server;
+use actix_web::{web, App, HttpServer};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{Notify, Semaphore};
+
+use crate::auth::{Authenticator, KeyRing};
+use crate::config::{ConfigError, Settings};
+use crate::delivery::{Dedup, Delivery};
+use crate::ingest::{routes, IngestState, SourcePolicy};
+use crate::sinks::{self, Sink, SinkError};
+use crate::telemetry::Metrics;
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address of the webhook listener.
+    pub listen: SocketAddr,
+    /// HTTP worker threads; 0 means one per CPU core.
+    pub workers: usize,
+    /// Webhooks handled at once; beyond it the answer is 503 with `Retry-After`.
+    pub max_inflight: usize,
+    /// Time a client has to send the request line and headers.
+    #[serde(with = "humantime_serde")]
+    pub client_request_timeout: Duration,
+    /// Time a client has to send the whole body once the headers are in.
+    #[serde(with = "humantime_serde")]
+    pub body_read_timeout: Duration,
+    /// How long an idle keep-alive connection stays open.
+    #[serde(with = "humantime_serde")]
+    pub keep_alive: Duration,
+    /// On SIGTERM or SIGINT: how long in-flight requests may take to finish.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_timeout: Duration,
+    /// Value of `Retry-After` on 503 answers.
+    #[serde(with = "humantime_serde")]
+    pub retry_after: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            workers: 0,
+            max_inflight: 512,
+            client_request_timeout: Duration::from_secs(5),
+            body_read_timeout: Duration::from_secs(10),
+            keep_alive: Duration::from_secs(75),
+            shutdown_timeout: Duration::from_secs(25),
+            retry_after: Duration::from_secs(5),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot open sink: {0}")]
+    Sink(#[from] SinkError),
+    #[error("server failed: {0}")]
+    Server(#[from] std::io::Error),
+}
+
+/// A built service, listening but not yet serving.
+pub struct Application {
+    port: u16,
+    metrics_port: u16,
+    server: Server,
+    metrics_server: Server,
+    state: web::Data<IngestState>,
+    stop: Arc<Notify>,
+}
+
+/// Asks a running [`Application`] to shut down as on SIGTERM.
+#[derive(Clone)]
+pub struct StopHandle(Arc<Notify>);
+
+impl StopHandle {
+    pub fn stop(&self) {
+        self.0.notify_one();
+    }
+}
+
+impl Application {
+    /// Builds the service with the sinks named in `settings`.
+    pub async fn build(settings: Settings) -> Result<Self, StartupError> {
+        let sinks = sinks::build(&settings.sinks, &settings.storage.data_dir)?;
+        Self::build_with_sinks(settings, sinks).await
+    }
+
+    /// Builds the service with the given sinks (tests use this to add sinks of their own).
+    pub async fn build_with_sinks(
+        settings: Settings,
+        sinks: Vec<Arc<dyn Sink>>,
+    ) -> Result<Self, StartupError> {
+        for warning in settings.validate()? {
+            tracing::warn!("{}", warning.0);
+        }
+        let keys = KeyRing::from_config(&settings.auth.secrets)
+            .map_err(|e| ConfigError::Invalid(vec![format!("`auth.secrets`: {e}")]))?;
+        let metrics = Metrics::new();
+        let server_config = &settings.server;
+        let state = web::Data::new(IngestState {
+            sources: SourcePolicy::new(
+                settings.ingest.allowed_sources.clone(),
+                settings.ingest.trusted_proxies.clone(),
+            ),
+            auth: Authenticator::new(settings.auth.clone(), keys),
+            delivery: Delivery::new(
+                sinks,
+                Dedup::new(&settings.dedup),
+                &settings.delivery,
+                metrics.clone(),
+            ),
+            metrics: metrics.clone(),
+            max_body_bytes: settings.ingest.max_body_bytes,
+            body_read_timeout: server_config.body_read_timeout,
+            retry_after: server_config.retry_after,
+            inflight: Arc::new(Semaphore::new(server_config.max_inflight)),
+            shutting_down: AtomicBool::new(false),
+        });
+
+        let listener = bind(server_config.listen)?;
+        let port = listener.local_addr()?.port();
+        let webhook_path = settings.ingest.path.clone();
+        let app_state = state.clone();
+        let mut server = HttpServer::new(move || {
+            App::new()
+                .app_data(app_state.clone())
+                .route(&webhook_path, web::post().to(routes::receive_webhook))
+                .route("/healthz", web::get().to(routes::healthz))
+                .route("/readyz", web::get().to(routes::readyz))
+        })
+        .client_request_timeout(server_config.client_request_timeout)
+        .keep_alive(server_config.keep_alive)
+        .shutdown_timeout(server_config.shutdown_timeout.as_secs())
+        // Signals are handled below, so that sinks are flushed after the last request.
+        .disable_signals();
+        if server_config.workers > 0 {
+            server = server.workers(server_config.workers);
+        }
+        let server = server.listen(listener)?.run();
+
+        let metrics_listener = bind(settings.metrics.listen)?;
+        let metrics_port = metrics_listener.local_addr()?.port();
+        let metrics_data = web::Data::new(metrics);
+        let metrics_server = HttpServer::new(move || {
+            App::new()
+                .app_data(metrics_data.clone())
+                .route("/metrics", web::get().to(routes::metrics))
+        })
+        .workers(1)
+        .disable_signals()
+        .shutdown_timeout(1)
+        .listen(metrics_listener)?
+        .run();
+
+        tracing::info!(
+            listen = %server_config.listen,
+            port,
+            metrics_port,
+            path = %settings.ingest.path,
+            auth_scheme = settings.auth.scheme.as_str(),
+            auth_mode = settings.auth.mode.as_str(),
+            "vizion-bridge listening"
+        );
+        Ok(Self {
+            port,
+            metrics_port,
+            server,
+            metrics_server,
+            state,
+            stop: Arc::new(Notify::new()),
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn metrics_port(&self) -> u16 {
+        self.metrics_port
+    }
+
+    pub fn stop_handle(&self) -> StopHandle {
+        StopHandle(self.stop.clone())
+    }
+
+    /// Serves until SIGTERM, SIGINT or [`StopHandle::stop`], then stops taking
+    /// requests, lets in-flight ones finish, and flushes the sinks.
+    pub async fn run_until_stopped(self) -> Result<(), StartupError> {
+        let ingest = self.server.handle();
+        let metrics = self.metrics_server.handle();
+        let mut serving = tokio::spawn(self.server);
+        let metrics_serving = tokio::spawn(self.metrics_server);
+
+        let early_exit = tokio::select! {
+            _ = shutdown_signal() => None,
+            _ = self.stop.notified() => None,
+            result = &mut serving => Some(result),
+        };
+        self.state.shutting_down.store(true, Ordering::Release);
+        let result = match early_exit {
+            Some(result) => result.map_err(std::io::Error::other).and_then(|r| r),
+            None => {
+                tracing::info!("shutting down: finishing in-flight requests");
+                ingest.stop(true).await;
+                serving.await.map_err(std::io::Error::other).and_then(|r| r)
+            }
+        };
+        self.state.delivery.close().await;
+        metrics.stop(true).await;
+        let _ = metrics_serving.await;
+        tracing::info!("stopped");
+        result.map_err(StartupError::from)
+    }
+}
+
+fn bind(addr: SocketAddr) -> Result<TcpListener, StartupError> {
+    TcpListener::bind(addr).map_err(|source| StartupError::Bind { addr, source })
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = interrupt => {},
+                    _ = terminate.recv() => {},
+                }
+            }
+            Err(_) => {
+                let _ = interrupt.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
+}

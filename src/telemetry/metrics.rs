@@ -1,0 +1,208 @@
+use std::net::SocketAddr;
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::auth::{FailureReason, Mode};
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Address of the separate listener that serves `GET /metrics`.
+    pub listen: SocketAddr,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([0, 0, 0, 0], 9090)),
+        }
+    }
+}
+
+/// How a webhook request ended: the `outcome` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Accepted,
+    Duplicate,
+    DeadLettered,
+    Unauthorized,
+    Forbidden,
+    TooLarge,
+    UnsupportedMediaType,
+    BadRequest,
+    Unavailable,
+}
+
+impl Outcome {
+    pub const ALL: [Outcome; 9] = [
+        Outcome::Accepted,
+        Outcome::Duplicate,
+        Outcome::DeadLettered,
+        Outcome::Unauthorized,
+        Outcome::Forbidden,
+        Outcome::TooLarge,
+        Outcome::UnsupportedMediaType,
+        Outcome::BadRequest,
+        Outcome::Unavailable,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Accepted => "accepted",
+            Outcome::Duplicate => "duplicate",
+            Outcome::DeadLettered => "dead_lettered",
+            Outcome::Unauthorized => "unauthorized",
+            Outcome::Forbidden => "forbidden",
+            Outcome::TooLarge => "too_large",
+            Outcome::UnsupportedMediaType => "unsupported_media_type",
+            Outcome::BadRequest => "bad_request",
+            Outcome::Unavailable => "unavailable",
+        }
+    }
+}
+
+/// Every metric the bridge exports, in a registry of its own (so that several
+/// instances can run in one process, as in tests).
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Registry,
+    pub webhooks: IntCounterVec,
+    pub auth_failures: IntCounterVec,
+    pub request_duration: HistogramVec,
+    pub inflight: IntGauge,
+    pub sink_write_duration: HistogramVec,
+    pub sink_write_failures: IntCounterVec,
+    pub dead_letters: IntCounterVec,
+}
+
+/// Buckets from 0.5 ms to 10 s: an answer is expected in milliseconds, a slow sink in seconds.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let webhooks = IntCounterVec::new(
+            Opts::new(
+                "vizion_bridge_webhooks_total",
+                "Webhook requests, by how they ended.",
+            ),
+            &["outcome"],
+        )
+        .expect("valid metric");
+        let auth_failures = IntCounterVec::new(
+            Opts::new(
+                "vizion_bridge_auth_failures_total",
+                "Webhooks that failed authentication, by reason and by mode (in shadow mode they were still accepted).",
+            ),
+            &["reason", "mode"],
+        )
+        .expect("valid metric");
+        let request_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "vizion_bridge_request_duration_seconds",
+                "Time from the start of a webhook request to its answer, by outcome.",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+            &["outcome"],
+        )
+        .expect("valid metric");
+        let inflight = IntGauge::new(
+            "vizion_bridge_inflight_requests",
+            "Webhook requests being handled now.",
+        )
+        .expect("valid metric");
+        let sink_write_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "vizion_bridge_sink_write_duration_seconds",
+                "Time a sink took to confirm a write, by sink.",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+            &["sink"],
+        )
+        .expect("valid metric");
+        let sink_write_failures = IntCounterVec::new(
+            Opts::new(
+                "vizion_bridge_sink_write_failures_total",
+                "Writes a sink failed or did not confirm in time, by sink and reason.",
+            ),
+            &["sink", "reason"],
+        )
+        .expect("valid metric");
+        let dead_letters = IntCounterVec::new(
+            Opts::new(
+                "vizion_bridge_dead_letters_total",
+                "Authentic webhooks kept as dead letters because they were not usable, by reason.",
+            ),
+            &["reason"],
+        )
+        .expect("valid metric");
+        let build_info = IntGaugeVec::new(
+            Opts::new(
+                "vizion_bridge_build_info",
+                "Always 1; the label carries the version.",
+            ),
+            &["version"],
+        )
+        .expect("valid metric");
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
+
+        for collector in [
+            Box::new(webhooks.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(auth_failures.clone()),
+            Box::new(request_duration.clone()),
+            Box::new(inflight.clone()),
+            Box::new(sink_write_duration.clone()),
+            Box::new(sink_write_failures.clone()),
+            Box::new(dead_letters.clone()),
+            Box::new(build_info),
+        ] {
+            registry
+                .register(collector)
+                .expect("metric names are unique");
+        }
+
+        // Series that exist from the start read 0 rather than "no data" in alerts.
+        for outcome in Outcome::ALL {
+            webhooks.with_label_values(&[outcome.as_str()]);
+        }
+        for reason in FailureReason::ALL {
+            for mode in [Mode::Enforce, Mode::Shadow] {
+                auth_failures.with_label_values(&[reason.as_str(), mode.as_str()]);
+            }
+        }
+
+        Self {
+            registry,
+            webhooks,
+            auth_failures,
+            request_duration,
+            inflight,
+            sink_write_duration,
+            sink_write_failures,
+            dead_letters,
+        }
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut out = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut out)
+            .expect("text encoding to memory cannot fail");
+        String::from_utf8(out).expect("the text format is UTF-8")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
