@@ -22,7 +22,7 @@ pub const CONFIG_PATH_ENV: &str = "VIZION_BRIDGE_CONFIG";
 /// Prefix of the environment variables that override single keys.
 pub const ENV_PREFIX: &str = "VIZION_BRIDGE__";
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Settings {
     /// Where accepted updates go; every listed sink must confirm before the answer.
@@ -35,6 +35,23 @@ pub struct Settings {
     pub dedup: DedupConfig,
     pub delivery: DeliveryConfig,
     pub storage: StorageConfig,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        // The file sink needs no broker, so a bare `serve` works on a fresh machine.
+        Self {
+            sinks: vec![SinkKind::File],
+            server: ServerConfig::default(),
+            metrics: MetricsConfig::default(),
+            log: LogConfig::default(),
+            ingest: IngestConfig::default(),
+            auth: AuthConfig::default(),
+            dedup: DedupConfig::default(),
+            delivery: DeliveryConfig::default(),
+            storage: StorageConfig::default(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

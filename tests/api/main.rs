@@ -1,0 +1,9 @@
+mod auth;
+mod cli;
+mod delivery;
+mod health_and_metrics;
+mod helpers;
+mod lifecycle;
+mod limits;
+mod source;
+mod test_sinks;
