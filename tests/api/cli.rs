@@ -272,15 +272,7 @@ async fn serve_accepts_a_signed_webhook_and_stops_cleanly_on_sigterm() {
         }
     };
 
-    let body_file = dir.path().join("body.json");
-    std::fs::write(
-        &body_file,
-        std::fs::read(repo_file(
-            "../shared/vizion/samples/mid-journey-transshipment.json",
-        ))
-        .unwrap(),
-    )
-    .unwrap();
+    let body_file = repo_file("tests/fixtures/samples/mid-journey-transshipment.json");
     let headers = sign(&body_file, secret, &[]);
     let client = reqwest::Client::new();
     let mut request = client

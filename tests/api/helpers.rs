@@ -261,7 +261,7 @@ pub fn update_body(id: &str) -> Vec<u8> {
 
 pub fn sample(name: &str) -> Vec<u8> {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/vizion/samples")
+        .join("tests/fixtures/samples")
         .join(name);
     std::fs::read(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
 }
