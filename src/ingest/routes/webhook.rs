@@ -74,6 +74,11 @@ pub async fn receive_webhook(
                 IngestError::Unavailable { cause, .. } => {
                     tracing::error!(error = %cause, "webhook not stored")
                 }
+                IngestError::Unauthorized(failure) => tracing::warn!(
+                    reason = failure.reason.as_str(),
+                    error = %error,
+                    "webhook rejected"
+                ),
                 error => tracing::warn!(error = %error, "webhook rejected"),
             }
             error.error_response()
