@@ -87,6 +87,22 @@ async fn a_chunked_body_is_cut_off_at_the_limit() {
 }
 
 #[tokio::test]
+async fn a_broken_chunked_body_gets_400() {
+    let app = spawn_app().await;
+    let head = format!(
+        "POST {WEBHOOK_PATH} HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n"
+    );
+    let (status, text) = raw_exchange(app.port, &head, b"zz\r\nabc\r\n").await;
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("\"error\":\"bad_request\""));
+    assert_eq!(
+        app.metric("vizion_bridge_webhooks_total", "outcome=\"bad_request\"")
+            .await,
+        1.0
+    );
+}
+
+#[tokio::test]
 async fn a_body_at_the_limit_is_read() {
     let body = update_body("u-limit");
     let app = spawn_app_with(|s| s.ingest.max_body_bytes = body.len()).await;
