@@ -36,7 +36,11 @@ pub struct ServerConfig {
     /// How long an idle keep-alive connection stays open.
     #[serde(with = "humantime_serde")]
     pub keep_alive: Duration,
-    /// On SIGTERM or SIGINT: how long in-flight requests may take to finish.
+    /// On SIGTERM or SIGINT: how long `/readyz` answers 503 before the listener
+    /// closes, so that load balancers stop sending first.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_delay: Duration,
+    /// Then how long in-flight requests may take to finish.
     #[serde(with = "humantime_serde")]
     pub shutdown_timeout: Duration,
     /// Value of `Retry-After` on 503 answers.
@@ -53,6 +57,7 @@ impl Default for ServerConfig {
             client_request_timeout: Duration::from_secs(5),
             body_read_timeout: Duration::from_secs(10),
             keep_alive: Duration::from_secs(75),
+            shutdown_delay: Duration::ZERO,
             shutdown_timeout: Duration::from_secs(25),
             retry_after: Duration::from_secs(5),
         }
@@ -83,6 +88,7 @@ pub struct Application {
     metrics_server: Server,
     state: web::Data<IngestState>,
     stop: Arc<Notify>,
+    shutdown_delay: Duration,
 }
 
 /// Asks a running [`Application`] to shut down as on SIGTERM.
@@ -118,6 +124,7 @@ impl Application {
             sources: SourcePolicy::new(
                 settings.ingest.allowed_sources.clone(),
                 settings.ingest.trusted_proxies.clone(),
+                settings.ingest.forwarded_header,
             ),
             auth: Authenticator::new(settings.auth.clone(), keys),
             delivery: Delivery::new(
@@ -147,7 +154,7 @@ impl Application {
         })
         .client_request_timeout(server_config.client_request_timeout)
         .keep_alive(server_config.keep_alive)
-        .shutdown_timeout(server_config.shutdown_timeout.as_secs())
+        .shutdown_timeout(server_config.shutdown_timeout.as_secs_f64().ceil() as u64)
         // Signals are handled below, so that sinks are flushed after the last request.
         .disable_signals();
         if server_config.workers > 0 {
@@ -185,6 +192,7 @@ impl Application {
             metrics_server,
             state,
             stop: Arc::new(Notify::new()),
+            shutdown_delay: server_config.shutdown_delay,
         })
     }
 
@@ -217,6 +225,10 @@ impl Application {
         let result = match early_exit {
             Some(result) => result.map_err(std::io::Error::other).and_then(|r| r),
             None => {
+                if !self.shutdown_delay.is_zero() {
+                    tracing::info!(delay = ?self.shutdown_delay, "shutting down: not ready, still serving");
+                    tokio::time::sleep(self.shutdown_delay).await;
+                }
                 tracing::info!("shutting down: finishing in-flight requests");
                 ingest.stop(true).await;
                 serving.await.map_err(std::io::Error::other).and_then(|r| r)

@@ -6,6 +6,12 @@ use sha2::Sha256;
 use super::config::BodyHmacConfig;
 use super::{digest, AuthFailure, FailureReason, KeyRing, RequestParts, SigningKey};
 
+/// Whether the body begins like a JSON object, as every Vizion delivery does. A
+/// signing string begins with `(` or a header name, never with `{`.
+pub(crate) fn could_be_a_delivery(body: &[u8]) -> bool {
+    body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{')
+}
+
 pub(crate) fn verify<'k>(
     config: &BodyHmacConfig,
     request: &RequestParts<'_>,

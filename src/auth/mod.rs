@@ -146,8 +146,16 @@ impl Authenticator {
                 let header = &self.config.http_signature.header;
                 if http_signature::looks_like_http_signature(request.headers, header) {
                     self.verify_http_signature(request)
-                } else {
+                } else if body_hmac::could_be_a_delivery(request.body) {
                     self.verify_body_hmac(request)
+                } else {
+                    // Both readings share the secrets, so an HTTP signature's signing
+                    // string, posted as a body with the captured MAC, would pass as a
+                    // body HMAC. A signing string never starts with `{`; a delivery does.
+                    Err(AuthFailure::new(
+                        FailureReason::BadSignature,
+                        "with scheme auto, a body HMAC is accepted only on a JSON object",
+                    ))
                 }
             }
             Scheme::StaticHeader => {

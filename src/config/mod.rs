@@ -73,8 +73,11 @@ impl Default for StorageConfig {
 pub enum ConfigError {
     #[error("cannot read configuration file `{path}`: {reason}")]
     Unreadable { path: String, reason: String },
+    /// Keys with the wrong type or name, or a file that is not TOML. The message
+    /// names the key and the expectation but never repeats a value, which could be a
+    /// secret.
     #[error("{0}")]
-    Load(#[from] Box<figment::Error>),
+    Load(String),
     #[error("invalid configuration:\n  - {}", .0.join("\n  - "))]
     Invalid(Vec<String>),
 }
@@ -103,7 +106,7 @@ impl Settings {
         figment = figment.merge(Env::prefixed(ENV_PREFIX).split("__"));
         figment
             .extract()
-            .map_err(|e| ConfigError::Load(Box::new(e)))
+            .map_err(|e| ConfigError::Load(describe_load_error(e)))
     }
 
     /// Checks what types alone cannot, including that every secret can be read.
@@ -139,6 +142,22 @@ impl Settings {
         }
         if self.dedup.capacity == 0 {
             errors.push("`dedup.capacity` must be above 0".into());
+        }
+        if self.server.shutdown_timeout < std::time::Duration::from_secs(1) {
+            errors.push("`server.shutdown_timeout` must be at least 1s".into());
+        }
+        let signature = &self.auth.http_signature;
+        if matches!(self.auth.scheme, Scheme::HttpSignature | Scheme::Auto)
+            && !signature
+                .required_headers
+                .iter()
+                .any(|h| h.eq_ignore_ascii_case(&signature.digest_header))
+        {
+            errors.push(format!(
+                "`auth.http_signature.required_headers` must include the digest header `{}`: \
+                 without it a signature does not bind the body",
+                signature.digest_header
+            ));
         }
         if self.delivery.timeout.is_zero() {
             errors.push("`delivery.timeout` must be above 0".into());
@@ -179,5 +198,116 @@ impl Settings {
     /// The effective settings as TOML, with every secret shown as `[redacted]`.
     pub fn to_redacted_toml(&self) -> String {
         toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render settings: {e}\n"))
+    }
+}
+
+/// Describes every error figment found, without the rejected values: figment's own
+/// messages quote them (`found string "…"`), and TOML syntax errors quote the source
+/// line, either of which may hold a secret.
+fn describe_load_error(error: figment::Error) -> String {
+    use figment::error::{Actual, Kind};
+
+    let kind_of = |actual: &Actual| match actual {
+        Actual::Bool(_) => "a boolean",
+        Actual::Unsigned(_) | Actual::Signed(_) => "an integer",
+        Actual::Float(_) => "a float",
+        Actual::Char(_) | Actual::Str(_) => "a string",
+        Actual::Bytes(_) => "bytes",
+        Actual::Seq => "a list",
+        Actual::Map => "a table",
+        _ => "a value of another type",
+    };
+    let mut lines = Vec::new();
+    for e in error {
+        let what = match &e.kind {
+            Kind::Message(message) => message
+                .lines()
+                .map(str::trim)
+                // Drop the quoted source lines (`3 | secret = "…`) and their markers.
+                .filter(|line| !line.is_empty() && !is_source_excerpt(line))
+                .collect::<Vec<_>>()
+                .join(": "),
+            Kind::InvalidType(actual, expected) | Kind::InvalidValue(actual, expected) => {
+                format!("found {}, expected {expected}", kind_of(actual))
+            }
+            Kind::InvalidLength(len, expected) => format!("{len} items, expected {expected}"),
+            Kind::UnknownVariant(variant, expected) => {
+                format!(
+                    "unknown value `{variant}`, expected one of {}",
+                    expected.join(", ")
+                )
+            }
+            Kind::UnknownField(field, expected) => {
+                format!(
+                    "unknown key `{field}`, expected one of {}",
+                    expected.join(", ")
+                )
+            }
+            Kind::MissingField(field) => format!("missing key `{field}`"),
+            Kind::DuplicateField(field) => format!("duplicate key `{field}`"),
+            Kind::ISizeOutOfRange(_) | Kind::USizeOutOfRange(_) => "number out of range".into(),
+            Kind::Unsupported(actual) | Kind::UnsupportedKey(actual, _) => {
+                format!("{} is not supported here", kind_of(actual))
+            }
+        };
+        let key = if e.path.is_empty() {
+            String::new()
+        } else {
+            format!(" at key `{}`", e.path.join("."))
+        };
+        let source = e
+            .metadata
+            .as_ref()
+            .map(|m| match &m.source {
+                Some(figment::Source::File(path)) => format!(" in {}", path.display()),
+                _ => format!(" in {}", m.name),
+            })
+            .unwrap_or_default();
+        lines.push(format!("{what}{key}{source}"));
+    }
+    format!("invalid configuration:\n  - {}", lines.join("\n  - "))
+}
+
+/// A line of a TOML error's excerpt: `|`, `3 | text`, or `  |    ^`.
+fn is_source_excerpt(line: &str) -> bool {
+    match line.split_once('|') {
+        Some((gutter, _)) => gutter.trim().chars().all(|c| c.is_ascii_digit()),
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_file(text: &str) -> Result<Settings, ConfigError> {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), text).unwrap();
+        Settings::load(Some(file.path()))
+    }
+
+    #[test]
+    fn errors_never_repeat_the_rejected_value() {
+        for text in [
+            "[[auth.secrets]]\nsecret = 123456789\n",
+            "[[auth.secrets]]\nsecret = \"hunter2-secret\n",
+            "[auth]\nsecrets = \"hunter2-secret\"\n",
+        ] {
+            let message = load_file(text).unwrap_err().to_string();
+            assert!(!message.contains("hunter2-secret"), "{message}");
+            assert!(!message.contains("123456789"), "{message}");
+            assert!(message.contains("invalid configuration"), "{message}");
+        }
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let message = load_file("[auth]\nsecrets = \"x\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains("auth.secrets"), "{message}");
+        assert!(message.contains("found a string"), "{message}");
+        let message = load_file("[server]\nlistne = 1\n").unwrap_err().to_string();
+        assert!(message.contains("unknown key `listne`"), "{message}");
     }
 }

@@ -6,6 +6,9 @@ use std::path::Path;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+/// What stands in for a secret wherever settings are printed.
+pub const REDACTED: &str = "[redacted]";
+
 /// A secret value written inline in configuration. It prints as `[redacted]`
 /// everywhere (Debug, check-config output), and is zeroed when dropped.
 #[derive(Clone)]
@@ -19,7 +22,7 @@ impl InlineSecret {
 
 impl fmt::Debug for InlineSecret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("[redacted]")
+        f.write_str(REDACTED)
     }
 }
 
@@ -31,7 +34,7 @@ impl<'de> Deserialize<'de> for InlineSecret {
 
 impl Serialize for InlineSecret {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str("[redacted]")
+        serializer.serialize_str(REDACTED)
     }
 }
 
@@ -45,6 +48,8 @@ pub enum SecretError {
     Unreadable { path: String, reason: String },
     #[error("the secret `{0}` is empty")]
     Empty(&'static str),
+    #[error("the secret `{0}` is the placeholder \"[redacted]\" from check-config's output, not a secret")]
+    Redacted(&'static str),
 }
 
 /// Reads a secret given by exactly one of its three forms: `NAME` (inline), `NAME_env`
@@ -67,7 +72,10 @@ pub fn resolve(
                 path: path.display().to_string(),
                 reason: e.to_string(),
             })?;
-            let kept = text.trim_end_matches(['\r', '\n']).len();
+            let kept = text
+                .strip_suffix("\r\n")
+                .or_else(|| text.strip_suffix('\n'))
+                .map_or(text.len(), str::len);
             text.truncate(kept);
             text
         }
@@ -75,6 +83,11 @@ pub fn resolve(
     };
     if value.is_empty() {
         return Err(SecretError::Empty(name));
+    }
+    // What `check-config` prints in place of a secret must never work as one, should
+    // its output be saved and deployed.
+    if value == REDACTED {
+        return Err(SecretError::Redacted(name));
     }
     Ok(SecretString::from(value))
 }
@@ -101,11 +114,27 @@ mod tests {
     }
 
     #[test]
-    fn file_secret_drops_the_trailing_line_break_only() {
-        let mut file = tempfile::NamedTempFile::new().unwrap();
-        file.write_all(b" s3cret \n").unwrap();
-        let secret = resolve("secret", None, None, Some(file.path())).unwrap();
-        assert_eq!(secret.expose_secret(), " s3cret ");
+    fn file_secret_drops_one_trailing_line_break() {
+        for (content, expected) in [
+            (&b" s3cret \n"[..], " s3cret "),
+            (b"s3cret\r\n", "s3cret"),
+            (b"s3cret\n\n", "s3cret\n"),
+            (b"s3cret", "s3cret"),
+        ] {
+            let mut file = tempfile::NamedTempFile::new().unwrap();
+            file.write_all(content).unwrap();
+            let secret = resolve("secret", None, None, Some(file.path())).unwrap();
+            assert_eq!(secret.expose_secret(), expected);
+        }
+    }
+
+    #[test]
+    fn the_redaction_placeholder_is_refused_as_a_secret() {
+        let inline = InlineSecret::new(REDACTED);
+        assert_eq!(
+            resolve("secret", Some(&inline), None, None).unwrap_err(),
+            SecretError::Redacted("secret")
+        );
     }
 
     #[test]

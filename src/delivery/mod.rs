@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use futures_util::future::join_all;
 use serde::{Deserialize, Serialize};
 
-pub use self::dedup::{Dedup, DedupConfig};
+pub use self::dedup::{Claim, Dedup, DedupConfig};
 use crate::sinks::{Record, Sink, SinkError};
 use crate::telemetry::Metrics;
 
@@ -76,12 +76,17 @@ impl Delivery {
     }
 
     /// Writes `record` to every sink unless `dedup_key` was delivered before. The key is
-    /// remembered only once every sink confirmed, so a failed write can be retried.
+    /// remembered only once every sink confirmed, so a failed write can be retried; two
+    /// concurrent deliveries of one key are written once.
     pub async fn deliver(
         &self,
         record: &Record<'_>,
         dedup_key: Option<&str>,
     ) -> Result<Delivered, DeliveryError> {
+        let _claim = match dedup_key {
+            Some(key) => Some(self.dedup.claim(key).await),
+            None => None,
+        };
         if dedup_key.is_some_and(|key| self.dedup.contains(key)) {
             return Ok(Delivered::Duplicate);
         }
@@ -154,4 +159,11 @@ impl Delivery {
             }
         }
     }
+}
+
+/// The dedup key of a dead letter: a hash of its bytes, since it has no usable id.
+/// Vizion resends a refused body at every check; it is kept once.
+pub fn dead_letter_key(body: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    format!("dead-letter:{}", hex::encode(Sha256::digest(body)))
 }

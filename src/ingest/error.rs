@@ -96,7 +96,9 @@ impl ResponseError for IngestError {
         }
         if matches!(
             self,
-            IngestError::BodyTimedOut(_) | IngestError::TooLarge { .. }
+            IngestError::BodyTimedOut(_)
+                | IngestError::TooLarge { .. }
+                | IngestError::BrokenBody(_)
         ) {
             // The rest of the body was not read: the connection cannot be reused.
             response.force_close();

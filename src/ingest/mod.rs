@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 
 pub use self::error::IngestError;
-pub use self::source::SourcePolicy;
+pub use self::source::{ForwardedHeader, SourcePolicy};
 use crate::auth::Authenticator;
 use crate::delivery::Delivery;
 use crate::telemetry::Metrics;
@@ -29,8 +29,11 @@ pub struct IngestConfig {
     pub path: String,
     /// Client networks allowed to send webhooks (IPv4 and IPv6 CIDRs).
     pub allowed_sources: Vec<IpNet>,
-    /// Proxies whose `X-Forwarded-For` / `Forwarded` headers are believed.
+    /// Proxies whose forwarding header is believed.
     pub trusted_proxies: Vec<IpNet>,
+    /// The one header the trusted proxies write; the other is never read, since a
+    /// proxy passes through whatever the client sent in it.
+    pub forwarded_header: ForwardedHeader,
     /// Largest body accepted; larger ones get 413 without being read to the end.
     pub max_body_bytes: usize,
 }
@@ -41,6 +44,7 @@ impl Default for IngestConfig {
             path: "/webhooks/vizion".into(),
             allowed_sources: vec![VIZION_SOURCE.parse().expect("valid CIDR")],
             trusted_proxies: Vec::new(),
+            forwarded_header: ForwardedHeader::XForwardedFor,
             max_body_bytes: 1024 * 1024,
         }
     }

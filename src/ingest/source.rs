@@ -5,19 +5,32 @@ use std::net::{IpAddr, SocketAddr};
 
 use actix_web::http::header::{HeaderMap, FORWARDED};
 use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
 
 const X_FORWARDED_FOR: &str = "x-forwarded-for";
+
+/// Which header carries the client address behind a trusted proxy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+pub enum ForwardedHeader {
+    #[serde(rename = "x-forwarded-for")]
+    XForwardedFor,
+    /// RFC 7239 `Forwarded: for=…`.
+    #[serde(rename = "forwarded")]
+    Forwarded,
+}
 
 pub struct SourcePolicy {
     allowed: Vec<IpNet>,
     trusted_proxies: Vec<IpNet>,
+    header: ForwardedHeader,
 }
 
 impl SourcePolicy {
-    pub fn new(allowed: Vec<IpNet>, trusted_proxies: Vec<IpNet>) -> Self {
+    pub fn new(allowed: Vec<IpNet>, trusted_proxies: Vec<IpNet>, header: ForwardedHeader) -> Self {
         Self {
             allowed,
             trusted_proxies,
+            header,
         }
     }
 
@@ -38,7 +51,10 @@ impl SourcePolicy {
         if !self.is_trusted_proxy(peer) {
             return Some(peer);
         }
-        let chain = forwarded_chain(headers);
+        let chain = match self.header {
+            ForwardedHeader::XForwardedFor => x_forwarded_for_chain(headers),
+            ForwardedHeader::Forwarded => forwarded_chain(headers),
+        };
         let mut farthest = peer;
         for hop in chain.iter().rev() {
             let addr = parse_node(hop)?.to_canonical();
@@ -51,9 +67,8 @@ impl SourcePolicy {
     }
 }
 
-/// Addresses from `X-Forwarded-For`, or else from `Forwarded`'s `for=` parameters,
-/// nearest hop last.
-fn forwarded_chain(headers: &HeaderMap) -> Vec<&str> {
+/// Addresses from `X-Forwarded-For`, nearest hop last.
+fn x_forwarded_for_chain(headers: &HeaderMap) -> Vec<&str> {
     let mut chain = Vec::new();
     for value in headers.get_all(X_FORWARDED_FOR) {
         let Ok(value) = value.to_str() else {
@@ -63,9 +78,12 @@ fn forwarded_chain(headers: &HeaderMap) -> Vec<&str> {
         };
         chain.extend(value.split(',').map(str::trim).filter(|s| !s.is_empty()));
     }
-    if !chain.is_empty() {
-        return chain;
-    }
+    chain
+}
+
+/// Addresses from `Forwarded`'s `for=` parameters, nearest hop last.
+fn forwarded_chain(headers: &HeaderMap) -> Vec<&str> {
+    let mut chain = Vec::new();
     for value in headers.get_all(FORWARDED) {
         let Ok(value) = value.to_str() else {
             chain.push("");
@@ -100,11 +118,16 @@ mod tests {
     use super::*;
     use actix_web::http::header::{HeaderName, HeaderValue};
 
-    fn policy() -> SourcePolicy {
+    fn policy_reading(header: ForwardedHeader) -> SourcePolicy {
         SourcePolicy::new(
             vec!["54.164.144.86/32".parse().unwrap()],
             vec!["10.0.0.0/8".parse().unwrap(), "fd00::/8".parse().unwrap()],
+            header,
         )
+    }
+
+    fn policy() -> SourcePolicy {
+        policy_reading(ForwardedHeader::XForwardedFor)
     }
 
     fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
@@ -153,14 +176,37 @@ mod tests {
     }
 
     #[test]
-    fn the_forwarded_header_is_read_when_there_is_no_x_forwarded_for() {
+    fn the_forwarded_header_is_read_when_configured() {
         let h = headers(&[(
             "forwarded",
             "for=\"[2001:db8::7]:4711\";proto=https, for=fd00::1",
         )]);
+        let policy = policy_reading(ForwardedHeader::Forwarded);
+        assert_eq!(
+            policy.client_address(ip("10.0.0.1"), &h),
+            Some(ip("2001:db8::7"))
+        );
+    }
+
+    #[test]
+    fn only_the_configured_header_is_read() {
+        // The proxy writes one header and passes the other through from the client.
+        let h = headers(&[
+            ("forwarded", "for=6.6.6.6"),
+            ("x-forwarded-for", "54.164.144.86"),
+        ]);
+        let forwarded = policy_reading(ForwardedHeader::Forwarded);
+        assert_eq!(
+            forwarded.client_address(ip("10.0.0.1"), &h),
+            Some(ip("6.6.6.6"))
+        );
+        let h = headers(&[
+            ("x-forwarded-for", "6.6.6.6"),
+            ("forwarded", "for=54.164.144.86"),
+        ]);
         assert_eq!(
             policy().client_address(ip("10.0.0.1"), &h),
-            Some(ip("2001:db8::7"))
+            Some(ip("6.6.6.6"))
         );
     }
 
@@ -169,7 +215,8 @@ mod tests {
         let h = headers(&[("x-forwarded-for", "54.164.144.86, garbage")]);
         assert_eq!(policy().client_address(ip("10.0.0.1"), &h), None);
         let h = headers(&[("forwarded", "for=unknown")]);
-        assert_eq!(policy().client_address(ip("10.0.0.1"), &h), None);
+        let policy = policy_reading(ForwardedHeader::Forwarded);
+        assert_eq!(policy.client_address(ip("10.0.0.1"), &h), None);
     }
 
     #[test]

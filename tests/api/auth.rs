@@ -279,7 +279,7 @@ async fn keys_rotate_side_by_side_and_key_ids_select_the_secret() {
 }
 
 #[tokio::test]
-async fn shadow_mode_accepts_but_counts_and_logs_failures() {
+async fn shadow_mode_accepts_but_counts_failures() {
     let app = spawn_app_with(|s| s.auth.mode = Mode::Shadow).await;
     let body = update_body("u-shadow");
     let mut builder = SignatureBuilder::new(&body);
@@ -353,6 +353,20 @@ async fn auto_picks_the_reading_from_the_header() {
     let body = update_body("u-auto-3");
     let headers = vec![("x-vizion-signature".into(), body_hmac_hex("wrong", &body))];
     assert_rejected(&app, &body, headers, "bad_signature").await;
+}
+
+#[tokio::test]
+async fn auto_does_not_accept_a_signing_string_replayed_as_a_body_hmac() {
+    let app = spawn_app_with(|s| s.auth.scheme = Scheme::Auto).await;
+    // A captured delivery: its signing string and MAC are known to an eavesdropper.
+    let captured = SignatureBuilder::new(&update_body("u-captured"));
+    let forged_body = captured.signing_string().into_bytes();
+    let headers = vec![("x-vizion-signature".into(), captured.signature_hex())];
+    assert_rejected(&app, &forged_body, headers, "bad_signature").await;
+    assert!(
+        app.dead_letters().is_empty(),
+        "nothing kept for a forged body"
+    );
 }
 
 #[tokio::test]

@@ -67,6 +67,19 @@ fn inline_secrets_are_redacted() {
     let (_, stdout, _) = run(&["check-config", "--config", local.to_str().unwrap()], &[]);
     assert!(!stdout.contains("local-development-secret"));
     assert!(stdout.contains("[redacted]"));
+    // Saved and loaded again, the placeholder is refused rather than used as a secret.
+    let reprinted = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(reprinted.path(), &stdout).unwrap();
+    let (code, _, stderr) = run(
+        &[
+            "check-config",
+            "--config",
+            reprinted.path().to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(code, 1);
+    assert!(stderr.contains("placeholder"), "{stderr}");
 }
 
 #[test]
@@ -150,6 +163,22 @@ fn an_empty_allowlist_is_an_error_and_allow_all_a_warning() {
     );
     assert_eq!(code, 0, "{stderr}");
     assert!(stderr.contains("warning"), "{stderr}");
+}
+
+#[test]
+fn a_signature_that_need_not_cover_the_digest_is_refused() {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        file.path(),
+        "[auth.http_signature]\nrequired_headers = []\n[[auth.secrets]]\nsecret = \"s\"\n",
+    )
+    .unwrap();
+    let (code, _, stderr) = run(
+        &["check-config", "--config", file.path().to_str().unwrap()],
+        &[],
+    );
+    assert_eq!(code, 1);
+    assert!(stderr.contains("required_headers"), "{stderr}");
 }
 
 #[test]

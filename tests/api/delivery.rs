@@ -145,6 +145,48 @@ async fn authentic_bodies_that_are_not_updates_are_kept_as_dead_letters() {
 }
 
 #[tokio::test]
+async fn a_resent_dead_letter_is_kept_once() {
+    let app = spawn_app().await;
+    for _ in 0..3 {
+        assert_eq!(app.post_signed(b"{broken").await.status().as_u16(), 200);
+    }
+    assert_eq!(app.dead_letters().len(), 1);
+    assert_eq!(
+        app.metric("vizion_bridge_webhooks_total", "outcome=\"duplicate\"")
+            .await,
+        2.0
+    );
+}
+
+#[tokio::test]
+async fn concurrent_deliveries_of_one_update_are_written_once() {
+    let app = Arc::new(spawn_app().await);
+    let body = Arc::new(update_body("u-same"));
+    let mut tasks = Vec::new();
+    for _ in 0..16 {
+        let (app, body) = (app.clone(), body.clone());
+        tasks.push(tokio::spawn(async move {
+            let response = app.post_signed(&body).await;
+            assert_eq!(response.status().as_u16(), 200);
+            response.json::<Value>().await.unwrap()["status"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        }));
+    }
+    let mut statuses = Vec::new();
+    for task in tasks {
+        statuses.push(task.await.unwrap());
+    }
+    assert_eq!(
+        statuses.iter().filter(|s| *s == "accepted").count(),
+        1,
+        "{statuses:?}"
+    );
+    assert_eq!(app.updates().len(), 1);
+}
+
+#[tokio::test]
 async fn an_unauthentic_body_is_not_dead_lettered() {
     let app = spawn_app().await;
     let response = app.post(b"{not json", &[]).await;

@@ -42,6 +42,29 @@ async fn a_spoofed_forwarded_for_from_an_untrusted_peer_changes_nothing() {
 }
 
 #[tokio::test]
+async fn behind_a_proxy_that_writes_forwarded_a_client_x_forwarded_for_is_ignored() {
+    let app = spawn_app_with(|s| {
+        s.ingest.allowed_sources = vec!["54.164.144.86/32".parse().unwrap()];
+        s.ingest.trusted_proxies = vec!["127.0.0.0/8".parse().unwrap()];
+        s.ingest.forwarded_header = vizion_bridge::ingest::ForwardedHeader::Forwarded;
+    })
+    .await;
+    // The client forged X-Forwarded-For; the proxy recorded the real client in Forwarded.
+    assert_forbidden(
+        &app,
+        vec![
+            forwarded("54.164.144.86"),
+            ("forwarded".into(), "for=6.6.6.6".into()),
+        ],
+    )
+    .await;
+    let body = update_body("u-fwd");
+    let mut headers = SignatureBuilder::new(&body).headers();
+    headers.push(("forwarded".into(), "for=54.164.144.86;proto=https".into()));
+    assert_eq!(app.post(&body, &headers).await.status().as_u16(), 200);
+}
+
+#[tokio::test]
 async fn behind_a_trusted_proxy_the_forwarded_client_is_checked() {
     let app = spawn_app_with(|s| {
         s.ingest.allowed_sources = vec!["54.164.144.86/32".parse().unwrap()];

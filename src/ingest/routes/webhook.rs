@@ -10,7 +10,7 @@ use time::OffsetDateTime;
 use tracing::{field, Instrument};
 
 use crate::auth::{Mode, RequestParts, Verdict};
-use crate::delivery::Delivered;
+use crate::delivery::{self, Delivered};
 use crate::ingest::body::{self, BodyError};
 use crate::ingest::{IngestError, IngestState};
 use crate::sinks::{Receipt, Record};
@@ -217,19 +217,27 @@ async fn handle(
                 body: &body,
                 receipt: &receipt,
             };
-            state
+            let delivered = state
                 .delivery
-                .deliver(&record, None)
+                .deliver(&record, Some(&delivery::dead_letter_key(&body)))
                 .await
                 .map_err(|cause| unavailable(state, cause))?;
-            state
-                .metrics
-                .dead_letters
-                .with_label_values(&[reason])
-                .inc();
-            Ok(Answer {
-                outcome: Outcome::DeadLettered,
-                body: json!({ "status": "dead_lettered", "reason": reason }),
+            Ok(match delivered {
+                Delivered::Accepted => {
+                    state
+                        .metrics
+                        .dead_letters
+                        .with_label_values(&[reason])
+                        .inc();
+                    Answer {
+                        outcome: Outcome::DeadLettered,
+                        body: json!({ "status": "dead_lettered", "reason": reason }),
+                    }
+                }
+                Delivered::Duplicate => Answer {
+                    outcome: Outcome::Duplicate,
+                    body: json!({ "status": "duplicate", "reason": reason }),
+                },
             })
         }
     }

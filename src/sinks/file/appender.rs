@@ -105,64 +105,100 @@ fn write_batches(mut file: File, mut len: u64, jobs: mpsc::Receiver<Job>, open: 
                 Err(_) => break,
             }
         }
+        // A caller that stopped waiting (its deadline passed) has answered 503 and
+        // will be retried: writing its line now would only duplicate it.
+        batch.retain(|job| !job.done.is_closed());
+        if batch.is_empty() {
+            continue;
+        }
         buffer.clear();
         for job in &batch {
             buffer.extend_from_slice(&job.line);
         }
-        let result = file.write_all(&buffer).and_then(|()| file.sync_data());
-        let result = match result {
-            Ok(()) => {
-                len += buffer.len() as u64;
-                Ok(())
-            }
+        let (result, usable) = match file.write_all(&buffer) {
+            // Nothing of this batch was confirmed: cut back whatever reached the file,
+            // so that no half-written line stays in front of the next batch.
             Err(e) => {
-                // Leave no half-written line behind: cut the file back to the last
-                // confirmed length.
-                let _ = file.set_len(len).and_then(|()| file.sync_data());
-                Err(SinkError::Io(e.to_string()))
+                let usable = file.set_len(len).and_then(|()| file.sync_data()).is_ok();
+                (Err(SinkError::Io(e.to_string())), usable)
             }
+            Ok(()) => match file.sync_data() {
+                Ok(()) => {
+                    len += buffer.len() as u64;
+                    (Ok(()), true)
+                }
+                // After a failed fsync the kernel may have dropped the dirty pages: the
+                // file can no longer be trusted to hold what was written. Stop; a restart
+                // cuts any torn tail and carries on.
+                Err(e) => {
+                    let _ = file.set_len(len);
+                    (Err(SinkError::Io(format!("fsync failed: {e}"))), false)
+                }
+            },
         };
         for job in batch {
             let _ = job.done.send(result.clone());
+        }
+        if !usable {
+            tracing::error!(
+                "file sink stopped after a failed write it could not undo; restart to recover"
+            );
+            open.store(false, Ordering::Release);
+            return;
         }
     }
     let _ = file.sync_all();
     open.store(false, Ordering::Release);
 }
 
-/// A crash in the middle of a write can leave a last line without its `\n`. It was
-/// never confirmed, so it is cut off before new lines are appended after it.
+/// Cuts what a crash may have left after the last confirmed line: a line without its
+/// `\n`, or trailing lines that are not JSON (such as blocks of zeros that some file
+/// systems show after a crash before fsync). None of it was ever confirmed.
 fn drop_torn_tail(file: &mut File) -> std::io::Result<u64> {
     let len = file.metadata()?.len();
-    let mut end = len;
+    let mut keep = match last_newline_before(file, len)? {
+        Some(pos) => pos + 1,
+        None => 0,
+    };
+    while keep > 0 {
+        let start = last_newline_before(file, keep - 1)?.map_or(0, |pos| pos + 1);
+        let mut line = vec![0u8; (keep - 1 - start) as usize];
+        file.seek(SeekFrom::Start(start))?;
+        file.read_exact(&mut line)?;
+        if serde_json::from_slice::<serde::de::IgnoredAny>(&line).is_ok() {
+            break;
+        }
+        keep = start;
+    }
+    if keep != len {
+        tracing::warn!(
+            dropped_bytes = len - keep,
+            "dropping unconfirmed data after the last complete line"
+        );
+        file.set_len(keep)?;
+        file.sync_data()?;
+    }
+    Ok(keep)
+}
+
+/// Position of the last `\n` in `[0, end)`.
+fn last_newline_before(file: &mut File, end: u64) -> std::io::Result<Option<u64>> {
     let mut chunk = vec![0u8; 64 * 1024];
+    let mut end = end;
     while end > 0 {
         let start = end.saturating_sub(chunk.len() as u64);
         let window = &mut chunk[..(end - start) as usize];
         file.seek(SeekFrom::Start(start))?;
         file.read_exact(window)?;
         if let Some(pos) = window.iter().rposition(|&b| b == b'\n') {
-            let keep = start + pos as u64 + 1;
-            if keep != len {
-                tracing::warn!(
-                    dropped_bytes = len - keep,
-                    "dropping an unconfirmed partial line"
-                );
-                file.set_len(keep)?;
-                file.sync_data()?;
-            }
-            return Ok(keep);
+            return Ok(Some(start + pos as u64));
         }
         end = start;
     }
-    if len > 0 {
-        file.set_len(0)?;
-        file.sync_data()?;
-    }
-    Ok(0)
+    Ok(None)
 }
 
-fn sync_parent_dir(path: &Path) -> std::io::Result<()> {
+pub(super) fn sync_parent_dir(path: &Path) -> std::io::Result<()> {
     match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => File::open(dir)?.sync_all(),
         _ => Ok(()),
@@ -174,7 +210,7 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn confirms_lines_and_keeps_their_order_per_writer() {
+    async fn confirms_every_line_of_concurrent_writers_exactly_once() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("out.jsonl");
         let appender = Arc::new(Appender::open(&path).unwrap());
@@ -207,6 +243,33 @@ mod tests {
             appender.append(b"late\n".to_vec()).await,
             Err(SinkError::Closed)
         ));
+    }
+
+    #[tokio::test]
+    async fn trailing_garbage_that_is_not_json_is_cut() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.jsonl");
+        let mut content = b"{\"a\":1}\n".to_vec();
+        content.extend_from_slice(&[0u8; 100]);
+        content.extend_from_slice(b"\n\0\0\0\n");
+        std::fs::write(&path, content).unwrap();
+        let appender = Appender::open(&path).unwrap();
+        appender.append(b"{\"c\":3}\n".to_vec()).await.unwrap();
+        appender.close().await;
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            b"{\"a\":1}\n{\"c\":3}\n".to_vec()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_file_of_nothing_but_garbage_is_emptied() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.jsonl");
+        std::fs::write(&path, b"\0\0\n{\"torn").unwrap();
+        let appender = Appender::open(&path).unwrap();
+        appender.close().await;
+        assert_eq!(std::fs::read(&path).unwrap(), b"".to_vec());
     }
 
     #[tokio::test]

@@ -24,12 +24,19 @@ pub struct FileSink {
 
 impl FileSink {
     pub fn open(dir: &Path) -> Result<Self, SinkError> {
+        let created = !dir.exists();
         std::fs::create_dir_all(dir).map_err(|e| {
             SinkError::Io(format!(
                 "cannot create data directory {}: {e}",
                 dir.display()
             ))
         })?;
+        if created {
+            // A new directory must survive a crash as well as the files in it.
+            appender::sync_parent_dir(dir).map_err(|e| {
+                SinkError::Io(format!("cannot sync data directory {}: {e}", dir.display()))
+            })?;
+        }
         Ok(Self {
             updates: Appender::open(&dir.join(UPDATES_FILE))?,
             dead_letters: Appender::open(&dir.join(DEAD_LETTERS_FILE))?,
