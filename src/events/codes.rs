@@ -158,8 +158,8 @@ pub struct DescriptionEntry {
     /// The standardized description, matched ignoring ASCII case and extra whitespace.
     pub description: &'static str,
     pub code: EventCode,
-    /// The leg the description names; `None` when the wording does not say, in which case
-    /// the leg is inferred from the milestone's location.
+    /// The leg, only when the wording names it ("at origin port", "transshipment", ...);
+    /// otherwise `None`, and the leg is inferred from the milestone's location.
     pub leg: Option<Leg>,
     /// The means of transport the wording implies, used when `mode` is null.
     pub mode: Option<TransportMode>,
@@ -204,16 +204,15 @@ const TRUCK: Option<M> = Some(M::Truck);
 const POL: Option<L> = Some(L::OriginPort);
 const POD: Option<L> = Some(L::DestinationPort);
 const TS: Option<L> = Some(L::Transshipment);
-const PRE: Option<L> = Some(L::InlandOrigin);
 const ONC: Option<L> = Some(L::InlandDestination);
 
 /// Every standardized description this project knows.
 pub const DESCRIPTIONS: &[DescriptionEntry] = &[
     // Empty equipment and gates.
-    row("Gate out empty", C::EmptyOut, PRE, None),
+    row("Gate out empty", C::EmptyOut, None, None),
     row("Gate in empty", C::EmptyReturn, None, None),
     row("Gate in empty return", C::EmptyReturn, None, None),
-    row("Gate in full", C::GateIn, POL, None),
+    row("Gate in full", C::GateIn, None, None),
     row("Gate in", C::GateIn, None, None),
     row("Gate in at origin port", C::GateIn, POL, None),
     row("Gate out", C::GateOut, None, None),
@@ -334,7 +333,7 @@ pub const DESCRIPTIONS: &[DescriptionEntry] = &[
     ),
     row("Free time to expire", C::FreeTimeExpires, None, None),
     row("Picked up by customer", C::PickUp, None, None),
-    row("Out for delivery", C::GateOut, ONC, TRUCK),
+    row("Out for delivery", C::GateOut, None, TRUCK),
     row("Delivered", C::Delivered, None, None),
     row("Destuffed and reused for export", C::Stripped, None, None),
 ];
