@@ -383,8 +383,7 @@ pub(crate) fn summary<'a>(ms: &'a [MilestoneOut<'a>], unknown: usize) -> Summary
     let etd = ms
         .iter()
         .filter(at(EventCode::Departure, Leg::OriginPort))
-        .filter(|m| m.planned == Some(true))
-        .next_back();
+        .rfind(|m| m.planned == Some(true));
     let atd = ms
         .iter()
         .filter(at(EventCode::Departure, Leg::OriginPort))
@@ -394,9 +393,8 @@ pub(crate) fn summary<'a>(ms: &'a [MilestoneOut<'a>], unknown: usize) -> Summary
             .filter(at(EventCode::Arrival, Leg::DestinationPort))
     };
     let eta = arrivals()
-        .filter(|m| m.planned == Some(true) && !m.estimate_only)
-        .next_back()
-        .or_else(|| arrivals().filter(|m| m.estimate_only).next_back());
+        .rfind(|m| m.planned == Some(true) && !m.estimate_only)
+        .or_else(|| arrivals().rfind(|m| m.estimate_only));
     let ata = arrivals().find(|m| m.is_actual() && !m.estimate_only);
     let arrived = ata.and_then(|m| m.instant).or_else(|| {
         ms.iter()

@@ -29,6 +29,8 @@ use lenient::Slot;
 use model::Envelope;
 
 /// An authentic body that was understood.
+// One value per request, moved once: boxing the common kind would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Inbound {
     /// A reference update: the usual webhook, a full snapshot of one container's journey.
