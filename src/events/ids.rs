@@ -15,57 +15,79 @@
 //! twice, and get the same id.
 //!
 //! The id is a UUID (version 8, the layout for custom hashes) made from the first 16
-//! bytes of a SHA-256 over those parts, each prefixed by its length.
+//! bytes of a SHA-256 over those parts, each followed by its length.
 
 use sha2::{Digest, Sha256};
 
 use crate::vizion::Location;
 
-/// The hash of the parts above without the ordinal.
+/// The hash of the parts above without the ordinal. Each part is followed by its length
+/// in bytes, which keeps the encoding unambiguous. `scratch` is reused between calls to
+/// save allocations.
 pub(crate) fn milestone_base(
     reference_id: &str,
     description: Option<&str>,
     location: Option<&Location>,
+    scratch: &mut Vec<u8>,
 ) -> [u8; 32] {
-    let mut h = Sha256::new();
-    part(&mut h, b"vizion-bridge milestone v1");
-    part(&mut h, reference_id.as_bytes());
-    let description = description
-        .map(|d| {
-            d.split_whitespace()
-                .collect::<Vec<_>>()
-                .join(" ")
-                .to_lowercase()
-        })
-        .unwrap_or_default();
-    part(&mut h, description.as_bytes());
-    part(&mut h, place_key(location).as_bytes());
-    h.finalize().into()
+    scratch.clear();
+    let mut start = 0;
+    scratch.extend_from_slice(b"vizion-bridge milestone v1");
+    close(scratch, &mut start);
+    scratch.extend_from_slice(reference_id.as_bytes());
+    close(scratch, &mut start);
+    if let Some(d) = description {
+        for (i, word) in d.split_whitespace().enumerate() {
+            if i > 0 {
+                scratch.push(b' ');
+            }
+            push_lowercase(scratch, word);
+        }
+    }
+    close(scratch, &mut start);
+    if let Some(l) = location {
+        if let Some(code) = present(&l.unlocode) {
+            scratch.extend_from_slice(b"unlocode:");
+            let mut buf = [0u8; 4];
+            for c in code
+                .chars()
+                .filter(|c| !c.is_whitespace())
+                .flat_map(char::to_uppercase)
+            {
+                scratch.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+            }
+        } else if let Some(facility) = present(&l.facility) {
+            scratch.extend_from_slice(b"facility:");
+            push_lowercase(scratch, facility);
+        } else if let Some(name) = present(&l.name) {
+            scratch.extend_from_slice(b"name:");
+            push_lowercase(scratch, name);
+        }
+    }
+    close(scratch, &mut start);
+    Sha256::digest(&scratch[..]).into()
+}
+
+/// Ends the part that began at `start` by appending its length.
+fn close(scratch: &mut Vec<u8>, start: &mut usize) {
+    let len = (scratch.len() - *start) as u64;
+    scratch.extend_from_slice(&len.to_le_bytes());
+    *start = scratch.len();
+}
+
+fn push_lowercase(out: &mut Vec<u8>, s: &str) {
+    if s.is_ascii() {
+        out.extend(s.bytes().map(|b| b.to_ascii_lowercase()));
+    } else {
+        let mut buf = [0u8; 4];
+        for c in s.chars().flat_map(char::to_lowercase) {
+            out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+        }
+    }
 }
 
 fn present(s: &Option<String>) -> Option<&str> {
     s.as_deref().map(str::trim).filter(|s| !s.is_empty())
-}
-
-fn place_key(location: Option<&Location>) -> String {
-    let Some(l) = location else {
-        return String::new();
-    };
-    if let Some(code) = present(&l.unlocode) {
-        let mut key = String::from("unlocode:");
-        key.extend(
-            code.chars()
-                .filter(|c| !c.is_whitespace())
-                .flat_map(char::to_uppercase),
-        );
-        key
-    } else if let Some(facility) = present(&l.facility) {
-        format!("facility:{}", facility.to_lowercase())
-    } else if let Some(name) = present(&l.name) {
-        format!("name:{}", name.to_lowercase())
-    } else {
-        String::new()
-    }
 }
 
 /// The milestone id for the `ordinal`-th distinct milestone with this base.

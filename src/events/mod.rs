@@ -37,7 +37,7 @@ pub use cloudevent::{
 pub use codes::{EventCode, Leg, TransportMode};
 
 use crate::vizion::{DeadLetter, Inbound, PassThrough, Update};
-use normalize::{MilestoneData, TrackingUpdateData, SCHEMA_VERSION};
+use normalize::{MilestoneKeys, TrackingUpdateData, SCHEMA_VERSION};
 
 /// Default CloudEvents `source`.
 pub const DEFAULT_SOURCE: &str = "urn:vizion-bridge";
@@ -168,9 +168,28 @@ pub fn normalize(
 }
 
 fn to_json<T: Serialize>(value: &T) -> Vec<u8> {
+    to_json_with_capacity(value, 128)
+}
+
+fn to_json_with_capacity<T: Serialize>(value: &T, capacity: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(capacity);
     // The data types hold only strings, numbers, booleans and string-keyed maps, which
     // serde_json always serializes; an empty object stands in should that ever change.
-    serde_json::to_vec(value).unwrap_or_else(|_| b"{}".to_vec())
+    if serde_json::to_writer(&mut out, value).is_err() {
+        out.clear();
+        out.extend_from_slice(b"{}");
+    }
+    out
+}
+
+/// Joins two serialized JSON objects into one: `{a...}` + `{b...}` gives `{a...,b...}`.
+/// `b` must not be `{}`; `a` may be.
+fn join_objects(out: &mut Vec<u8>, a: &[u8], b: &[u8]) {
+    out.extend_from_slice(&a[..a.len().saturating_sub(1)]);
+    if a.len() > 2 {
+        out.push(b',');
+    }
+    out.extend_from_slice(b.get(1..).unwrap_or_default());
 }
 
 fn non_empty(s: Option<&str>) -> Option<String> {
@@ -207,33 +226,55 @@ fn normalize_update(
         data,
     };
 
+    // Each milestone is serialized once; the bytes go both into its own event, after the
+    // shipment keys, and into the tracking update's `milestones` array.
+    let milestone_json: Vec<Vec<u8>> = milestones
+        .iter()
+        .map(|m| to_json_with_capacity(m, 1024))
+        .collect();
+    let keys = to_json(&MilestoneKeys {
+        schema_version: SCHEMA_VERSION,
+        update_id: &update.id,
+        reference_id: &update.reference_id,
+        container_id: p.container_id.as_deref(),
+        carrier_scac: p.carrier_scac.as_deref(),
+        bill_of_lading: p.bill_of_lading.as_deref(),
+    });
     let milestone_events = milestones
         .iter()
-        .filter(|m| m.duplicate_of.is_none())
-        .map(|m| {
-            let data = MilestoneData {
-                schema_version: SCHEMA_VERSION,
-                update_id: &update.id,
-                reference_id: &update.reference_id,
-                container_id: p.container_id.as_deref(),
-                carrier_scac: p.carrier_scac.as_deref(),
-                bill_of_lading: p.bill_of_lading.as_deref(),
-                milestone: m,
-            };
+        .zip(&milestone_json)
+        .filter(|(m, _)| m.duplicate_of.is_none())
+        .map(|(m, json)| {
+            let mut data = Vec::with_capacity(keys.len() + json.len());
+            join_objects(&mut data, &keys, json);
             event(
                 format!("{}:{}", update.id, m.milestone_id),
                 &ctx.milestone_type,
                 MILESTONE_SCHEMA,
-                to_json(&data),
+                data,
             )
         })
         .collect();
-    let data = TrackingUpdateData::new(update, &milestones, &received, unknown);
+
+    let head = to_json_with_capacity(
+        &TrackingUpdateData::new(update, &milestones, &received, unknown),
+        2048,
+    );
+    let list_len: usize = milestone_json.iter().map(|m| m.len() + 1).sum();
+    let mut data = Vec::with_capacity(head.len() + list_len + 20);
+    join_objects(&mut data, &head, b"{\"milestones\":[");
+    for (i, json) in milestone_json.iter().enumerate() {
+        if i > 0 {
+            data.push(b',');
+        }
+        data.extend_from_slice(json);
+    }
+    data.extend_from_slice(b"]}");
     let tracking_update = event(
         update.id.clone(),
         &ctx.update_type,
         TRACKING_UPDATE_SCHEMA,
-        to_json(&data),
+        data,
     );
     NormalizedBatch {
         tracking_update: Some(tracking_update),

@@ -252,6 +252,7 @@ pub(crate) fn milestones(update: &Update) -> Vec<MilestoneOut<'_>> {
     // Distinct milestones seen so far, per id base.
     let mut seen: HashMap<[u8; 32], Vec<usize>> = HashMap::with_capacity(p.milestones.len());
     let mut out: Vec<MilestoneOut> = Vec::with_capacity(p.milestones.len());
+    let mut scratch = Vec::with_capacity(256);
     for (sequence, m) in p.milestones.iter().enumerate() {
         let entry = m.description.as_deref().and_then(lookup);
         let code = entry.map_or(EventCode::Unknown, |e| e.code);
@@ -259,6 +260,7 @@ pub(crate) fn milestones(update: &Update) -> Vec<MilestoneOut<'_>> {
             &update.reference_id,
             m.description.as_deref(),
             m.location.as_ref(),
+            &mut scratch,
         );
         let group = seen.entry(base).or_default();
         let duplicate_of = group
@@ -455,7 +457,7 @@ pub(crate) struct TrackingUpdateData<'a> {
     pub bill_of_lading: Option<&'a str>,
     pub booking_number: Option<&'a str>,
     pub route: Route<'a>,
-    pub milestones: &'a [MilestoneOut<'a>],
+    // `milestones` is spliced in after serialization; see `events::normalize_update`.
     pub summary: Summary<'a>,
     #[serde(skip_serializing_if = "<[Value]>::is_empty")]
     pub unreadable_milestones: &'a [Value],
@@ -495,7 +497,6 @@ impl<'a> TrackingUpdateData<'a> {
                 destination_port: loc(&p.destination_port),
                 inland_destination: loc(&p.inland_destination),
             },
-            milestones,
             summary: summary(milestones, unknown),
             unreadable_milestones: &p.unreadable_milestones,
             envelope_extra: &update.extra,
@@ -504,15 +505,14 @@ impl<'a> TrackingUpdateData<'a> {
     }
 }
 
-/// Data of a milestone event: the shipment keys and the milestone.
+/// The shipment keys that open the data of every milestone event; the milestone's own
+/// fields follow them.
 #[derive(Debug, Serialize)]
-pub(crate) struct MilestoneData<'a> {
+pub(crate) struct MilestoneKeys<'a> {
     pub schema_version: u32,
     pub update_id: &'a str,
     pub reference_id: &'a str,
     pub container_id: Option<&'a str>,
     pub carrier_scac: Option<&'a str>,
     pub bill_of_lading: Option<&'a str>,
-    #[serde(flatten)]
-    pub milestone: &'a MilestoneOut<'a>,
 }
