@@ -183,13 +183,19 @@ fn to_json_with_capacity<T: Serialize>(value: &T, capacity: usize) -> Vec<u8> {
 }
 
 /// Joins two serialized JSON objects into one: `{a...}` + `{b...}` gives `{a...,b...}`.
-/// `b` must not be `{}`; `a` may be.
+/// Either may be `{}`.
 fn join_objects(out: &mut Vec<u8>, a: &[u8], b: &[u8]) {
-    out.extend_from_slice(&a[..a.len().saturating_sub(1)]);
-    if a.len() > 2 {
-        out.push(b',');
+    if b.len() <= 2 {
+        out.extend_from_slice(a);
+        return;
     }
-    out.extend_from_slice(b.get(1..).unwrap_or_default());
+    if a.len() <= 2 {
+        out.extend_from_slice(b);
+        return;
+    }
+    out.extend_from_slice(&a[..a.len() - 1]);
+    out.push(b',');
+    out.extend_from_slice(&b[1..]);
 }
 
 fn non_empty(s: Option<&str>) -> Option<String> {
@@ -359,5 +365,28 @@ pub fn dead_letter_event(
         dataschema: Some(DEAD_LETTER_SCHEMA),
         extensions: Vec::new(),
         data: to_json(&data),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::join_objects;
+
+    #[test]
+    fn joining_objects_gives_one_valid_object() {
+        for (a, b, expected) in [
+            (
+                &b"{\"a\":1}"[..],
+                &b"{\"b\":2}"[..],
+                &b"{\"a\":1,\"b\":2}"[..],
+            ),
+            (b"{}", b"{\"b\":2}", b"{\"b\":2}"),
+            (b"{\"a\":1}", b"{}", b"{\"a\":1}"),
+            (b"{}", b"{}", b"{}"),
+        ] {
+            let mut out = Vec::new();
+            join_objects(&mut out, a, b);
+            assert_eq!(out, expected);
+        }
     }
 }
