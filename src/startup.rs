@@ -133,6 +133,7 @@ impl Application {
                 &settings.delivery,
                 metrics.clone(),
             ),
+            events: settings.events.context(),
             metrics: metrics.clone(),
             max_body_bytes: settings.ingest.max_body_bytes,
             body_read_timeout: server_config.body_read_timeout,

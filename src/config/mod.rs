@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::auth::{AuthConfig, KeyRing, Mode, Scheme};
 use crate::delivery::{DedupConfig, DeliveryConfig};
+use crate::events::EventsConfig;
 use crate::ingest::IngestConfig;
 use crate::sinks::SinkKind;
 use crate::startup::ServerConfig;
@@ -32,6 +33,7 @@ pub struct Settings {
     pub log: LogConfig,
     pub ingest: IngestConfig,
     pub auth: AuthConfig,
+    pub events: EventsConfig,
     pub dedup: DedupConfig,
     pub delivery: DeliveryConfig,
     pub storage: StorageConfig,
@@ -47,6 +49,7 @@ impl Default for Settings {
             log: LogConfig::default(),
             ingest: IngestConfig::default(),
             auth: AuthConfig::default(),
+            events: EventsConfig::default(),
             dedup: DedupConfig::default(),
             delivery: DeliveryConfig::default(),
             storage: StorageConfig::default(),
@@ -158,6 +161,9 @@ impl Settings {
                  without it a signature does not bind the body",
                 signature.digest_header
             ));
+        }
+        if self.events.source.trim().is_empty() || self.events.type_prefix.trim().is_empty() {
+            errors.push("`events.source` and `events.type_prefix` must not be empty".into());
         }
         if self.delivery.timeout.is_zero() {
             errors.push("`delivery.timeout` must be above 0".into());

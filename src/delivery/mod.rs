@@ -29,6 +29,34 @@ impl Default for DeliveryConfig {
     }
 }
 
+/// One delivery in progress, holding its dedup key.
+pub struct Attempt<'d> {
+    delivery: &'d Delivery,
+    key: Option<&'d str>,
+    duplicate: bool,
+    _claim: Option<Claim>,
+}
+
+impl Attempt<'_> {
+    /// The key was delivered before: nothing needs writing.
+    pub fn is_duplicate(&self) -> bool {
+        self.duplicate
+    }
+
+    /// Writes `record` to every sink; the key is remembered only once every sink
+    /// confirmed, so a failed write can be retried.
+    pub async fn write(self, record: &Record<'_>) -> Result<Delivered, DeliveryError> {
+        if self.duplicate {
+            return Ok(Delivered::Duplicate);
+        }
+        self.delivery.write_all(record).await?;
+        if let Some(key) = self.key {
+            self.delivery.dedup.remember(key);
+        }
+        Ok(Delivered::Accepted)
+    }
+}
+
 /// What happened to a delivered record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Delivered {
@@ -75,21 +103,23 @@ impl Delivery {
         }
     }
 
-    /// Writes `record` to every sink unless `dedup_key` was delivered before. The key is
-    /// remembered only once every sink confirmed, so a failed write can be retried; two
-    /// concurrent deliveries of one key are written once.
-    pub async fn deliver(
-        &self,
-        record: &Record<'_>,
-        dedup_key: Option<&str>,
-    ) -> Result<Delivered, DeliveryError> {
-        let _claim = match dedup_key {
+    /// Starts delivering what `dedup_key` identifies. While the returned [`Attempt`]
+    /// lives, another delivery of the same key waits, so that one update arriving twice
+    /// at once is written once.
+    pub async fn begin<'d>(&'d self, dedup_key: Option<&'d str>) -> Attempt<'d> {
+        let claim = match dedup_key {
             Some(key) => Some(self.dedup.claim(key).await),
             None => None,
         };
-        if dedup_key.is_some_and(|key| self.dedup.contains(key)) {
-            return Ok(Delivered::Duplicate);
+        Attempt {
+            delivery: self,
+            key: dedup_key,
+            duplicate: dedup_key.is_some_and(|key| self.dedup.contains(key)),
+            _claim: claim,
         }
+    }
+
+    async fn write_all(&self, record: &Record<'_>) -> Result<(), DeliveryError> {
         let writes = self
             .sinks
             .iter()
@@ -97,13 +127,7 @@ impl Delivery {
         // Every write is awaited, even after one fails, so that no write is left
         // running unobserved; the first failure is reported.
         let results = join_all(writes).await;
-        if let Some(error) = results.into_iter().find_map(Result::err) {
-            return Err(error);
-        }
-        if let Some(key) = dedup_key {
-            self.dedup.remember(key);
-        }
-        Ok(Delivered::Accepted)
+        results.into_iter().collect()
     }
 
     async fn write_one(&self, sink: &dyn Sink, record: &Record<'_>) -> Result<(), DeliveryError> {

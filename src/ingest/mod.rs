@@ -17,6 +17,7 @@ pub use self::error::IngestError;
 pub use self::source::{ForwardedHeader, SourcePolicy};
 use crate::auth::Authenticator;
 use crate::delivery::Delivery;
+use crate::events::EventContext;
 use crate::telemetry::Metrics;
 
 /// Vizion's published sending address.
@@ -55,6 +56,7 @@ pub struct IngestState {
     pub sources: SourcePolicy,
     pub auth: Authenticator,
     pub delivery: Delivery,
+    pub events: EventContext,
     pub metrics: Metrics,
     pub max_body_bytes: usize,
     pub body_read_timeout: Duration,

@@ -12,6 +12,8 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
+use crate::events::{CloudEvent, NormalizedBatch};
+
 /// The sinks that configuration can name in `sinks = [...]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -30,21 +32,22 @@ pub struct Receipt {
     pub key_id: Option<String>,
 }
 
-/// One thing to write durably.
+/// What one webhook produces, for the sinks to write durably.
 #[derive(Debug, Clone, Copy)]
 pub enum Record<'a> {
-    /// A valid reference update; `body` is the JSON exactly as received.
-    Update {
-        update_id: &'a str,
-        reference_id: &'a str,
-        body: &'a [u8],
+    /// A recognised delivery: its normalized events and the body as received.
+    Events {
+        batch: &'a NormalizedBatch,
+        /// `update`, `exception_alert` or `reference_event`.
+        kind: &'static str,
+        /// Vizion's id of the delivery, when it has one.
+        delivery_id: Option<&'a str>,
         receipt: &'a Receipt,
     },
-    /// An authentic body that could not be used, kept whole with the reason.
+    /// An authentic body that could not be used, kept whole in its dead-letter event.
     DeadLetter {
+        event: &'a CloudEvent,
         reason: &'static str,
-        detail: &'a str,
-        body: &'a [u8],
         receipt: &'a Receipt,
     },
 }

@@ -1,8 +1,8 @@
 use std::net::SocketAddr;
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 use serde::{Deserialize, Serialize};
 
@@ -77,6 +77,7 @@ pub struct Metrics {
     pub sink_write_duration: HistogramVec,
     pub sink_write_failures: IntCounterVec,
     pub dead_letters: IntCounterVec,
+    pub unknown_descriptions: IntCounter,
 }
 
 /// Buckets from 0.5 ms to 10 s: an answer is expected in milliseconds, a slow sink in seconds.
@@ -142,6 +143,11 @@ impl Metrics {
             &["reason"],
         )
         .expect("valid metric");
+        let unknown_descriptions = IntCounter::new(
+            "vizion_bridge_unknown_milestone_descriptions_total",
+            "Milestones of accepted updates whose description is not in the event-code table (new carrier wording).",
+        )
+        .expect("valid metric");
         let build_info = IntGaugeVec::new(
             Opts::new(
                 "vizion_bridge_build_info",
@@ -162,6 +168,7 @@ impl Metrics {
             Box::new(sink_write_duration.clone()),
             Box::new(sink_write_failures.clone()),
             Box::new(dead_letters.clone()),
+            Box::new(unknown_descriptions.clone()),
             Box::new(build_info),
         ] {
             registry
@@ -188,6 +195,7 @@ impl Metrics {
             sink_write_duration,
             sink_write_failures,
             dead_letters,
+            unknown_descriptions,
         }
     }
 

@@ -52,11 +52,17 @@ async fn a_correctly_signed_update_is_accepted_and_written() {
     );
     let updates = app.updates();
     assert_eq!(updates.len(), 1);
-    assert_eq!(updates[0]["update_id"], "u-accept-1");
-    assert_eq!(updates[0]["key_id"], KEY_ID);
+    assert_eq!(updates[0]["id"], "u-accept-1");
+    assert_eq!(updates[0]["data"]["update_id"], "u-accept-1");
+    assert_eq!(updates[0]["subject"], "OOCU7821056");
+    let raw = app.raw_records();
+    assert_eq!(raw.len(), 1);
+    assert_eq!(raw[0]["delivery_id"], "u-accept-1");
+    assert_eq!(raw[0]["key_id"], KEY_ID);
     assert_eq!(
-        updates[0]["update"],
-        serde_json::from_slice::<Value>(&body).unwrap()
+        decode_base64(&raw[0]["body_base64"]),
+        body,
+        "kept byte for byte"
     );
     assert_eq!(
         app.metric("vizion_bridge_webhooks_total", "outcome=\"accepted\"")
@@ -271,7 +277,7 @@ async fn keys_rotate_side_by_side_and_key_ids_select_the_secret() {
     builder.secret = "new-secret".into();
     assert_rejected(&app, &body, builder.headers(), "bad_signature").await;
     let written: Vec<String> = app
-        .updates()
+        .raw_records()
         .iter()
         .map(|u| u["key_id"].as_str().unwrap().to_owned())
         .collect();

@@ -301,7 +301,7 @@ async fn serve_accepts_a_signed_webhook_and_stops_cleanly_on_sigterm() {
         }
     };
 
-    let body_file = repo_file("tests/fixtures/samples/mid-journey-transshipment.json");
+    let body_file = repo_file("tests/fixtures/bodies/mid-journey-transshipment.json");
     let headers = sign(&body_file, secret, &[]);
     let client = reqwest::Client::new();
     let mut request = client
@@ -343,6 +343,12 @@ async fn serve_accepts_a_signed_webhook_and_stops_cleanly_on_sigterm() {
     assert!(log.contains("\"outcome\":\"accepted\""), "{log}");
     assert!(log.contains("\"outcome\":\"unauthorized\""), "{log}");
 
-    let stored = std::fs::read_to_string(dir.path().join("data/updates.jsonl")).unwrap();
-    assert_eq!(stored.lines().count(), 1);
+    let raw = std::fs::read_to_string(dir.path().join("data/raw.jsonl")).unwrap();
+    assert_eq!(raw.lines().count(), 1, "one accepted delivery");
+    let events = std::fs::read_to_string(dir.path().join("data/events.jsonl")).unwrap();
+    let updates = events
+        .lines()
+        .filter(|l| l.contains("\"type\":\"com.vizionapi.tracking.update.v1\""))
+        .count();
+    assert_eq!(updates, 1, "{events}");
 }

@@ -3,7 +3,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use base64::Engine;
 use serde_json::Value;
 
 use crate::helpers::*;
@@ -104,38 +103,36 @@ async fn a_sink_that_does_not_confirm_in_time_gives_503() {
 #[tokio::test]
 async fn authentic_bodies_that_are_not_updates_are_kept_as_dead_letters() {
     let app = spawn_app().await;
-    let cases: [(&[u8], &str); 4] = [
+    let cases: [(&[u8], &str); 5] = [
         (b"{not json at all", "not_json"),
         (b"[1,2,3]", "unknown_shape"),
         (br#"{"reference_id":"r","payload":{}}"#, "missing_id"),
+        (br#"{"id":"u","reference_id":"r"}"#, "missing_payload"),
         (
             br#"{"id":"u","reference_id":"r","payload":"nope"}"#,
-            "missing_payload",
+            "payload_not_object",
         ),
     ];
     for (body, reason) in cases {
         let response = app.post_signed(body).await;
         assert_eq!(response.status().as_u16(), 200, "{reason}");
         let answer: Value = response.json().await.unwrap();
-        assert_eq!(
-            answer,
-            serde_json::json!({"status": "dead_lettered", "reason": reason})
-        );
+        assert_eq!(answer["status"], "dead_lettered");
+        assert_eq!(answer["reason"], reason);
     }
     let dead = app.dead_letters();
-    assert_eq!(dead.len(), 4);
-    for ((body, reason), line) in cases.iter().zip(&dead) {
-        assert_eq!(line["reason"], *reason);
-        let kept = base64::engine::general_purpose::STANDARD
-            .decode(line["body_base64"].as_str().unwrap())
-            .unwrap();
+    assert_eq!(dead.len(), 5);
+    for ((body, reason), event) in cases.iter().zip(&dead) {
+        assert!(event["type"].as_str().unwrap().ends_with(".dead_letter.v1"));
+        assert_eq!(event["data"]["reason"], *reason);
+        let kept = decode_base64(&event["data"]["raw_body_base64"]);
         assert_eq!(&kept, body, "the body is kept byte for byte");
     }
     assert!(app.updates().is_empty());
     assert_eq!(
         app.metric("vizion_bridge_webhooks_total", "outcome=\"dead_lettered\"")
             .await,
-        4.0
+        5.0
     );
     assert_eq!(
         app.metric("vizion_bridge_dead_letters_total", "reason=\"not_json\"")
@@ -187,6 +184,61 @@ async fn concurrent_deliveries_of_one_update_are_written_once() {
 }
 
 #[tokio::test]
+async fn the_file_sink_writes_events_that_validate_against_their_schemas() {
+    let app = spawn_app().await;
+    for name in [
+        "mid-journey-transshipment.json",
+        "bol-child-journey-complete.json",
+        "sparse-early-with-nulls.json",
+    ] {
+        assert_eq!(app.post_signed(&sample(name)).await.status().as_u16(), 200);
+    }
+    assert_eq!(app.post_signed(b"{not json").await.status().as_u16(), 200);
+
+    let schemas = crate::support::schemas();
+    let (mut updates, mut milestones) = (0, 0);
+    for event in app.events() {
+        let event_type = event["type"].as_str().unwrap();
+        let validator = if event_type.ends_with(".update.v1") {
+            updates += 1;
+            &schemas.update
+        } else {
+            assert!(event_type.ends_with(".milestone.v1"), "{event_type}");
+            milestones += 1;
+            &schemas.milestone
+        };
+        let errors: Vec<String> = validator
+            .iter_errors(&event)
+            .map(|e| e.to_string())
+            .collect();
+        assert!(errors.is_empty(), "{event_type}: {errors:?}");
+    }
+    assert_eq!(updates, 3);
+    assert!(milestones >= 10, "{milestones} milestone events");
+    let dead = app.dead_letters();
+    assert_eq!(dead.len(), 1);
+    assert!(schemas.dead_letter.is_valid(&dead[0]));
+}
+
+#[tokio::test]
+async fn an_exception_alert_is_passed_through_not_dead_lettered() {
+    let app = spawn_app().await;
+    let body = sample("exception-alert.json");
+    let response = app.post_signed(&body).await;
+    assert_eq!(response.status().as_u16(), 200);
+    let answer: Value = response.json().await.unwrap();
+    assert_eq!(answer["status"], "accepted");
+    assert!(app.dead_letters().is_empty());
+    let events = app.events();
+    assert_eq!(events.len(), 1);
+    assert!(events[0]["type"]
+        .as_str()
+        .unwrap()
+        .ends_with(".exception_alert.v1"));
+    assert_eq!(app.raw_records()[0]["kind"], "exception_alert");
+}
+
+#[tokio::test]
 async fn an_unauthentic_body_is_not_dead_lettered() {
     let app = spawn_app().await;
     let response = app.post(b"{not json", &[]).await;
@@ -200,12 +252,17 @@ async fn a_pretty_printed_update_is_stored_as_one_line_with_its_values_intact() 
     let body = sample("bol-child-journey-complete.json");
     assert!(body.contains(&b'\n'), "the sample is pretty-printed");
     assert_eq!(app.post_signed(&body).await.status().as_u16(), 200);
-    let updates = app.updates();
-    assert_eq!(updates.len(), 1);
-    assert_eq!(
-        updates[0]["update"],
-        serde_json::from_slice::<Value>(&body).unwrap()
+    assert_eq!(app.updates().len(), 1);
+    // Every event is one line of JSON, and the raw output keeps the body as sent.
+    let events = std::fs::read_to_string(app.data_dir.join("events.jsonl")).unwrap();
+    assert!(
+        events.lines().count() > 1,
+        "the update event and its milestones"
     );
+    for line in events.lines() {
+        serde_json::from_str::<Value>(line).expect("each line is one JSON value");
+    }
+    assert_eq!(decode_base64(&app.raw_records()[0]["body_base64"]), body);
 }
 
 #[tokio::test]
@@ -224,11 +281,7 @@ async fn concurrent_updates_are_all_written() {
     for task in tasks {
         assert_eq!(task.await.unwrap(), 200);
     }
-    let mut ids: Vec<String> = app
-        .updates()
-        .iter()
-        .map(|u| u["update_id"].as_str().unwrap().to_owned())
-        .collect();
+    let mut ids = app.update_ids();
     ids.sort();
     let mut expected: Vec<String> = (0..64).map(|i| format!("u-conc-{i}")).collect();
     expected.sort();

@@ -108,5 +108,5 @@ async fn the_request_id_is_taken_from_the_caller_and_echoed() {
     headers.push(("x-request-id".into(), "trace-abc-123".into()));
     let response = app.post(&body, &headers).await;
     assert_eq!(response.headers()["x-request-id"], "trace-abc-123");
-    assert_eq!(app.updates()[0]["request_id"], "trace-abc-123");
+    assert_eq!(app.raw_records()[0]["request_id"], "trace-abc-123");
 }

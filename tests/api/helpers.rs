@@ -13,7 +13,7 @@ use tokio::task::JoinHandle;
 use vizion_bridge::auth::KeyConfig;
 use vizion_bridge::config::secret::InlineSecret;
 use vizion_bridge::config::Settings;
-use vizion_bridge::sinks::file::{DEAD_LETTERS_FILE, UPDATES_FILE};
+use vizion_bridge::sinks::file::{DEAD_LETTERS_FILE, EVENTS_FILE, RAW_FILE};
 use vizion_bridge::sinks::{self, Sink};
 use vizion_bridge::startup::{Application, StopHandle};
 use vizion_bridge::telemetry::{init_logging, LogConfig, LogFormat};
@@ -173,10 +173,37 @@ impl TestApp {
         metric_value(&text, name, labels)
     }
 
-    pub fn updates(&self) -> Vec<Value> {
-        read_lines(&self.data_dir.join(UPDATES_FILE))
+    /// Every event in the file sink's `events.jsonl`, in CloudEvents structured mode.
+    pub fn events(&self) -> Vec<Value> {
+        read_lines(&self.data_dir.join(EVENTS_FILE))
     }
 
+    /// The tracking-update events written so far.
+    pub fn updates(&self) -> Vec<Value> {
+        self.events()
+            .into_iter()
+            .filter(|e| {
+                e["type"]
+                    .as_str()
+                    .is_some_and(|t| t.ends_with(".update.v1"))
+            })
+            .collect()
+    }
+
+    /// The ids of the updates written so far, in order.
+    pub fn update_ids(&self) -> Vec<String> {
+        self.updates()
+            .iter()
+            .map(|u| u["data"]["update_id"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    /// The lines of `raw.jsonl`: every accepted body with how it was received.
+    pub fn raw_records(&self) -> Vec<Value> {
+        read_lines(&self.data_dir.join(RAW_FILE))
+    }
+
+    /// The dead-letter events written so far.
     pub fn dead_letters(&self) -> Vec<Value> {
         read_lines(&self.data_dir.join(DEAD_LETTERS_FILE))
     }
@@ -261,9 +288,16 @@ pub fn update_body(id: &str) -> Vec<u8> {
 
 pub fn sample(name: &str) -> Vec<u8> {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/samples")
+        .join("tests/fixtures/bodies")
         .join(name);
     std::fs::read(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
+}
+
+/// The bytes of a `body_base64` field.
+pub fn decode_base64(value: &Value) -> Vec<u8> {
+    base64::engine::general_purpose::STANDARD
+        .decode(value.as_str().expect("a base64 string"))
+        .expect("valid base64")
 }
 
 /// Builds Vizion-style signature headers, written from the signature description

@@ -27,12 +27,7 @@ async fn a_restart_keeps_what_was_acknowledged() {
             .as_u16(),
         200
     );
-    let ids: Vec<String> = app
-        .updates()
-        .iter()
-        .map(|u| u["update_id"].as_str().unwrap().to_owned())
-        .collect();
-    assert_eq!(ids, ["u-before", "u-after"]);
+    assert_eq!(app.update_ids(), ["u-before", "u-after"]);
     app.stop().await;
 }
 

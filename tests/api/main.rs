@@ -6,4 +6,7 @@ mod helpers;
 mod lifecycle;
 mod limits;
 mod source;
+// Shared with the events tests: fixture bodies and the JSON Schema validators.
+#[path = "../fixtures/support.rs"]
+mod support;
 mod test_sinks;

@@ -15,8 +15,12 @@ pub struct Recorded {
 
 impl Recorded {
     fn record(&self, record: &Record<'_>) {
-        if let Record::Update { update_id, .. } = record {
-            self.update_ids.lock().unwrap().push(update_id.to_string());
+        if let Record::Events {
+            delivery_id: Some(id),
+            ..
+        } = record
+        {
+            self.update_ids.lock().unwrap().push(id.to_string());
         }
     }
 

@@ -1,5 +1,9 @@
-//! The embedded sink: one JSON line per accepted update in `updates.jsonl`, one per
-//! dead letter in `dead-letters.jsonl`, each fsync'd before the write is confirmed.
+//! The embedded sink: JSON lines under the data directory, each fsync'd before the
+//! write is confirmed.
+//!
+//! - `events.jsonl`: every normalized event, in CloudEvents structured mode;
+//! - `raw.jsonl`: every accepted body byte for byte (base64) with how it was received;
+//! - `dead-letters.jsonl`: the dead-letter event of every unusable authentic body.
 
 mod appender;
 
@@ -7,18 +11,20 @@ use std::path::Path;
 
 use async_trait::async_trait;
 use base64::Engine;
+use futures_util::future::try_join;
 use serde::Serialize;
-use serde_json::value::RawValue;
 use time::format_description::well_known::Rfc3339;
 
 use self::appender::Appender;
 use super::{Receipt, Record, Sink, SinkError};
 
-pub const UPDATES_FILE: &str = "updates.jsonl";
+pub const EVENTS_FILE: &str = "events.jsonl";
+pub const RAW_FILE: &str = "raw.jsonl";
 pub const DEAD_LETTERS_FILE: &str = "dead-letters.jsonl";
 
 pub struct FileSink {
-    updates: Appender,
+    events: Appender,
+    raw: Appender,
     dead_letters: Appender,
 }
 
@@ -38,24 +44,37 @@ impl FileSink {
             })?;
         }
         Ok(Self {
-            updates: Appender::open(&dir.join(UPDATES_FILE))?,
+            events: Appender::open(&dir.join(EVENTS_FILE))?,
+            raw: Appender::open(&dir.join(RAW_FILE))?,
             dead_letters: Appender::open(&dir.join(DEAD_LETTERS_FILE))?,
         })
     }
 }
 
+/// One line of `raw.jsonl`.
 #[derive(Serialize)]
-struct ReceiptFields<'a> {
+struct RawLine<'a> {
+    kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    delivery_id: Option<&'a str>,
     received_at: String,
     request_id: &'a str,
     client_ip: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     key_id: Option<&'a str>,
+    body_base64: String,
 }
 
-impl<'a> From<&'a Receipt> for ReceiptFields<'a> {
-    fn from(receipt: &'a Receipt) -> Self {
+impl<'a> RawLine<'a> {
+    fn new(
+        kind: &'static str,
+        delivery_id: Option<&'a str>,
+        receipt: &'a Receipt,
+        body: &[u8],
+    ) -> Self {
         Self {
+            kind,
+            delivery_id,
             received_at: receipt
                 .received_at
                 .format(&Rfc3339)
@@ -63,93 +82,29 @@ impl<'a> From<&'a Receipt> for ReceiptFields<'a> {
             request_id: &receipt.request_id,
             client_ip: receipt.client_ip.to_string(),
             key_id: receipt.key_id.as_deref(),
-        }
-    }
-}
-
-#[derive(Serialize)]
-struct UpdateLine<'a> {
-    kind: &'static str,
-    update_id: &'a str,
-    reference_id: &'a str,
-    #[serde(flatten)]
-    receipt: ReceiptFields<'a>,
-    update: &'a RawValue,
-}
-
-#[derive(Serialize)]
-struct DeadLetterLine<'a> {
-    kind: &'static str,
-    reason: &'static str,
-    detail: &'a str,
-    #[serde(flatten)]
-    receipt: ReceiptFields<'a>,
-    /// The body byte for byte: it may not be JSON, or even text.
-    body_base64: String,
-}
-
-/// One line of JSON for a record, newline included.
-fn encode(record: &Record<'_>) -> Result<Vec<u8>, SinkError> {
-    let mut line = match record {
-        Record::Update {
-            update_id,
-            reference_id,
-            body,
-            receipt,
-        } => {
-            // The update is kept as received except for whitespace between tokens,
-            // which would break the one-record-per-line format.
-            let compact = compact_json(body);
-            let update: &RawValue = serde_json::from_slice(&compact)
-                .map_err(|e| SinkError::Io(format!("update body is not JSON: {e}")))?;
-            serde_json::to_vec(&UpdateLine {
-                kind: "update",
-                update_id,
-                reference_id,
-                receipt: (*receipt).into(),
-                update,
-            })
-        }
-        Record::DeadLetter {
-            reason,
-            detail,
-            body,
-            receipt,
-        } => serde_json::to_vec(&DeadLetterLine {
-            kind: "dead_letter",
-            reason,
-            detail,
-            receipt: (*receipt).into(),
             body_base64: base64::engine::general_purpose::STANDARD.encode(body),
-        }),
+        }
     }
-    .map_err(|e| SinkError::Io(format!("cannot encode record: {e}")))?;
+}
+
+/// Appends `json` and a line break to `out`, first dropping any line breaks from
+/// between its tokens (a pass-through event embeds the body as received, which may be
+/// pretty-printed). Inside JSON strings a line break is always escaped, so every raw
+/// `\n` or `\r` byte is layout.
+fn push_line(out: &mut Vec<u8>, json: &[u8]) {
+    if json.iter().any(|&b| b == b'\n' || b == b'\r') {
+        out.extend(json.iter().filter(|&&b| b != b'\n' && b != b'\r'));
+    } else {
+        out.extend_from_slice(json);
+    }
+    out.push(b'\n');
+}
+
+fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, SinkError> {
+    let mut line = serde_json::to_vec(value)
+        .map_err(|e| SinkError::Io(format!("cannot encode record: {e}")))?;
     line.push(b'\n');
     Ok(line)
-}
-
-/// Drops whitespace outside strings from valid JSON, leaving every value untouched.
-fn compact_json(json: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(json.len());
-    let mut in_string = false;
-    let mut escaped = false;
-    for &byte in json {
-        if in_string {
-            out.push(byte);
-            match (escaped, byte) {
-                (true, _) => escaped = false,
-                (false, b'\\') => escaped = true,
-                (false, b'"') => in_string = false,
-                _ => {}
-            }
-        } else if !matches!(byte, b' ' | b'\n' | b'\r' | b'\t') {
-            if byte == b'"' {
-                in_string = true;
-            }
-            out.push(byte);
-        }
-    }
-    out
 }
 
 #[async_trait]
@@ -159,19 +114,36 @@ impl Sink for FileSink {
     }
 
     async fn write(&self, record: &Record<'_>) -> Result<(), SinkError> {
-        let line = encode(record)?;
         match record {
-            Record::Update { .. } => self.updates.append(line).await,
-            Record::DeadLetter { .. } => self.dead_letters.append(line).await,
+            Record::Events {
+                batch,
+                kind,
+                delivery_id,
+                receipt,
+            } => {
+                let mut events = Vec::new();
+                for event in batch.events() {
+                    push_line(&mut events, &event.to_structured_json());
+                }
+                let raw = encode(&RawLine::new(kind, *delivery_id, receipt, batch.raw_body()))?;
+                try_join(self.events.append(events), self.raw.append(raw)).await?;
+                Ok(())
+            }
+            Record::DeadLetter { event, .. } => {
+                let mut line = Vec::new();
+                push_line(&mut line, &event.to_structured_json());
+                self.dead_letters.append(line).await
+            }
         }
     }
 
     fn is_ready(&self) -> bool {
-        self.updates.is_open() && self.dead_letters.is_open()
+        self.events.is_open() && self.raw.is_open() && self.dead_letters.is_open()
     }
 
     async fn close(&self) -> Result<(), SinkError> {
-        self.updates.close().await;
+        self.events.close().await;
+        self.raw.close().await;
         self.dead_letters.close().await;
         Ok(())
     }
@@ -182,11 +154,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn compaction_keeps_strings_and_drops_layout() {
-        let pretty = b"{\n  \"a\" : \"x y\\\" z\",\n  \"b\": [1, 2]\n}\n";
-        assert_eq!(
-            compact_json(pretty),
-            br#"{"a":"x y\" z","b":[1,2]}"#.to_vec()
-        );
+    fn line_breaks_between_tokens_are_dropped() {
+        let mut out = Vec::new();
+        push_line(&mut out, b"{\n  \"a\" : \"x\\ny\",\r\n  \"b\": [1, 2]\n}");
+        assert_eq!(out, b"{  \"a\" : \"x\\ny\",  \"b\": [1, 2]}\n".to_vec());
+        let value: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(value["a"], "x\ny");
     }
 }

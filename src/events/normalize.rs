@@ -1,0 +1,518 @@
+//! From a parsed update to the version 1 event data.
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+use time::format_description::well_known::Rfc3339;
+use time::{OffsetDateTime, UtcOffset};
+
+use super::codes::{lookup, EventCode, Leg, TransportMode};
+use super::ids;
+use crate::vizion::{JourneyEvent, Location, Milestone, ShipmentLocation, Update};
+
+pub(crate) const SCHEMA_VERSION: u32 = 1;
+
+/// Two ASCII letters, serialized as a string.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct CountryCode([u8; 2]);
+
+impl Serialize for CountryCode {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(std::str::from_utf8(&self.0).unwrap_or_default())
+    }
+}
+
+fn country_code(unlocode: Option<&str>) -> Option<CountryCode> {
+    let b = unlocode?.trim().as_bytes();
+    match b {
+        [a, c, ..] if a.is_ascii_alphabetic() && c.is_ascii_alphabetic() => Some(CountryCode([
+            a.to_ascii_uppercase(),
+            c.to_ascii_uppercase(),
+        ])),
+        _ => None,
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct GeoOut {
+    latitude: f64,
+    longitude: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct LocationOut<'a> {
+    name: Option<&'a str>,
+    city: Option<&'a str>,
+    state: Option<&'a str>,
+    country: Option<&'a str>,
+    country_code: Option<CountryCode>,
+    unlocode: Option<&'a str>,
+    facility: Option<&'a str>,
+    timezone: Option<&'a str>,
+    geolocation: Option<GeoOut>,
+}
+
+impl<'a> LocationOut<'a> {
+    fn new(l: &'a Location) -> Self {
+        let geolocation = l
+            .geolocation
+            .as_ref()
+            .and_then(|g| match (g.latitude, g.longitude) {
+                (Some(latitude), Some(longitude))
+                    if (-90.0..=90.0).contains(&latitude)
+                        && (-180.0..=180.0).contains(&longitude) =>
+                {
+                    Some(GeoOut {
+                        latitude,
+                        longitude,
+                    })
+                }
+                _ => None,
+            });
+        LocationOut {
+            name: l.name.as_deref(),
+            city: l.city.as_deref(),
+            state: l.state.as_deref(),
+            country: l.country.as_deref(),
+            country_code: country_code(l.unlocode.as_deref()),
+            unlocode: l.unlocode.as_deref(),
+            facility: l.facility.as_deref(),
+            timezone: l.timezone.as_deref(),
+            geolocation,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct VesselOut<'a> {
+    name: Option<&'a str>,
+    imo: Option<&'a str>,
+    mmsi: Option<&'a str>,
+}
+
+/// One milestone, normalized. Serialized inside the tracking update and, with the
+/// shipment keys, as the data of a milestone event.
+#[derive(Debug, Serialize)]
+pub(crate) struct MilestoneOut<'a> {
+    pub milestone_id: String,
+    /// Position in Vizion's list, from 0.
+    pub sequence: usize,
+    pub event_code: EventCode,
+    pub event_classifier: &'static str,
+    pub leg: Leg,
+    pub description: Option<&'a str>,
+    pub raw_description: Option<&'a str>,
+    pub occurred_at: Option<String>,
+    pub occurred_at_utc: Option<String>,
+    pub timestamp_raw: Option<&'a str>,
+    pub timestamp_valid: bool,
+    pub location: Option<LocationOut<'a>>,
+    pub vessel: VesselOut<'a>,
+    pub voyage: Option<&'a str>,
+    pub transport_mode: Option<TransportMode>,
+    pub mode: Option<&'a str>,
+    pub source: Option<&'a str>,
+    pub vizion_milestone_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub journey_event: Option<&'a JourneyEvent>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shipment_location: Option<&'a ShipmentLocation>,
+    #[serde(skip_serializing_if = "Map::is_empty")]
+    pub vizion_extra: &'a Map<String, Value>,
+    #[serde(skip)]
+    pub instant: Option<OffsetDateTime>,
+    #[serde(skip)]
+    pub estimate_only: bool,
+    #[serde(skip)]
+    pub planned: Option<bool>,
+    /// Index of an identical milestone listed earlier in the same update.
+    #[serde(skip)]
+    pub duplicate_of: Option<usize>,
+}
+
+impl MilestoneOut<'_> {
+    pub(crate) fn is_actual(&self) -> bool {
+        self.planned == Some(false)
+    }
+    pub(crate) fn has_unknown_description(&self) -> bool {
+        self.event_code == EventCode::Unknown
+            && self.description.is_some_and(|d| !d.trim().is_empty())
+    }
+}
+
+/// Parsed timestamp: the original offset kept, and the same instant in UTC.
+struct Stamp {
+    instant: OffsetDateTime,
+    local: String,
+    utc: String,
+}
+
+fn parse_timestamp(text: &str) -> Option<Stamp> {
+    let instant = OffsetDateTime::parse(text.trim(), &Rfc3339).ok()?;
+    let local = instant.format(&Rfc3339).ok()?;
+    let utc = instant
+        .checked_to_offset(UtcOffset::UTC)?
+        .format(&Rfc3339)
+        .ok()?;
+    Some(Stamp {
+        instant,
+        local,
+        utc,
+    })
+}
+
+/// RFC 3339 in UTC, or `None` when the instant cannot be written that way.
+pub(crate) fn utc_text(t: OffsetDateTime) -> Option<String> {
+    t.checked_to_offset(UtcOffset::UTC)?.format(&Rfc3339).ok()
+}
+
+/// Vizion's update time as RFC 3339 UTC, when it is a valid timestamp.
+pub(crate) fn vizion_time(text: Option<&str>) -> Option<String> {
+    parse_timestamp(text?).map(|s| s.utc)
+}
+
+struct RouteCodes<'a> {
+    inland_origin: Option<&'a str>,
+    origin_port: Option<&'a str>,
+    destination_port: Option<&'a str>,
+    inland_destination: Option<&'a str>,
+}
+
+fn unlocode(l: Option<&Location>) -> Option<&str> {
+    l?.unlocode
+        .as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+}
+
+fn leg_of(named: Option<Leg>, code: EventCode, m: &Milestone, route: &RouteCodes) -> Leg {
+    if let Some(leg) = named {
+        return leg;
+    }
+    let type_code = m
+        .shipment_location
+        .as_ref()
+        .and_then(|s| s.type_code.as_deref());
+    if let Some(t) = type_code {
+        let t = t.trim();
+        for (name, leg) in [
+            ("PRE", Leg::InlandOrigin),
+            ("POL", Leg::OriginPort),
+            ("POD", Leg::DestinationPort),
+            ("PDE", Leg::InlandDestination),
+        ] {
+            if t.eq_ignore_ascii_case(name) {
+                return leg;
+            }
+        }
+    }
+    let Some(here) = unlocode(m.location.as_ref()) else {
+        return Leg::Unknown;
+    };
+    let same = |c: Option<&str>| c.is_some_and(|c| c.eq_ignore_ascii_case(here));
+    if same(route.origin_port) {
+        Leg::OriginPort
+    } else if same(route.destination_port) {
+        Leg::DestinationPort
+    } else if same(route.inland_origin) {
+        Leg::InlandOrigin
+    } else if same(route.inland_destination) {
+        Leg::InlandDestination
+    } else if code.is_port_move() && route.origin_port.is_some() && route.destination_port.is_some()
+    {
+        Leg::Transshipment
+    } else {
+        Leg::Unknown
+    }
+}
+
+fn transport_mode(m: &Milestone, implied: Option<TransportMode>) -> Option<TransportMode> {
+    m.mode
+        .as_deref()
+        .and_then(TransportMode::from_vizion)
+        .or_else(|| {
+            m.journey_event
+                .as_ref()
+                .and_then(|j| j.transport_mode.as_deref())
+                .and_then(TransportMode::from_vizion)
+        })
+        .or(implied)
+}
+
+/// Normalizes every milestone of the update, in list order.
+pub(crate) fn milestones(update: &Update) -> Vec<MilestoneOut<'_>> {
+    let p = &update.payload;
+    let route = RouteCodes {
+        inland_origin: unlocode(p.inland_origin.as_ref()),
+        origin_port: unlocode(p.origin_port.as_ref()),
+        destination_port: unlocode(p.destination_port.as_ref()),
+        inland_destination: unlocode(p.inland_destination.as_ref()),
+    };
+    // Distinct milestones seen so far, per id base.
+    let mut seen: HashMap<[u8; 32], Vec<usize>> = HashMap::with_capacity(p.milestones.len());
+    let mut out: Vec<MilestoneOut> = Vec::with_capacity(p.milestones.len());
+    let mut scratch = Vec::with_capacity(256);
+    for (sequence, m) in p.milestones.iter().enumerate() {
+        let entry = m.description.as_deref().and_then(lookup);
+        let code = entry.map_or(EventCode::Unknown, |e| e.code);
+        let base = ids::milestone_base(
+            &update.reference_id,
+            m.description.as_deref(),
+            m.location.as_ref(),
+            &mut scratch,
+        );
+        let group = seen.entry(base).or_default();
+        let duplicate_of = group
+            .iter()
+            .copied()
+            .find(|&j| p.milestones.get(j) == Some(m));
+        let milestone_id = match duplicate_of.and_then(|j| out.get(j)) {
+            Some(original) => original.milestone_id.clone(),
+            None => {
+                let id = ids::milestone_id(&base, group.len());
+                group.push(sequence);
+                id
+            }
+        };
+        let stamp = m.timestamp.as_deref().and_then(parse_timestamp);
+        let timestamp_valid = m.timestamp.is_none() || stamp.is_some();
+        let (instant, occurred_at, occurred_at_utc) = match stamp {
+            Some(s) => (Some(s.instant), Some(s.local), Some(s.utc)),
+            None => (None, None, None),
+        };
+        out.push(MilestoneOut {
+            milestone_id,
+            sequence,
+            event_code: code,
+            event_classifier: match m.planned {
+                Some(false) => "ACT",
+                Some(true) => "EST",
+                None => "UNK",
+            },
+            leg: leg_of(entry.and_then(|e| e.leg), code, m, &route),
+            description: m.description.as_deref(),
+            raw_description: m.raw_description.as_deref(),
+            occurred_at,
+            occurred_at_utc,
+            timestamp_raw: m.timestamp.as_deref(),
+            timestamp_valid,
+            location: m.location.as_ref().map(LocationOut::new),
+            vessel: VesselOut {
+                name: m.vessel.as_deref(),
+                imo: m.vessel_imo.as_deref(),
+                mmsi: m.vessel_mmsi.as_deref(),
+            },
+            voyage: m.voyage.as_deref(),
+            transport_mode: transport_mode(m, entry.and_then(|e| e.mode)),
+            mode: m.mode.as_deref(),
+            source: m.source.as_deref(),
+            vizion_milestone_id: m.id.as_deref(),
+            journey_event: m.journey_event.as_ref(),
+            shipment_location: m.shipment_location.as_ref(),
+            vizion_extra: &m.extra,
+            instant,
+            estimate_only: entry.is_some_and(|e| e.estimate_only),
+            planned: m.planned,
+            duplicate_of,
+        });
+    }
+    out
+}
+
+/// A date from the summary, pointing at the milestone it comes from.
+#[derive(Debug, Serialize)]
+pub(crate) struct DatePoint<'a> {
+    occurred_at: Option<&'a str>,
+    occurred_at_utc: Option<&'a str>,
+    milestone_id: &'a str,
+}
+
+impl<'a> DatePoint<'a> {
+    fn of(m: &'a MilestoneOut<'a>) -> Self {
+        DatePoint {
+            occurred_at: m.occurred_at.as_deref(),
+            occurred_at_utc: m.occurred_at_utc.as_deref(),
+            milestone_id: &m.milestone_id,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct CurrentStatus<'a> {
+    milestone_id: &'a str,
+    event_code: EventCode,
+    leg: Leg,
+    description: Option<&'a str>,
+    occurred_at: Option<&'a str>,
+    occurred_at_utc: Option<&'a str>,
+    unlocode: Option<&'a str>,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct Summary<'a> {
+    current_status: Option<CurrentStatus<'a>>,
+    etd: Option<DatePoint<'a>>,
+    atd: Option<DatePoint<'a>>,
+    eta: Option<DatePoint<'a>>,
+    ata: Option<DatePoint<'a>>,
+    journey_complete: bool,
+    milestone_count: usize,
+    unknown_description_count: usize,
+}
+
+/// Derives the summary. Rules (also in `docs/EVENTS.md`):
+/// - current status: the actual milestone with the latest valid timestamp (the later one
+///   in the list on a tie);
+/// - ETD / ATD: the last estimated / first actual departure at the origin port;
+/// - ETA: the last estimated arrival at the destination port; failing that, the last
+///   estimate-only arrival description (`Estimated arrival at destination`, ...);
+/// - ATA: the first actual arrival at the destination port that is not estimate-only;
+/// - journey complete: an actual empty return at or after the arrival (the ATA, or else
+///   the first actual milestone at the destination port).
+pub(crate) fn summary<'a>(ms: &'a [MilestoneOut<'a>], unknown: usize) -> Summary<'a> {
+    let timed = |m: &&MilestoneOut| m.instant.is_some();
+    let current =
+        ms.iter()
+            .filter(|m| m.is_actual())
+            .filter(timed)
+            .fold(None::<&MilestoneOut>, |best, m| match best {
+                Some(b) if b.instant > m.instant => Some(b),
+                _ => Some(m),
+            });
+    let at =
+        |code: EventCode, leg: Leg| move |m: &&MilestoneOut| m.event_code == code && m.leg == leg;
+    let etd = ms
+        .iter()
+        .filter(at(EventCode::Departure, Leg::OriginPort))
+        .rfind(|m| m.planned == Some(true));
+    let atd = ms
+        .iter()
+        .filter(at(EventCode::Departure, Leg::OriginPort))
+        .find(|m| m.is_actual());
+    let arrivals = || {
+        ms.iter()
+            .filter(at(EventCode::Arrival, Leg::DestinationPort))
+    };
+    let eta = arrivals()
+        .rfind(|m| m.planned == Some(true) && !m.estimate_only)
+        .or_else(|| arrivals().rfind(|m| m.estimate_only));
+    let ata = arrivals().find(|m| m.is_actual() && !m.estimate_only);
+    let arrived = ata.and_then(|m| m.instant).or_else(|| {
+        ms.iter()
+            .filter(|m| m.is_actual() && m.leg == Leg::DestinationPort)
+            .filter_map(|m| m.instant)
+            .min()
+    });
+    let journey_complete = arrived.is_some_and(|arrived| {
+        ms.iter().any(|m| {
+            m.event_code == EventCode::EmptyReturn
+                && m.is_actual()
+                && m.instant.is_some_and(|t| t >= arrived)
+        })
+    });
+    Summary {
+        current_status: current.map(|m| CurrentStatus {
+            milestone_id: &m.milestone_id,
+            event_code: m.event_code,
+            leg: m.leg,
+            description: m.description,
+            occurred_at: m.occurred_at.as_deref(),
+            occurred_at_utc: m.occurred_at_utc.as_deref(),
+            unlocode: m.location.as_ref().and_then(|l| l.unlocode),
+        }),
+        etd: etd.map(DatePoint::of),
+        atd: atd.map(DatePoint::of),
+        eta: eta.map(DatePoint::of),
+        ata: ata.map(DatePoint::of),
+        journey_complete,
+        milestone_count: ms.len(),
+        unknown_description_count: unknown,
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct Route<'a> {
+    inland_origin: Option<LocationOut<'a>>,
+    origin_port: Option<LocationOut<'a>>,
+    destination_port: Option<LocationOut<'a>>,
+    inland_destination: Option<LocationOut<'a>>,
+}
+
+/// Data of a tracking update event.
+#[derive(Debug, Serialize)]
+pub(crate) struct TrackingUpdateData<'a> {
+    pub schema_version: u32,
+    pub update_id: &'a str,
+    pub reference_id: &'a str,
+    pub parent_reference_id: Option<&'a str>,
+    pub organization_id: Option<&'a str>,
+    pub status: Option<&'a str>,
+    pub created_at: Option<&'a str>,
+    pub updated_at: Option<&'a str>,
+    pub received_at: &'a str,
+    pub container_id: Option<&'a str>,
+    pub container_iso: Option<&'a str>,
+    pub carrier_scac: Option<&'a str>,
+    pub bill_of_lading: Option<&'a str>,
+    pub booking_number: Option<&'a str>,
+    pub route: Route<'a>,
+    // `milestones` is spliced in after serialization; see `events::normalize_update`.
+    pub summary: Summary<'a>,
+    #[serde(skip_serializing_if = "<[Value]>::is_empty")]
+    pub unreadable_milestones: &'a [Value],
+    #[serde(skip_serializing_if = "Map::is_empty")]
+    pub envelope_extra: &'a Map<String, Value>,
+    #[serde(skip_serializing_if = "Map::is_empty")]
+    pub payload_extra: &'a Map<String, Value>,
+}
+
+impl<'a> TrackingUpdateData<'a> {
+    pub(crate) fn new(
+        update: &'a Update,
+        milestones: &'a [MilestoneOut<'a>],
+        received_at: &'a str,
+        unknown: usize,
+    ) -> Self {
+        let p = &update.payload;
+        let loc = |l: &'a Option<Location>| l.as_ref().map(LocationOut::new);
+        TrackingUpdateData {
+            schema_version: SCHEMA_VERSION,
+            update_id: &update.id,
+            reference_id: &update.reference_id,
+            parent_reference_id: update.parent_reference_id.as_deref(),
+            organization_id: update.organization_id.as_deref(),
+            status: update.status.as_deref(),
+            created_at: update.created_at.as_deref(),
+            updated_at: update.updated_at.as_deref(),
+            received_at,
+            container_id: p.container_id.as_deref(),
+            container_iso: p.container_iso.as_deref(),
+            carrier_scac: p.carrier_scac.as_deref(),
+            bill_of_lading: p.bill_of_lading.as_deref(),
+            booking_number: p.booking_number(),
+            route: Route {
+                inland_origin: loc(&p.inland_origin),
+                origin_port: loc(&p.origin_port),
+                destination_port: loc(&p.destination_port),
+                inland_destination: loc(&p.inland_destination),
+            },
+            summary: summary(milestones, unknown),
+            unreadable_milestones: &p.unreadable_milestones,
+            envelope_extra: &update.extra,
+            payload_extra: &p.extra,
+        }
+    }
+}
+
+/// The shipment keys that open the data of every milestone event; the milestone's own
+/// fields follow them.
+#[derive(Debug, Serialize)]
+pub(crate) struct MilestoneKeys<'a> {
+    pub schema_version: u32,
+    pub update_id: &'a str,
+    pub reference_id: &'a str,
+    pub container_id: Option<&'a str>,
+    pub carrier_scac: Option<&'a str>,
+    pub bill_of_lading: Option<&'a str>,
+}
