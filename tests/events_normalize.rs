@@ -502,3 +502,28 @@ fn dead_letters_name_a_precise_reason() {
         assert!(!dead.detail.is_empty());
     }
 }
+
+#[test]
+fn batch_keys_and_milestone_codes_match_the_event_data() {
+    let batch = normalize_bytes(&body("mid-journey-transshipment.json"));
+    let update = data(batch.tracking_update().unwrap());
+    let keys = batch.keys();
+    assert_eq!(
+        keys.reference_id.as_deref(),
+        update["reference_id"].as_str()
+    );
+    assert_eq!(
+        keys.container_id.as_deref(),
+        update["container_id"].as_str()
+    );
+    assert_eq!(
+        keys.carrier_scac.as_deref(),
+        update["carrier_scac"].as_str()
+    );
+    assert_eq!(batch.milestone_codes().len(), batch.milestones().len());
+    for (code, event) in batch.milestone_codes().iter().zip(batch.milestones()) {
+        let milestone = data(event);
+        assert_eq!(milestone["event_code"], code.event_code);
+        assert_eq!(milestone["event_classifier"], code.event_classifier);
+    }
+}

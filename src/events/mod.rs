@@ -115,6 +115,24 @@ pub struct NormalizedBatch {
     pass_through: Option<CloudEvent>,
     raw: Vec<u8>,
     unknown_descriptions: usize,
+    keys: BatchKeys,
+    milestone_codes: Vec<MilestoneCode>,
+}
+
+/// The identifiers that outputs place a batch's events by (partition keys, routing
+/// keys), so that they need not read the event data.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BatchKeys {
+    pub reference_id: Option<String>,
+    pub container_id: Option<String>,
+    pub carrier_scac: Option<String>,
+}
+
+/// A milestone event's `event_code` and `event_classifier`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MilestoneCode {
+    pub event_code: &'static str,
+    pub event_classifier: &'static str,
 }
 
 impl NormalizedBatch {
@@ -140,6 +158,14 @@ impl NormalizedBatch {
     /// The body exactly as received: the `raw` output.
     pub fn raw_body(&self) -> &[u8] {
         &self.raw
+    }
+    /// Identifiers of the delivery, for outputs that key or route events.
+    pub fn keys(&self) -> &BatchKeys {
+        &self.keys
+    }
+    /// The code and classifier of each milestone event, in the order of [`Self::milestones`].
+    pub fn milestone_codes(&self) -> &[MilestoneCode] {
+        &self.milestone_codes
     }
     /// Number of milestone events whose description is not in the mapping table. Add it
     /// to `vizion_bridge_unknown_milestone_descriptions_total`.
@@ -284,12 +310,26 @@ fn normalize_update(
         TRACKING_UPDATE_SCHEMA,
         data,
     );
+    let milestone_codes = milestones
+        .iter()
+        .filter(|m| m.duplicate_of.is_none())
+        .map(|m| MilestoneCode {
+            event_code: m.event_code.as_str(),
+            event_classifier: m.event_classifier,
+        })
+        .collect();
     NormalizedBatch {
         tracking_update: Some(tracking_update),
         milestones: milestone_events,
         pass_through: None,
         raw: raw_body.to_vec(),
         unknown_descriptions: unknown,
+        keys: BatchKeys {
+            reference_id: Some(update.reference_id.clone()),
+            container_id: subject.clone(),
+            carrier_scac: non_empty(p.carrier_scac.as_deref()),
+        },
+        milestone_codes,
     }
 }
 
@@ -329,6 +369,11 @@ fn pass_through(
         pass_through: Some(event),
         raw: raw_body.to_vec(),
         unknown_descriptions: 0,
+        keys: BatchKeys {
+            reference_id: p.reference_id.clone(),
+            ..BatchKeys::default()
+        },
+        milestone_codes: Vec::new(),
     }
 }
 

@@ -3,15 +3,15 @@
 //! durable.
 
 pub mod file;
+mod message;
 
 use std::net::IpAddr;
-use std::path::Path;
-use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
+pub use self::message::{Message, MessageKind, DELIVERY_KIND_HEADER, REASON_HEADER};
 use crate::events::{CloudEvent, NormalizedBatch};
 
 /// The sinks that configuration can name in `sinks = [...]`.
@@ -83,15 +83,4 @@ pub trait Sink: Send + Sync {
 
     /// Flushes what is pending and stops taking writes.
     async fn close(&self) -> Result<(), SinkError>;
-}
-
-/// Opens the configured sinks.
-pub fn build(kinds: &[SinkKind], data_dir: &Path) -> Result<Vec<Arc<dyn Sink>>, SinkError> {
-    let mut sinks: Vec<Arc<dyn Sink>> = Vec::with_capacity(kinds.len());
-    for kind in kinds {
-        match kind {
-            SinkKind::File => sinks.push(Arc::new(file::FileSink::open(data_dir)?)),
-        }
-    }
-    Ok(sinks)
 }

@@ -78,6 +78,10 @@ pub struct Metrics {
     pub sink_write_failures: IntCounterVec,
     pub dead_letters: IntCounterVec,
     pub unknown_descriptions: IntCounter,
+    pub events_published: IntCounterVec,
+    pub publish_failures: IntCounterVec,
+    pub publish_duration: HistogramVec,
+    pub sink_up: IntGaugeVec,
 }
 
 /// Buckets from 0.5 ms to 10 s: an answer is expected in milliseconds, a slow sink in seconds.
@@ -148,6 +152,39 @@ impl Metrics {
             "Milestones of accepted updates whose description is not in the event-code table (new carrier wording).",
         )
         .expect("valid metric");
+        let events_published = IntCounterVec::new(
+            Opts::new(
+                "vizion_bridge_events_published_total",
+                "Messages a broker confirmed, by sink and kind (update, milestone, pass_through, raw, dead_letter).",
+            ),
+            &["sink", "kind"],
+        )
+        .expect("valid metric");
+        let publish_failures = IntCounterVec::new(
+            Opts::new(
+                "vizion_bridge_publish_failures_total",
+                "Messages a broker did not confirm, by sink and reason.",
+            ),
+            &["sink", "reason"],
+        )
+        .expect("valid metric");
+        let publish_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "vizion_bridge_publish_duration_seconds",
+                "Time from publishing a message to the broker's confirmation, by sink.",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+            &["sink"],
+        )
+        .expect("valid metric");
+        let sink_up = IntGaugeVec::new(
+            Opts::new(
+                "vizion_bridge_sink_up",
+                "1 while a sink can take writes (its broker is reachable), else 0.",
+            ),
+            &["sink"],
+        )
+        .expect("valid metric");
         let build_info = IntGaugeVec::new(
             Opts::new(
                 "vizion_bridge_build_info",
@@ -169,6 +206,10 @@ impl Metrics {
             Box::new(sink_write_failures.clone()),
             Box::new(dead_letters.clone()),
             Box::new(unknown_descriptions.clone()),
+            Box::new(events_published.clone()),
+            Box::new(publish_failures.clone()),
+            Box::new(publish_duration.clone()),
+            Box::new(sink_up.clone()),
             Box::new(build_info),
         ] {
             registry
@@ -196,6 +237,10 @@ impl Metrics {
             sink_write_failures,
             dead_letters,
             unknown_descriptions,
+            events_published,
+            publish_failures,
+            publish_duration,
+            sink_up,
         }
     }
 

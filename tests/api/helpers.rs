@@ -65,8 +65,7 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     let temp = Arc::new(tempfile::tempdir().unwrap());
     let mut settings = test_settings(temp.path());
     configure(&mut settings);
-    let sinks = sinks::build(&settings.sinks, &settings.storage.data_dir).unwrap();
-    start(settings, sinks, Some(temp)).await
+    start(settings, None, Some(temp)).await
 }
 
 /// Starts the app with the given sinks (in addition to nothing else).
@@ -77,18 +76,18 @@ pub async fn spawn_app_with_sinks(
     let temp = Arc::new(tempfile::tempdir().unwrap());
     let mut settings = test_settings(temp.path());
     configure(&mut settings);
-    start(settings, sinks, Some(temp)).await
+    start(settings, Some(sinks), Some(temp)).await
 }
 
 /// Starts the app on `settings` as given (the caller owns the data directory).
 pub async fn spawn_app_from(settings: Settings) -> TestApp {
-    let sinks = sinks::build(&settings.sinks, &settings.storage.data_dir).unwrap();
-    start(settings, sinks, None).await
+    start(settings, None, None).await
 }
 
+/// Starts the app with the configured sinks, or with `sinks` in their place.
 async fn start(
     settings: Settings,
-    sinks: Vec<Arc<dyn Sink>>,
+    sinks: Option<Vec<Arc<dyn Sink>>>,
     temp: Option<Arc<tempfile::TempDir>>,
 ) -> TestApp {
     LOGGING.call_once(|| {
@@ -101,9 +100,11 @@ async fn start(
     });
     let ip = settings.server.listen.ip();
     let data_dir = settings.storage.data_dir.clone();
-    let app = Application::build_with_sinks(settings, sinks)
-        .await
-        .expect("the app builds");
+    let app = match sinks {
+        Some(sinks) => Application::build_with_sinks(settings, sinks).await,
+        None => Application::build(settings).await,
+    }
+    .expect("the app builds");
     let host = SocketAddr::new(ip, app.port());
     let address = format!("http://{host}");
     let metrics_address = format!("http://127.0.0.1:{}", app.metrics_port());

@@ -1,0 +1,200 @@
+//! The broker-neutral messages one [`Record`] becomes: what a broker sink publishes,
+//! in which stream (Kafka topic, AMQP routing key) and under which key.
+
+use crate::events::{CloudEvent, MilestoneCode, DATA_CONTENT_TYPE};
+
+use super::Record;
+
+/// The streams a broker keeps apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MessageKind {
+    /// Tracking-update events.
+    Update,
+    /// Milestone events.
+    Milestone,
+    /// Exception alerts and reference events, passed through.
+    PassThrough,
+    /// Every accepted body as received.
+    Raw,
+    /// Dead-letter events.
+    DeadLetter,
+}
+
+impl MessageKind {
+    pub const ALL: [MessageKind; 5] = [
+        MessageKind::Update,
+        MessageKind::Milestone,
+        MessageKind::PassThrough,
+        MessageKind::Raw,
+        MessageKind::DeadLetter,
+    ];
+
+    /// The `kind` label of metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MessageKind::Update => "update",
+            MessageKind::Milestone => "milestone",
+            MessageKind::PassThrough => "pass_through",
+            MessageKind::Raw => "raw",
+            MessageKind::DeadLetter => "dead_letter",
+        }
+    }
+}
+
+/// One message to publish.
+#[derive(Debug, Clone)]
+pub struct Message<'a> {
+    pub kind: MessageKind,
+    /// The message id: the event id, or for raw bodies the delivery id.
+    pub id: &'a str,
+    /// What orders messages (Kafka's partition key): the reference id for updates and
+    /// passed-through events, the container id for milestones (so one container's
+    /// milestones stay in order), the delivery id for raw bodies and dead letters.
+    pub key: Option<&'a str>,
+    /// The CloudEvent, whose attributes travel as headers (binary mode). None for raw.
+    pub event: Option<&'a CloudEvent>,
+    /// The message body: the event's data, or the raw body.
+    pub payload: &'a [u8],
+    pub content_type: &'static str,
+    /// The carrier (routing of updates).
+    pub carrier_scac: Option<&'a str>,
+    /// The milestone's code and classifier (routing of milestones).
+    pub milestone: Option<MilestoneCode>,
+    /// Headers beyond the CloudEvents attributes, e.g. a dead letter's reason.
+    pub headers: Vec<(&'static str, &'a str)>,
+}
+
+/// Header naming why a dead letter was kept.
+pub const REASON_HEADER: &str = "vizion_dead_letter_reason";
+/// Header naming the kind of delivery a raw body was (`update`, `exception_alert`, …).
+pub const DELIVERY_KIND_HEADER: &str = "vizion_delivery_kind";
+
+impl<'a> Record<'a> {
+    /// Every message this record becomes, updates first, then milestones in Vizion's
+    /// order, then the raw body.
+    pub fn messages(&self) -> Vec<Message<'a>> {
+        match *self {
+            Record::Events {
+                batch,
+                kind,
+                delivery_id,
+                ..
+            } => {
+                let keys = batch.keys();
+                let mut messages = Vec::with_capacity(batch.milestones().len() + 2);
+                let event_message = |kind, event: &'a CloudEvent, key: Option<&'a str>| Message {
+                    kind,
+                    id: event.id(),
+                    key,
+                    event: Some(event),
+                    payload: event.data(),
+                    content_type: DATA_CONTENT_TYPE,
+                    carrier_scac: keys.carrier_scac.as_deref(),
+                    milestone: None,
+                    headers: Vec::new(),
+                };
+                let reference_id = keys.reference_id.as_deref();
+                if let Some(update) = batch.tracking_update() {
+                    messages.push(event_message(MessageKind::Update, update, reference_id));
+                }
+                let container_id = keys.container_id.as_deref().or(reference_id);
+                for (event, code) in batch.milestones().iter().zip(batch.milestone_codes()) {
+                    let mut message = event_message(MessageKind::Milestone, event, container_id);
+                    message.milestone = Some(*code);
+                    messages.push(message);
+                }
+                if let Some(event) = batch.pass_through() {
+                    messages.push(event_message(MessageKind::PassThrough, event, reference_id));
+                }
+                let raw_id = delivery_id
+                    .or_else(|| batch.events().next().map(CloudEvent::id))
+                    .unwrap_or_default();
+                messages.push(Message {
+                    kind: MessageKind::Raw,
+                    id: raw_id,
+                    key: delivery_id,
+                    event: None,
+                    payload: batch.raw_body(),
+                    content_type: DATA_CONTENT_TYPE,
+                    carrier_scac: keys.carrier_scac.as_deref(),
+                    milestone: None,
+                    headers: vec![(DELIVERY_KIND_HEADER, kind)],
+                });
+                messages
+            }
+            Record::DeadLetter { event, reason, .. } => vec![Message {
+                kind: MessageKind::DeadLetter,
+                id: event.id(),
+                key: Some(event.id()),
+                event: Some(event),
+                payload: event.data(),
+                content_type: DATA_CONTENT_TYPE,
+                carrier_scac: None,
+                milestone: None,
+                headers: vec![(REASON_HEADER, reason)],
+            }],
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use time::OffsetDateTime;
+
+    use super::*;
+    use crate::events::{self, EventContext};
+    use crate::sinks::Receipt;
+    use crate::vizion;
+
+    const BODY: &str = r#"{"id":"u1","reference_id":"r1","payload":{"container_id":"MSCU1234567","carrier_scac":"MSCU","milestones":[
+        {"description":"Gate out empty","timestamp":"2024-01-01T00:00:00Z","planned":false},
+        {"description":"Vessel arrived at destination port","timestamp":"2024-02-01T00:00:00Z","planned":true}]}}"#;
+
+    #[test]
+    fn an_update_becomes_its_events_and_the_raw_body_with_their_keys() {
+        let inbound = vizion::parse(BODY.as_bytes()).unwrap();
+        let batch = events::normalize(
+            &inbound,
+            BODY.as_bytes(),
+            OffsetDateTime::now_utc(),
+            &EventContext::default(),
+        );
+        let receipt = Receipt {
+            request_id: "req".into(),
+            received_at: OffsetDateTime::now_utc(),
+            client_ip: Ipv4Addr::LOCALHOST.into(),
+            key_id: None,
+        };
+        let record = Record::Events {
+            batch: &batch,
+            kind: inbound.kind(),
+            delivery_id: inbound.dedup_key(),
+            receipt: &receipt,
+        };
+        let messages = record.messages();
+        let kinds: Vec<_> = messages.iter().map(|m| m.kind).collect();
+        assert_eq!(
+            kinds,
+            [
+                MessageKind::Update,
+                MessageKind::Milestone,
+                MessageKind::Milestone,
+                MessageKind::Raw
+            ]
+        );
+        assert_eq!(messages[0].key, Some("r1"));
+        assert_eq!(messages[0].carrier_scac, Some("MSCU"));
+        assert_eq!(messages[1].key, Some("MSCU1234567"));
+        let second = messages[2].milestone.unwrap();
+        assert_eq!(
+            (second.event_code, second.event_classifier),
+            ("ARRI", "EST")
+        );
+        assert_eq!(messages[3].payload, BODY.as_bytes());
+        assert_eq!(messages[3].key, Some("u1"));
+        assert_eq!(messages[3].headers, [(DELIVERY_KIND_HEADER, "update")]);
+        assert!(messages[..3].iter().all(|m| m.event.is_some()));
+    }
+}
