@@ -14,6 +14,7 @@ use crate::auth::{AuthConfig, KeyRing, Mode, Scheme};
 use crate::delivery::{DedupConfig, DeliveryConfig};
 use crate::events::EventsConfig;
 use crate::ingest::IngestConfig;
+use crate::sinks::kafka::KafkaConfig;
 use crate::sinks::SinkKind;
 use crate::startup::ServerConfig;
 use crate::telemetry::{LogConfig, MetricsConfig};
@@ -37,6 +38,7 @@ pub struct Settings {
     pub dedup: DedupConfig,
     pub delivery: DeliveryConfig,
     pub storage: StorageConfig,
+    pub kafka: KafkaConfig,
 }
 
 impl Default for Settings {
@@ -53,6 +55,7 @@ impl Default for Settings {
             dedup: DedupConfig::default(),
             delivery: DeliveryConfig::default(),
             storage: StorageConfig::default(),
+            kafka: KafkaConfig::default(),
         }
     }
 }
@@ -164,6 +167,9 @@ impl Settings {
         }
         if self.events.source.trim().is_empty() || self.events.type_prefix.trim().is_empty() {
             errors.push("`events.source` and `events.type_prefix` must not be empty".into());
+        }
+        if self.sinks.contains(&SinkKind::Kafka) {
+            errors.extend(self.kafka.problems(self.delivery.timeout));
         }
         if self.delivery.timeout.is_zero() {
             errors.push("`delivery.timeout` must be above 0".into());

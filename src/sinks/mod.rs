@@ -3,6 +3,7 @@
 //! durable.
 
 pub mod file;
+pub mod kafka;
 mod message;
 
 use std::net::IpAddr;
@@ -20,6 +21,8 @@ use crate::events::{CloudEvent, NormalizedBatch};
 pub enum SinkKind {
     /// JSON lines under `storage.data_dir`, fsync'd before the answer.
     File,
+    /// Kafka, with an idempotent `acks=all` producer (`[kafka]`).
+    Kafka,
 }
 
 /// Facts about how an update was received, written beside it.
@@ -58,6 +61,8 @@ pub enum SinkError {
     Io(String),
     #[error("the sink is closed")]
     Closed,
+    #[error("{0}")]
+    Broker(String),
 }
 
 impl SinkError {
@@ -66,6 +71,7 @@ impl SinkError {
         match self {
             SinkError::Io(_) => "io",
             SinkError::Closed => "closed",
+            SinkError::Broker(_) => "broker",
         }
     }
 }

@@ -3,6 +3,7 @@ mod cli;
 mod delivery;
 mod health_and_metrics;
 mod helpers;
+mod kafka;
 mod lifecycle;
 mod limits;
 mod source;

@@ -1,0 +1,203 @@
+//! Kafka: every event of a webhook is published with an idempotent `acks=all`
+//! producer, and the write is confirmed only when the broker acknowledged them all.
+
+mod config;
+mod health;
+mod producer;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use futures_util::future::join_all;
+use rdkafka::config::ClientConfig;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureRecord, Producer};
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+
+pub use self::config::{KafkaConfig, KafkaTopics};
+use self::producer::{failure_reason, ProducerSlot};
+use super::{Message, Record, Sink, SinkError};
+use crate::telemetry::Metrics;
+
+const SINK: &str = "kafka";
+
+pub struct KafkaSink {
+    slot: Arc<ProducerSlot>,
+    topics: KafkaTopics,
+    ready: Arc<AtomicBool>,
+    metrics: Metrics,
+    health: JoinHandle<()>,
+    /// Asks the health watcher to look at the brokers and topics now.
+    recheck: Arc<Notify>,
+}
+
+impl KafkaSink {
+    /// Creates the producer and starts watching the brokers in the background. The
+    /// brokers need not be reachable yet: the sink reports not ready until they are.
+    pub fn start(config: &KafkaConfig, metrics: Metrics) -> Result<Self, SinkError> {
+        let properties = config
+            .resolved_properties()
+            .map_err(|e| SinkError::Broker(format!("kafka properties: {e}")))?;
+        let mut client = ClientConfig::new();
+        for (key, value) in &properties {
+            client.set(key, value);
+        }
+        client
+            .set("bootstrap.servers", &config.brokers)
+            .set("client.id", &config.client_id)
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("compression.type", &config.compression)
+            .set("linger.ms", config.linger.as_millis().to_string())
+            .set(
+                "max.in.flight.requests.per.connection",
+                config.max_in_flight.to_string(),
+            )
+            .set(
+                "message.timeout.ms",
+                config.message_timeout.as_millis().to_string(),
+            );
+        let slot = Arc::new(ProducerSlot::new(client)?);
+        let ready = Arc::new(AtomicBool::new(false));
+        metrics.sink_up.with_label_values(&[SINK]).set(0);
+        let recheck = Arc::new(Notify::new());
+        let health = tokio::spawn(health::watch(
+            slot.clone(),
+            config.clone(),
+            ready.clone(),
+            metrics.clone(),
+            recheck.clone(),
+        ));
+        Ok(Self {
+            slot,
+            topics: config.topics.clone(),
+            ready,
+            metrics,
+            health,
+            recheck,
+        })
+    }
+
+    fn headers(message: &Message<'_>) -> OwnedHeaders {
+        let mut headers = OwnedHeaders::new_with_capacity(12);
+        match message.event {
+            Some(event) => {
+                for (name, value) in event.kafka_headers() {
+                    headers = headers.insert(Header {
+                        key: &name,
+                        value: Some(value),
+                    });
+                }
+            }
+            None => {
+                headers = headers.insert(Header {
+                    key: "content-type",
+                    value: Some(message.content_type),
+                });
+            }
+        }
+        for (name, value) in &message.headers {
+            headers = headers.insert(Header {
+                key: name,
+                value: Some(*value),
+            });
+        }
+        headers
+    }
+}
+
+#[async_trait]
+impl Sink for KafkaSink {
+    fn name(&self) -> &'static str {
+        SINK
+    }
+
+    async fn write(&self, record: &Record<'_>) -> Result<(), SinkError> {
+        let messages = record.messages();
+        let producer = self.slot.current();
+        let timestamp = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        let started = Instant::now();
+        let mut deliveries = Vec::with_capacity(messages.len());
+        let mut refused = None;
+        for message in &messages {
+            let mut future = FutureRecord::to(self.topics.for_kind(message.kind))
+                .payload(message.payload)
+                .headers(Self::headers(message))
+                .timestamp(timestamp);
+            if let Some(key) = message.key {
+                future = future.key(key);
+            }
+            match producer.producer.send_result(future) {
+                Ok(delivery) => deliveries.push((message.kind, delivery)),
+                Err((error, _)) => {
+                    refused = Some(error);
+                    break;
+                }
+            }
+        }
+        // Wait for what was queued even when a later message was refused, so that every
+        // outcome is counted.
+        let mut failure: Option<(&'static str, String)> = None;
+        let (kinds, futures): (Vec<_>, Vec<_>) = deliveries.into_iter().unzip();
+        for (kind, result) in kinds.into_iter().zip(join_all(futures).await) {
+            match result {
+                Ok(Ok(_)) => self
+                    .metrics
+                    .events_published
+                    .with_label_values(&[SINK, kind.as_str()])
+                    .inc(),
+                Ok(Err((error, _))) => {
+                    failure.get_or_insert((failure_reason(&error), error.to_string()));
+                }
+                Err(_) => {
+                    failure.get_or_insert(("canceled", "the producer was dropped".into()));
+                }
+            }
+        }
+        if let Some(error) = refused {
+            failure.get_or_insert((failure_reason(&error), error.to_string()));
+        }
+        self.metrics
+            .publish_duration
+            .with_label_values(&[SINK])
+            .observe(started.elapsed().as_secs_f64());
+        match failure {
+            None => {
+                producer.succeeded();
+                Ok(())
+            }
+            Some((reason, detail)) => {
+                self.metrics
+                    .publish_failures
+                    .with_label_values(&[SINK, reason])
+                    .inc();
+                if producer.failed() {
+                    self.slot.replace(&producer);
+                }
+                self.recheck.notify_one();
+                Err(SinkError::Broker(format!(
+                    "kafka did not confirm: {detail}"
+                )))
+            }
+        }
+    }
+
+    fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+            && !self.slot.current().brokers_down.load(Ordering::Acquire)
+    }
+
+    async fn close(&self) -> Result<(), SinkError> {
+        self.health.abort();
+        let producer = self.slot.current();
+        tokio::task::spawn_blocking(move || producer.producer.flush(Duration::from_secs(5)))
+            .await
+            .map_err(|e| SinkError::Broker(e.to_string()))?
+            .map_err(|e| SinkError::Broker(format!("kafka flush failed: {e}")))
+    }
+}
