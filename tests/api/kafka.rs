@@ -62,9 +62,14 @@ pub struct Consumed {
 }
 
 /// Reads `topics` from the start until `expected` records arrived or `within` passed.
-pub async fn consume(topics: &[&str], expected: usize, within: Duration) -> Vec<Consumed> {
+pub async fn consume(
+    brokers: &str,
+    topics: &[&str],
+    expected: usize,
+    within: Duration,
+) -> Vec<Consumed> {
     let consumer: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap())
+        .set("bootstrap.servers", brokers)
         .set("group.id", format!("test-{}", uuid::Uuid::new_v4()))
         .set("auto.offset.reset", "earliest")
         .set("enable.auto.commit", "false")
@@ -137,6 +142,7 @@ async fn every_event_is_published_with_its_key_and_cloudevents_headers() {
     assert_eq!(response.status().as_u16(), 200);
 
     let consumed = consume(
+        &brokers,
         &[&topics.updates, &topics.milestones, &topics.raw],
         1 + 5 + 1,
         Duration::from_secs(20),
@@ -223,7 +229,13 @@ async fn dead_letters_carry_their_reason() {
     wait_until_ready(&app, Duration::from_secs(20)).await;
 
     assert_eq!(app.post_signed(b"{not json").await.status().as_u16(), 200);
-    let consumed = consume(&[&topics.dead_letters], 1, Duration::from_secs(20)).await;
+    let consumed = consume(
+        &brokers,
+        &[&topics.dead_letters],
+        1,
+        Duration::from_secs(20),
+    )
+    .await;
     assert_eq!(consumed.len(), 1);
     assert_eq!(consumed[0].headers["vizion_dead_letter_reason"], "not_json");
     assert!(consumed[0].headers["ce_type"].ends_with(".dead_letter.v1"));

@@ -4,8 +4,10 @@ mod delivery;
 mod health_and_metrics;
 mod helpers;
 mod kafka;
+mod kafka_faults;
 mod lifecycle;
 mod limits;
+mod proxy;
 mod source;
 // Shared with the events tests: fixture bodies and the JSON Schema validators.
 #[path = "../fixtures/support.rs"]
