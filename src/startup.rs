@@ -16,6 +16,7 @@ use crate::config::{ConfigError, Settings};
 use crate::delivery::{Dedup, Delivery};
 use crate::ingest::{routes, IngestState, SourcePolicy};
 use crate::sinks::file::FileSink;
+use crate::sinks::rabbitmq::RabbitmqSink;
 use crate::sinks::{Sink, SinkError, SinkKind};
 use crate::telemetry::Metrics;
 
@@ -259,11 +260,13 @@ pub fn build_sinks(
     settings: &Settings,
     metrics: &Metrics,
 ) -> Result<Vec<Arc<dyn Sink>>, StartupError> {
-    let _ = metrics;
     let mut built: Vec<Arc<dyn Sink>> = Vec::with_capacity(settings.sinks.len());
     for kind in &settings.sinks {
         match kind {
             SinkKind::File => built.push(Arc::new(FileSink::open(&settings.storage.data_dir)?)),
+            SinkKind::Rabbitmq => {
+                built.push(Arc::new(RabbitmqSink::start(&settings.rabbitmq, metrics)?))
+            }
         }
     }
     Ok(built)

@@ -14,6 +14,7 @@ use crate::auth::{AuthConfig, KeyRing, Mode, Scheme};
 use crate::delivery::{DedupConfig, DeliveryConfig};
 use crate::events::EventsConfig;
 use crate::ingest::IngestConfig;
+use crate::sinks::rabbitmq::RabbitmqConfig;
 use crate::sinks::SinkKind;
 use crate::startup::ServerConfig;
 use crate::telemetry::{LogConfig, MetricsConfig};
@@ -37,6 +38,7 @@ pub struct Settings {
     pub dedup: DedupConfig,
     pub delivery: DeliveryConfig,
     pub storage: StorageConfig,
+    pub rabbitmq: RabbitmqConfig,
 }
 
 impl Default for Settings {
@@ -53,6 +55,7 @@ impl Default for Settings {
             dedup: DedupConfig::default(),
             delivery: DeliveryConfig::default(),
             storage: StorageConfig::default(),
+            rabbitmq: RabbitmqConfig::default(),
         }
     }
 }
@@ -167,6 +170,10 @@ impl Settings {
         }
         if self.delivery.timeout.is_zero() {
             errors.push("`delivery.timeout` must be above 0".into());
+        }
+
+        if self.sinks.contains(&SinkKind::Rabbitmq) {
+            errors.extend(self.rabbitmq.validate());
         }
 
         match KeyRing::from_config(&self.auth.secrets) {

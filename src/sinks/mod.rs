@@ -4,6 +4,7 @@
 
 pub mod file;
 mod message;
+pub mod rabbitmq;
 
 use std::net::IpAddr;
 
@@ -20,6 +21,8 @@ use crate::events::{CloudEvent, NormalizedBatch};
 pub enum SinkKind {
     /// JSON lines under `storage.data_dir`, fsync'd before the answer.
     File,
+    /// A RabbitMQ topic exchange, with publisher confirms.
+    Rabbitmq,
 }
 
 /// Facts about how an update was received, written beside it.

@@ -5,6 +5,7 @@ mod health_and_metrics;
 mod helpers;
 mod lifecycle;
 mod limits;
+mod rabbitmq;
 mod source;
 // Shared with the events tests: fixture bodies and the JSON Schema validators.
 #[path = "../fixtures/support.rs"]
