@@ -35,6 +35,20 @@ impl Session {
         self.connection.status().connected()
     }
 
+    /// Whether the connection is or becomes closed within `wait`.
+    pub async fn closes_within(&self, wait: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            if !self.is_connected() {
+                return true;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// The next channel of the pool, reopened first if the broker closed it (a
     /// channel-level error leaves the connection up).
     pub async fn channel(&self) -> lapin::Result<Channel> {

@@ -11,21 +11,24 @@ mod properties;
 mod routing;
 mod topology;
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use lapin::options::BasicPublishOptions;
 use lapin::Confirmation;
 
 pub use self::config::{RabbitmqConfig, DEFAULT_URL};
-use self::connection::ConnectionManager;
+use self::connection::{ConnectionManager, Session};
 pub use self::properties::{APP_ID, PERSISTENT};
 pub use self::routing::routing_key;
 pub use self::topology::ALTERNATE_EXCHANGE;
-use super::{Record, Sink, SinkError};
+use super::{Message, Record, Sink, SinkError};
 use crate::telemetry::Metrics;
 
 const NAME: &str = "rabbitmq";
+
+/// How long a failed publish waits to learn whether the connection is going down.
+const SETTLE: Duration = Duration::from_millis(200);
 
 pub struct RabbitmqSink {
     exchange: String,
@@ -51,13 +54,95 @@ impl RabbitmqSink {
         })
     }
 
-    fn fail(&self, reason: &'static str, message: String) -> SinkError {
+    fn count_failure(&self, reason: &'static str) {
         self.metrics
             .publish_failures
             .with_label_values(&[NAME, reason])
             .inc();
-        SinkError::Io(message)
     }
+
+    /// Publishes every message on one channel of `session`, then waits for all the
+    /// confirms together (one round trip, not one per message).
+    async fn publish(
+        &self,
+        session: &Session,
+        messages: &[Message<'_>],
+        delivery_kind: Option<&str>,
+        timestamp: u64,
+    ) -> Result<(), Failure> {
+        let lost = |what: String| Failure {
+            reason: if session.is_connected() {
+                "error"
+            } else {
+                "disconnected"
+            },
+            message: what,
+        };
+        let channel = session
+            .channel()
+            .await
+            .map_err(|e| lost(format!("cannot open a RabbitMQ channel: {e}")))?;
+        let mut pending = Vec::with_capacity(messages.len());
+        for message in messages {
+            let key = routing_key(message, delivery_kind);
+            let confirm = channel
+                .basic_publish(
+                    self.exchange.as_str().into(),
+                    key.as_str().into(),
+                    BasicPublishOptions {
+                        mandatory: true,
+                        ..BasicPublishOptions::default()
+                    },
+                    message.payload,
+                    properties::properties(message, timestamp),
+                )
+                .await
+                .map_err(|e| lost(format!("cannot publish to RabbitMQ: {e}")))?;
+            pending.push((message.kind, key, confirm));
+        }
+        let mut failure = None;
+        for (kind, key, confirm) in pending {
+            let problem = match confirm.await {
+                Ok(Confirmation::Ack(None)) => {
+                    self.metrics
+                        .events_published
+                        .with_label_values(&[NAME, kind.as_str()])
+                        .inc();
+                    continue;
+                }
+                Ok(Confirmation::Ack(Some(returned))) => Failure {
+                    reason: "returned",
+                    message: format!(
+                        "RabbitMQ returned the `{key}` message as unroutable: {} {}",
+                        returned.reply_code, returned.reply_text
+                    ),
+                },
+                Ok(Confirmation::Nack(_)) => Failure {
+                    reason: "nack",
+                    message: format!("RabbitMQ refused the `{key}` message (nack)"),
+                },
+                Ok(Confirmation::NotRequested) => Failure {
+                    reason: "error",
+                    message: "the channel is not in confirm mode".into(),
+                },
+                Err(e) => lost(format!("no confirm for the `{key}` message: {e}")),
+            };
+            // A lost connection outranks a nack: only it is worth publishing again.
+            if failure
+                .as_ref()
+                .is_none_or(|f: &Failure| f.reason != "disconnected")
+            {
+                failure = Some(problem);
+            }
+        }
+        failure.map_or(Ok(()), Err)
+    }
+}
+
+/// Why a publish failed: the `reason` label, and a message for the log.
+struct Failure {
+    reason: &'static str,
+    message: String,
 }
 
 /// Counts a write abandoned while waiting for a connection (its deadline passed).
@@ -91,92 +176,47 @@ impl Sink for RabbitmqSink {
         };
         let timestamp = u64::try_from(receipt.received_at.unix_timestamp()).unwrap_or(0);
         let messages = record.messages();
-
-        let mut waiting = WaitingForConnection {
-            metrics: &self.metrics,
-            armed: true,
-        };
-        let Some(session) = self.connection.session().await else {
-            return Err(SinkError::Closed);
-        };
-        waiting.armed = false;
-        let channel = session
-            .channel()
-            .await
-            .map_err(|e| self.fail("error", format!("cannot open a RabbitMQ channel: {e}")))?;
-
-        // Publish everything, then wait for the confirms together: one round trip.
-        let mut pending = Vec::with_capacity(messages.len());
-        for message in &messages {
-            let key = routing_key(message, delivery_kind);
-            let published = channel
-                .basic_publish(
-                    self.exchange.as_str().into(),
-                    key.as_str().into(),
-                    BasicPublishOptions {
-                        mandatory: true,
-                        ..BasicPublishOptions::default()
-                    },
-                    message.payload,
-                    properties::properties(message, timestamp),
-                )
+        let result = loop {
+            let mut waiting = WaitingForConnection {
+                metrics: &self.metrics,
+                armed: true,
+            };
+            let Some(session) = self.connection.session().await else {
+                break Err(SinkError::Closed);
+            };
+            waiting.armed = false;
+            let mut outcome = self
+                .publish(&session, &messages, delivery_kind, timestamp)
                 .await;
-            match published {
-                Ok(confirm) => pending.push((message.kind, key, confirm)),
-                Err(e) => {
-                    let reason = if session.is_connected() {
-                        "error"
-                    } else {
-                        "disconnected"
-                    };
-                    return Err(self.fail(reason, format!("cannot publish to RabbitMQ: {e}")));
+            if let Err(failure) = &mut outcome {
+                // A client error can come a moment before the connection reports closed.
+                if failure.reason == "error" && session.closes_within(SETTLE).await {
+                    failure.reason = "disconnected";
                 }
             }
-        }
-        let mut failure = None;
-        for (kind, key, confirm) in pending {
-            let problem = match confirm.await {
-                Ok(Confirmation::Ack(None)) => {
-                    self.metrics
-                        .events_published
-                        .with_label_values(&[NAME, kind.as_str()])
-                        .inc();
-                    continue;
+            match outcome {
+                Ok(()) => break Ok(()),
+                // The connection went away mid-write: publish everything again on the
+                // next one, within the caller's deadline. Messages confirmed before
+                // may arrive twice, with the same ids, as after a sender's retry.
+                Err(Failure {
+                    reason: "disconnected",
+                    message,
+                }) => {
+                    self.count_failure("disconnected");
+                    tracing::debug!(%message, "RabbitMQ connection lost during a write; retrying");
                 }
-                Ok(Confirmation::Ack(Some(returned))) => (
-                    "returned",
-                    format!(
-                        "RabbitMQ returned the `{key}` message as unroutable: {} {}",
-                        returned.reply_code, returned.reply_text
-                    ),
-                ),
-                Ok(Confirmation::Nack(_)) => (
-                    "nack",
-                    format!("RabbitMQ refused the `{key}` message (nack)"),
-                ),
-                Ok(Confirmation::NotRequested) => {
-                    ("error", "the channel is not in confirm mode".to_string())
+                Err(Failure { reason, message }) => {
+                    self.count_failure(reason);
+                    break Err(SinkError::Io(message));
                 }
-                Err(e) => {
-                    let reason = if session.is_connected() {
-                        "error"
-                    } else {
-                        "disconnected"
-                    };
-                    (reason, format!("no confirm for the `{key}` message: {e}"))
-                }
-            };
-            let error = self.fail(problem.0, problem.1);
-            failure.get_or_insert(error);
-        }
+            }
+        };
         self.metrics
             .publish_duration
             .with_label_values(&[NAME])
             .observe(started.elapsed().as_secs_f64());
-        match failure {
-            None => Ok(()),
-            Some(error) => Err(error),
-        }
+        result
     }
 
     fn is_ready(&self) -> bool {
