@@ -33,3 +33,41 @@ pub fn properties(message: &Message<'_>, timestamp: u64) -> BasicProperties {
 fn long(value: &str) -> AMQPValue {
     AMQPValue::LongString(LongString::from(value.as_bytes().to_vec()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sinks::{MessageKind, DELIVERY_KIND_HEADER};
+
+    #[test]
+    fn a_raw_body_is_persistent_with_its_id_type_and_headers() {
+        let message = Message {
+            kind: MessageKind::Raw,
+            id: "delivery-1",
+            key: Some("delivery-1"),
+            event: None,
+            payload: b"{}",
+            content_type: "application/json",
+            carrier_scac: None,
+            milestone: None,
+            headers: vec![(DELIVERY_KIND_HEADER, "update")],
+        };
+        let properties = properties(&message, 1_700_000_000);
+        assert_eq!(*properties.delivery_mode(), Some(PERSISTENT));
+        assert_eq!(
+            properties.message_id().as_ref().unwrap().as_str(),
+            "delivery-1"
+        );
+        assert_eq!(
+            properties.content_type().as_ref().unwrap().as_str(),
+            "application/json"
+        );
+        assert_eq!(*properties.timestamp(), Some(1_700_000_000));
+        let headers = properties.headers().as_ref().unwrap().inner();
+        assert_eq!(headers.len(), 1);
+        assert_eq!(
+            headers.get(DELIVERY_KIND_HEADER),
+            Some(&AMQPValue::LongString("update".into()))
+        );
+    }
+}
