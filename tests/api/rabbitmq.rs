@@ -362,7 +362,7 @@ async fn an_unreachable_broker_means_not_ready_and_a_prompt_503() {
     let app = spawn_app_with(|s| {
         names.configure(s);
         s.rabbitmq.url = Some(InlineSecret::new(format!(
-            "amqp://guest:guest@127.0.0.1:{closed_port}/%2f"
+            "amqp://guest:not-logged-pw@127.0.0.1:{closed_port}/%2f"
         )));
         s.delivery.timeout = Duration::from_secs(1);
     })

@@ -23,11 +23,21 @@ pub fn properties(message: &Message<'_>, timestamp: u64) -> BasicProperties {
     }
     BasicProperties::default()
         .with_content_type(message.content_type.into())
-        .with_message_id(message.id.into())
+        .with_message_id(short(message.id).into())
         .with_timestamp(timestamp)
         .with_delivery_mode(PERSISTENT)
         .with_app_id(APP_ID.into())
         .with_headers(headers)
+}
+
+/// `value` cut to AMQP's 255-byte short string, on a character boundary: an id sent
+/// in a body can be longer, and the full id stays in `cloudEvents:id`.
+fn short(value: &str) -> &str {
+    let mut end = value.len().min(255);
+    while !value.is_char_boundary(end) {
+        end -= 1;
+    }
+    &value[..end]
 }
 
 fn long(value: &str) -> AMQPValue {
@@ -69,5 +79,12 @@ mod tests {
             headers.get(DELIVERY_KIND_HEADER),
             Some(&AMQPValue::LongString("update".into()))
         );
+    }
+
+    #[test]
+    fn long_ids_are_cut_to_a_short_string() {
+        let id = "é".repeat(200);
+        assert_eq!(short(&id).len(), 254);
+        assert_eq!(short("abc"), "abc");
     }
 }
