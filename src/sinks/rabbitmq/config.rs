@@ -216,6 +216,15 @@ mod tests {
     }
 
     #[test]
+    fn the_url_takes_a_heartbeat() {
+        let config = RabbitmqConfig {
+            url: Some(InlineSecret::new(format!("{DEFAULT_URL}?heartbeat=10"))),
+            ..RabbitmqConfig::default()
+        };
+        assert_eq!(config.uri().unwrap().query.heartbeat, Some(10));
+    }
+
+    #[test]
     fn more_than_one_form_of_the_url_is_an_error() {
         let config = RabbitmqConfig {
             url: Some(InlineSecret::new(DEFAULT_URL)),

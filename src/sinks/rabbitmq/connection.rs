@@ -35,6 +35,11 @@ impl Session {
         self.connection.status().connected()
     }
 
+    /// Whether the broker has paused publishing (a memory or disk alarm).
+    pub fn is_blocked(&self) -> bool {
+        self.connection.status().blocked()
+    }
+
     /// Whether the connection is or becomes closed within `wait`.
     pub async fn closes_within(&self, wait: Duration) -> bool {
         let deadline = tokio::time::Instant::now() + wait;
@@ -162,7 +167,7 @@ async fn maintain(
                 up.set(1);
                 tracing::info!(%broker, channels = config.channels, "connected to RabbitMQ");
                 let lost = tokio::select! {
-                    reason = watch_until_lost(&session, events) => Some(reason),
+                    reason = watch_until_lost(&session, events, &up) => Some(reason),
                     _ = stop.changed() => None,
                 };
                 current.send_replace(None);
@@ -240,7 +245,8 @@ async fn connect(
 
 /// Returns why the connection was lost, once its status is no longer connected. An
 /// error event alone is not enough: channel-level errors are reported there too.
-async fn watch_until_lost(session: &Session, events: Events) -> String {
+/// Meanwhile `up` follows the broker's blocking of publishers.
+async fn watch_until_lost(session: &Session, events: Events, up: &IntGauge) -> String {
     let mut events = pin!(events);
     let mut check = tokio::time::interval(HEALTH_CHECK);
     let mut last_error = None;
@@ -252,6 +258,14 @@ async fn watch_until_lost(session: &Session, events: Events) -> String {
                         return error.to_string();
                     }
                     last_error = Some(error.to_string());
+                }
+                Some(Event::ConnectionBlocked(reason)) => {
+                    up.set(0);
+                    tracing::warn!(%reason, "RabbitMQ blocks publishing; writes wait");
+                }
+                Some(Event::ConnectionUnblocked) => {
+                    up.set(1);
+                    tracing::info!("RabbitMQ accepts publishing again");
                 }
                 Some(_) => {}
                 None => return "the connection's event stream ended".into(),

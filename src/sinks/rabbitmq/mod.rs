@@ -220,7 +220,10 @@ impl Sink for RabbitmqSink {
     }
 
     fn is_ready(&self) -> bool {
-        self.connection.session_now().is_some()
+        // While blocked, writes would only wait out their deadline.
+        self.connection
+            .session_now()
+            .is_some_and(|session| !session.is_blocked())
     }
 
     async fn close(&self) -> Result<(), SinkError> {
