@@ -44,7 +44,7 @@ fn update_body(id: u64, milestones: usize) -> Vec<u8> {
             "description": "Vessel departure from origin port",
             "raw_description": format!("Vessel departed, leg {n}"),
             "timestamp": "2021-07-05T18:30:00.000+06:00",
-            "planned": n % 2 == 0,
+            "planned": n.is_multiple_of(2),
             "location": {
                 "name": "Chittagong Port Authority,Chittagong,Chittagong,Bangladesh",
                 "city": "Chattogram", "state": null, "country": "Bangladesh",

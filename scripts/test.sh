@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the whole test suite: formatting, lints, unit, integration and property tests.
-# Starts what the tests need and is not already running (a Kafka-protocol broker),
+# Starts what the tests need and is not already running (RabbitMQ, a Kafka-protocol
+# broker),
 # stops only what it started, and exits non-zero on the first failure.
 #
 # KAFKA_BOOTSTRAP=host:port reuses a running Kafka-protocol broker instead.
@@ -10,10 +11,14 @@ cd "$(dirname "$0")/.."
 step() { printf '\n==> %s\n' "$*"; }
 
 started_pids=()
+stop_rabbitmq=0
 cleanup() {
     for pid in "${started_pids[@]}"; do
         kill -9 "$pid" 2>/dev/null || true
     done
+    if [ "$stop_rabbitmq" = 1 ]; then
+        rabbitmqctl -q stop >/dev/null 2>&1 || true
+    fi
 }
 trap cleanup EXIT
 
@@ -58,6 +63,25 @@ cargo fmt --all -- --check
 step "cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets --locked -- -D warnings
 
+# The RabbitMQ sink's integration tests need a broker on 127.0.0.1:5672 (guest/guest):
+# the running one, or one started here and stopped at exit.
+ensure_rabbitmq() {
+    step "RabbitMQ on 127.0.0.1:5672"
+    if port_is_open 5672; then
+        echo "using the running broker"
+    elif command -v rabbitmq-server >/dev/null; then
+        rabbitmq-server -detached
+        stop_rabbitmq=1
+        for _ in $(seq 60); do port_is_open 5672 && break; sleep 1; done
+        port_is_open 5672 || { echo "RabbitMQ did not start listening on 5672 within 60s" >&2; exit 1; }
+        echo "started a broker (stopped again at exit)"
+    else
+        echo "no RabbitMQ on 127.0.0.1:5672 and no rabbitmq-server to start: install RabbitMQ or start one (guest/guest)" >&2
+        exit 1
+    fi
+}
+
+ensure_rabbitmq
 start_kafka
 
 step "cargo test"

@@ -17,6 +17,7 @@ use crate::delivery::{Dedup, Delivery};
 use crate::ingest::{routes, IngestState, SourcePolicy};
 use crate::sinks::file::FileSink;
 use crate::sinks::kafka::KafkaSink;
+use crate::sinks::rabbitmq::RabbitmqSink;
 use crate::sinks::{Sink, SinkError, SinkKind};
 use crate::telemetry::Metrics;
 
@@ -268,6 +269,9 @@ pub fn build_sinks(
                 &settings.kafka,
                 metrics.clone(),
             )?)),
+            SinkKind::Rabbitmq => {
+                built.push(Arc::new(RabbitmqSink::start(&settings.rabbitmq, metrics)?))
+            }
         }
     }
     Ok(built)

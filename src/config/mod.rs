@@ -15,6 +15,7 @@ use crate::delivery::{DedupConfig, DeliveryConfig};
 use crate::events::EventsConfig;
 use crate::ingest::IngestConfig;
 use crate::sinks::kafka::KafkaConfig;
+use crate::sinks::rabbitmq::RabbitmqConfig;
 use crate::sinks::SinkKind;
 use crate::startup::ServerConfig;
 use crate::telemetry::{LogConfig, MetricsConfig};
@@ -39,6 +40,7 @@ pub struct Settings {
     pub delivery: DeliveryConfig,
     pub storage: StorageConfig,
     pub kafka: KafkaConfig,
+    pub rabbitmq: RabbitmqConfig,
 }
 
 impl Default for Settings {
@@ -56,6 +58,7 @@ impl Default for Settings {
             delivery: DeliveryConfig::default(),
             storage: StorageConfig::default(),
             kafka: KafkaConfig::default(),
+            rabbitmq: RabbitmqConfig::default(),
         }
     }
 }
@@ -173,6 +176,10 @@ impl Settings {
         }
         if self.delivery.timeout.is_zero() {
             errors.push("`delivery.timeout` must be above 0".into());
+        }
+
+        if self.sinks.contains(&SinkKind::Rabbitmq) {
+            errors.extend(self.rabbitmq.validate());
         }
 
         match KeyRing::from_config(&self.auth.secrets) {

@@ -5,6 +5,7 @@
 pub mod file;
 pub mod kafka;
 mod message;
+pub mod rabbitmq;
 
 use std::net::IpAddr;
 
@@ -23,6 +24,8 @@ pub enum SinkKind {
     File,
     /// Kafka, with an idempotent `acks=all` producer (`[kafka]`).
     Kafka,
+    /// A RabbitMQ topic exchange, with publisher confirms.
+    Rabbitmq,
 }
 
 /// Facts about how an update was received, written beside it.

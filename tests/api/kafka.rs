@@ -68,6 +68,19 @@ pub async fn consume(
     expected: usize,
     within: Duration,
 ) -> Vec<Consumed> {
+    consume_until(brokers, topics, within, |consumed| {
+        consumed.len() >= expected
+    })
+    .await
+}
+
+/// Reads `topics` from the start until `done` says so or `within` passed.
+pub async fn consume_until(
+    brokers: &str,
+    topics: &[&str],
+    within: Duration,
+    done: impl Fn(&[Consumed]) -> bool,
+) -> Vec<Consumed> {
     let consumer: StreamConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("group.id", format!("test-{}", uuid::Uuid::new_v4()))
@@ -78,7 +91,7 @@ pub async fn consume(
     consumer.subscribe(topics).expect("subscribe");
     let deadline = Instant::now() + within;
     let mut consumed = Vec::new();
-    while consumed.len() < expected && Instant::now() < deadline {
+    while !done(&consumed) && Instant::now() < deadline {
         let left = deadline.saturating_duration_since(Instant::now());
         let Ok(Ok(message)) = tokio::time::timeout(left, consumer.recv()).await else {
             continue;

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::helpers::*;
-use crate::kafka::{consume, use_kafka, wait_until_ready};
+use crate::kafka::{consume_until, use_kafka, wait_until_ready};
 use crate::proxy::{free_port, Child, TcpProxy};
 
 const DELIVERY_TIMEOUT: Duration = Duration::from_secs(3);
@@ -142,11 +142,14 @@ async fn every_2xx_is_delivered_through_a_broker_cut() {
     // The oracle: every update answered 200 is in the broker. Raw bodies are keyed by
     // update id; duplicates (same id) are allowed, losses are not.
     let expected: HashSet<&str> = accepted.iter().map(|o| o.id.as_str()).collect();
-    let consumed = consume(
+    let consumed = consume_until(
         &brokers,
         &[&topics.raw],
-        expected.len(),
         Duration::from_secs(60),
+        |consumed| {
+            let seen: HashSet<&str> = consumed.iter().filter_map(|c| c.key.as_deref()).collect();
+            expected.is_subset(&seen)
+        },
     )
     .await;
     let delivered: HashSet<&str> = consumed.iter().filter_map(|c| c.key.as_deref()).collect();
@@ -159,11 +162,13 @@ async fn every_2xx_is_delivered_through_a_broker_cut() {
         lost.iter().take(10).collect::<Vec<_>>()
     );
     println!(
-        "oracle: {} requests, {} accepted ({} before the cut), {} answered 503, all accepted delivered; recovered {:?} after restore",
+        "oracle: {} requests, {} accepted ({} before the cut), {} answered 503, all accepted delivered ({} records for {} ids); recovered {:?} after restore",
         outcomes.len(),
         accepted.len(),
         before,
         outcomes.iter().filter(|o| o.status == 503).count(),
+        consumed.len(),
+        expected.len(),
         recovered - restored_at
     );
 }

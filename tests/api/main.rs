@@ -8,6 +8,7 @@ mod kafka_faults;
 mod lifecycle;
 mod limits;
 mod proxy;
+mod rabbitmq;
 mod source;
 // Shared with the events tests: fixture bodies and the JSON Schema validators.
 #[path = "../fixtures/support.rs"]

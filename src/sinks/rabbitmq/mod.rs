@@ -1,0 +1,233 @@
+//! The RabbitMQ sink: every message of a record is published persistent and
+//! `mandatory` to a durable topic exchange on a confirm-mode channel, and the write
+//! is confirmed only when the broker has acknowledged every one of them.
+//!
+//! Routing keys are described in [`routing`]; unmatched messages go to the alternate
+//! exchange's queue (see [`topology`]); the connection is kept by [`connection`].
+
+mod config;
+mod connection;
+mod properties;
+mod routing;
+mod topology;
+
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use lapin::options::BasicPublishOptions;
+use lapin::Confirmation;
+
+pub use self::config::{RabbitmqConfig, DEFAULT_URL};
+use self::connection::{ConnectionManager, Session};
+pub use self::properties::{APP_ID, PERSISTENT};
+pub use self::routing::routing_key;
+pub use self::topology::ALTERNATE_EXCHANGE;
+use super::{Message, Record, Sink, SinkError};
+use crate::telemetry::Metrics;
+
+const NAME: &str = "rabbitmq";
+
+/// How long a failed publish waits to learn whether the connection is going down.
+const SETTLE: Duration = Duration::from_millis(200);
+
+pub struct RabbitmqSink {
+    exchange: String,
+    connection: ConnectionManager,
+    metrics: Metrics,
+}
+
+impl RabbitmqSink {
+    /// Checks the settings and starts connecting in the background: the sink exists
+    /// (not ready) while the broker is unreachable. Needs a Tokio runtime.
+    pub fn start(config: &RabbitmqConfig, metrics: &Metrics) -> Result<Self, SinkError> {
+        let errors = config.validate();
+        if !errors.is_empty() {
+            return Err(SinkError::Io(errors.join("; ")));
+        }
+        let uri = config.uri().map_err(SinkError::Io)?;
+        tracing::info!(broker = %config.describe(), exchange = %config.exchange, "RabbitMQ sink starting");
+        let up = metrics.sink_up.with_label_values(&[NAME]);
+        Ok(Self {
+            exchange: config.exchange.clone(),
+            connection: ConnectionManager::start(config.clone(), uri, up),
+            metrics: metrics.clone(),
+        })
+    }
+
+    fn count_failure(&self, reason: &'static str) {
+        self.metrics
+            .publish_failures
+            .with_label_values(&[NAME, reason])
+            .inc();
+    }
+
+    /// Publishes every message on one channel of `session`, then waits for all the
+    /// confirms together (one round trip, not one per message).
+    async fn publish(
+        &self,
+        session: &Session,
+        messages: &[Message<'_>],
+        delivery_kind: Option<&str>,
+        timestamp: u64,
+    ) -> Result<(), Failure> {
+        let lost = |what: String| Failure {
+            reason: if session.is_connected() {
+                "error"
+            } else {
+                "disconnected"
+            },
+            message: what,
+        };
+        let channel = session
+            .channel()
+            .await
+            .map_err(|e| lost(format!("cannot open a RabbitMQ channel: {e}")))?;
+        let mut pending = Vec::with_capacity(messages.len());
+        for message in messages {
+            let key = routing_key(message, delivery_kind);
+            let confirm = channel
+                .basic_publish(
+                    self.exchange.as_str().into(),
+                    key.as_str().into(),
+                    BasicPublishOptions {
+                        mandatory: true,
+                        ..BasicPublishOptions::default()
+                    },
+                    message.payload,
+                    properties::properties(message, timestamp),
+                )
+                .await
+                .map_err(|e| lost(format!("cannot publish to RabbitMQ: {e}")))?;
+            pending.push((message.kind, key, confirm));
+        }
+        let mut failure = None;
+        for (kind, key, confirm) in pending {
+            let problem = match confirm.await {
+                Ok(Confirmation::Ack(None)) => {
+                    self.metrics
+                        .events_published
+                        .with_label_values(&[NAME, kind.as_str()])
+                        .inc();
+                    continue;
+                }
+                Ok(Confirmation::Ack(Some(returned))) => Failure {
+                    reason: "returned",
+                    message: format!(
+                        "RabbitMQ returned the `{key}` message as unroutable: {} {}",
+                        returned.reply_code, returned.reply_text
+                    ),
+                },
+                Ok(Confirmation::Nack(_)) => Failure {
+                    reason: "nack",
+                    message: format!("RabbitMQ refused the `{key}` message (nack)"),
+                },
+                Ok(Confirmation::NotRequested) => Failure {
+                    reason: "error",
+                    message: "the channel is not in confirm mode".into(),
+                },
+                Err(e) => lost(format!("no confirm for the `{key}` message: {e}")),
+            };
+            // A lost connection outranks a nack: only it is worth publishing again.
+            if failure
+                .as_ref()
+                .is_none_or(|f: &Failure| f.reason != "disconnected")
+            {
+                failure = Some(problem);
+            }
+        }
+        failure.map_or(Ok(()), Err)
+    }
+}
+
+/// Why a publish failed: the `reason` label, and a message for the log.
+struct Failure {
+    reason: &'static str,
+    message: String,
+}
+
+/// Counts a write abandoned while waiting for a connection (its deadline passed).
+struct WaitingForConnection<'a> {
+    metrics: &'a Metrics,
+    armed: bool,
+}
+
+impl Drop for WaitingForConnection<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.metrics
+                .publish_failures
+                .with_label_values(&[NAME, "disconnected"])
+                .inc();
+        }
+    }
+}
+
+#[async_trait]
+impl Sink for RabbitmqSink {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    async fn write(&self, record: &Record<'_>) -> Result<(), SinkError> {
+        let started = Instant::now();
+        let (delivery_kind, receipt) = match record {
+            Record::Events { kind, receipt, .. } => (Some(*kind), *receipt),
+            Record::DeadLetter { receipt, .. } => (None, *receipt),
+        };
+        let timestamp = u64::try_from(receipt.received_at.unix_timestamp()).unwrap_or(0);
+        let messages = record.messages();
+        let result = loop {
+            let mut waiting = WaitingForConnection {
+                metrics: &self.metrics,
+                armed: true,
+            };
+            let Some(session) = self.connection.session().await else {
+                break Err(SinkError::Closed);
+            };
+            waiting.armed = false;
+            let mut outcome = self
+                .publish(&session, &messages, delivery_kind, timestamp)
+                .await;
+            if let Err(failure) = &mut outcome {
+                // A client error can come a moment before the connection reports closed.
+                if failure.reason == "error" && session.closes_within(SETTLE).await {
+                    failure.reason = "disconnected";
+                }
+            }
+            match outcome {
+                Ok(()) => break Ok(()),
+                // The connection went away mid-write: publish everything again on the
+                // next one, within the caller's deadline. Messages confirmed before
+                // may arrive twice, with the same ids, as after a sender's retry.
+                Err(Failure {
+                    reason: "disconnected",
+                    message,
+                }) => {
+                    self.count_failure("disconnected");
+                    tracing::debug!(%message, "RabbitMQ connection lost during a write; retrying");
+                }
+                Err(Failure { reason, message }) => {
+                    self.count_failure(reason);
+                    break Err(SinkError::Io(message));
+                }
+            }
+        };
+        self.metrics
+            .publish_duration
+            .with_label_values(&[NAME])
+            .observe(started.elapsed().as_secs_f64());
+        result
+    }
+
+    fn is_ready(&self) -> bool {
+        // While blocked, writes would only wait out their deadline.
+        self.connection
+            .session_now()
+            .is_some_and(|session| !session.is_blocked())
+    }
+
+    async fn close(&self) -> Result<(), SinkError> {
+        self.connection.close().await;
+        Ok(())
+    }
+}
