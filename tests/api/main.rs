@@ -7,8 +7,10 @@ mod kafka;
 mod kafka_faults;
 mod lifecycle;
 mod limits;
+mod outage;
 mod proxy;
 mod rabbitmq;
+mod rabbitmq_faults;
 mod source;
 // Shared with the events tests: fixture bodies and the JSON Schema validators.
 #[path = "../fixtures/support.rs"]

@@ -22,14 +22,14 @@ const BROKER_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 const WAIT: Duration = Duration::from_secs(10);
 
 /// The names one test publishes into.
-struct Names {
-    exchange: String,
-    unrouted: String,
-    connection: String,
+pub(crate) struct Names {
+    pub exchange: String,
+    pub unrouted: String,
+    pub connection: String,
 }
 
 impl Names {
-    fn new(test: &str) -> Self {
+    pub(crate) fn new(test: &str) -> Self {
         let exchange = format!("test.{test}.{}", uuid::Uuid::new_v4().simple());
         Self {
             unrouted: format!("{exchange}.unrouted"),
@@ -38,7 +38,7 @@ impl Names {
         }
     }
 
-    fn configure(&self, settings: &mut Settings) {
+    pub(crate) fn configure(&self, settings: &mut Settings) {
         settings.sinks = vec![SinkKind::Rabbitmq];
         let rabbitmq = &mut settings.rabbitmq;
         rabbitmq.url = Some(InlineSecret::new(BROKER_URL));
@@ -52,13 +52,13 @@ impl Names {
 }
 
 /// A client of the test's own, reading what the bridge published.
-struct Reader {
+pub(crate) struct Reader {
     connection: Connection,
     channel: Channel,
 }
 
 impl Reader {
-    async fn connect() -> Self {
+    pub(crate) async fn connect() -> Self {
         let connection = Connection::connect(BROKER_URL, ConnectionProperties::default())
             .await
             .expect("RabbitMQ runs on 127.0.0.1:5672 (scripts/test.sh starts it)");
@@ -70,7 +70,7 @@ impl Reader {
     }
 
     /// A fresh exclusive queue bound to `exchange` with `pattern`, consumed.
-    async fn bind(&self, exchange: &str, pattern: &str) -> Consumer {
+    pub(crate) async fn bind(&self, exchange: &str, pattern: &str) -> Consumer {
         let queue = self
             .channel
             .queue_declare(
@@ -97,7 +97,7 @@ impl Reader {
         self.consume(queue.name().as_str()).await
     }
 
-    async fn consume(&self, queue: &str) -> Consumer {
+    pub(crate) async fn consume(&self, queue: &str) -> Consumer {
         self.channel
             .basic_consume(
                 queue.into(),
@@ -112,7 +112,7 @@ impl Reader {
             .unwrap()
     }
 
-    async fn delete(&self, names: &Names) {
+    pub(crate) async fn delete(&self, names: &Names) {
         let _ = self
             .channel
             .exchange_delete(
