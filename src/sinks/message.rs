@@ -3,7 +3,7 @@
 
 use crate::events::{CloudEvent, MilestoneCode, DATA_CONTENT_TYPE};
 
-use super::Record;
+use super::{Receipt, Record};
 
 /// The streams a broker keeps apart.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -68,11 +68,29 @@ pub struct Message<'a> {
 pub const REASON_HEADER: &str = "vizion_dead_letter_reason";
 /// Header naming the kind of delivery a raw body was (`update`, `exception_alert`, …).
 pub const DELIVERY_KIND_HEADER: &str = "vizion_delivery_kind";
+/// W3C trace context, when the webhook carried one.
+pub const TRACEPARENT_HEADER: &str = "traceparent";
 
 impl<'a> Record<'a> {
     /// Every message this record becomes, updates first, then milestones in Vizion's
     /// order, then the raw body.
     pub fn messages(&self) -> Vec<Message<'a>> {
+        let mut messages = self.messages_without_trace();
+        if let Some(traceparent) = self.receipt().traceparent.as_deref() {
+            for message in &mut messages {
+                message.headers.push((TRACEPARENT_HEADER, traceparent));
+            }
+        }
+        messages
+    }
+
+    pub fn receipt(&self) -> &'a Receipt {
+        match *self {
+            Record::Events { receipt, .. } | Record::DeadLetter { receipt, .. } => receipt,
+        }
+    }
+
+    fn messages_without_trace(&self) -> Vec<Message<'a>> {
         match *self {
             Record::Events {
                 batch,
@@ -145,7 +163,6 @@ mod tests {
 
     use super::*;
     use crate::events::{self, EventContext};
-    use crate::sinks::Receipt;
     use crate::vizion;
 
     const BODY: &str = r#"{"id":"u1","reference_id":"r1","payload":{"container_id":"MSCU1234567","carrier_scac":"MSCU","milestones":[
@@ -166,6 +183,7 @@ mod tests {
             received_at: OffsetDateTime::now_utc(),
             client_ip: Ipv4Addr::LOCALHOST.into(),
             key_id: None,
+            traceparent: Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into()),
         };
         let record = Record::Events {
             batch: &batch,
@@ -194,7 +212,11 @@ mod tests {
         );
         assert_eq!(messages[3].payload, BODY.as_bytes());
         assert_eq!(messages[3].key, Some("u1"));
-        assert_eq!(messages[3].headers, [(DELIVERY_KIND_HEADER, "update")]);
+        assert_eq!(messages[3].headers[0], (DELIVERY_KIND_HEADER, "update"));
+        for message in &messages {
+            assert!(message.headers.iter().any(|(n, v)| *n == TRACEPARENT_HEADER
+                && *v == "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"));
+        }
         assert!(messages[..3].iter().all(|m| m.event.is_some()));
     }
 }

@@ -36,6 +36,9 @@ pub struct Receipt {
     pub client_ip: IpAddr,
     /// Id of the secret that verified the webhook, when it has one.
     pub key_id: Option<String>,
+    /// The sender's W3C `traceparent`, passed on with every message so that consumers
+    /// can join the trace.
+    pub traceparent: Option<String>,
 }
 
 /// What one webhook produces, for the sinks to write durably.

@@ -151,7 +151,10 @@ async fn every_event_is_published_with_its_key_and_cloudevents_headers() {
     wait_until_ready(&app, Duration::from_secs(20)).await;
 
     let body = sample("mid-journey-transshipment.json");
-    let response = app.post_signed(&body).await;
+    let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let mut headers = SignatureBuilder::new(&body).headers();
+    headers.push(("traceparent".into(), traceparent.into()));
+    let response = app.post(&body, &headers).await;
     assert_eq!(response.status().as_u16(), 200);
 
     let consumed = consume(
@@ -215,6 +218,12 @@ async fn every_event_is_published_with_its_key_and_cloudevents_headers() {
             "binary-mode milestone validates as its structured form"
         );
     }
+    assert!(
+        consumed
+            .iter()
+            .all(|c| c.headers.get("traceparent").map(String::as_str) == Some(traceparent)),
+        "the sender's trace context travels with every message"
+    );
     assert_eq!(raw[0].payload, body, "the raw body byte for byte");
     assert_eq!(raw[0].key.as_deref(), envelope["id"].as_str());
     assert_eq!(raw[0].headers["vizion_delivery_kind"], "update");

@@ -184,6 +184,7 @@ async fn handle(
         received_at: OffsetDateTime::now_utc(),
         client_ip: client,
         key_id,
+        traceparent: traceparent(request),
     };
     match vizion::parse(&body) {
         Ok(inbound) => deliver_inbound(state, &inbound, &body, &receipt).await,
@@ -290,6 +291,26 @@ fn request_id(request: &HttpRequest) -> String {
         .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
         .map(str::to_owned)
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
+}
+
+/// The sender's W3C `traceparent` when it is well formed (version 00:
+/// `00-<32 hex>-<16 hex>-<2 hex>`), so that nothing else is passed on to consumers.
+fn traceparent(request: &HttpRequest) -> Option<String> {
+    let value = request.headers().get("traceparent")?.to_str().ok()?;
+    let parts: Vec<&str> = value.split('-').collect();
+    let hex = |s: &str, len: usize| {
+        s.len() == len
+            && s.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    };
+    let well_formed = parts.len() == 4
+        && parts[0] == "00"
+        && hex(parts[1], 32)
+        && hex(parts[2], 16)
+        && hex(parts[3], 2)
+        && parts[1] != "0".repeat(32)
+        && parts[2] != "0".repeat(16);
+    well_formed.then(|| value.to_owned())
 }
 
 fn declared_length(request: &HttpRequest) -> Option<usize> {
