@@ -30,7 +30,7 @@ fn sample(name: &str) -> Value {
 }
 
 #[test]
-fn classifier_follows_planned() {
+fn classifier_follows_planned_except_for_estimates_by_nature() {
     let d = update_data(&normalize_bytes(&body("sparse-early-with-nulls.json")));
     let by_description = |desc: &str| {
         d["milestones"]
@@ -42,7 +42,8 @@ fn classifier_follows_planned() {
             .clone()
     };
     assert_eq!(by_description("Gate out empty"), "ACT");
-    assert_eq!(by_description("Estimated arrival at destination"), "UNK");
+    // Always an estimate (Vizion sends it with `planned: null`).
+    assert_eq!(by_description("Estimated arrival at destination"), "EST");
     let d = update_data(&normalize_bytes(&body("mid-journey-transshipment.json")));
     assert_eq!(d["milestones"][4]["event_classifier"], "EST");
 }
@@ -526,4 +527,128 @@ fn batch_keys_and_milestone_codes_match_the_event_data() {
         assert_eq!(milestone["event_code"], code.event_code);
         assert_eq!(milestone["event_classifier"], code.event_classifier);
     }
+}
+
+fn one_milestone_update(milestone: Value, route: Value) -> Value {
+    let mut payload = json!({
+        "container_id": "MSCU1234567",
+        "carrier_scac": "MSCU",
+        "milestones": [milestone]
+    });
+    for (k, v) in route.as_object().unwrap() {
+        payload[k] = v.clone();
+    }
+    json!({"id": "u", "reference_id": "r", "payload": payload})
+}
+
+fn only_milestone(body: &Value) -> Value {
+    update_data(&normalize_value(body))["milestones"][0].clone()
+}
+
+#[test]
+fn estimates_by_nature_stay_estimates_and_dcsa_classifiers_fill_a_null_planned() {
+    let m = only_milestone(&one_milestone_update(
+        json!({"description": "Estimated time of arrival", "planned": false, "timestamp": "2024-01-01T00:00:00Z"}),
+        json!({}),
+    ));
+    assert_eq!(m["event_classifier"], "EST");
+    let m = only_milestone(&one_milestone_update(
+        json!({"description": "Gate out empty", "planned": null, "journey_event": {"event_classifier": "ACT"}}),
+        json!({}),
+    ));
+    assert_eq!(m["event_classifier"], "ACT");
+    let m = only_milestone(&one_milestone_update(
+        json!({"description": "Gate out empty", "planned": null, "journey_event": {"event_classifier": "PLN"}}),
+        json!({}),
+    ));
+    assert_eq!(m["event_classifier"], "EST");
+}
+
+#[test]
+fn a_locode_written_with_a_space_still_matches_the_route() {
+    let body = one_milestone_update(
+        json!({"description": "Vessel arrived at destination port", "planned": false,
+               "timestamp": "2024-02-01T06:00:00-08:00", "mode": "Vessel",
+               "location": {"unlocode": "US LAX"}}),
+        json!({"origin_port": {"unlocode": "CNSHA"}, "destination_port": {"unlocode": "USLAX"}}),
+    );
+    let d = update_data(&normalize_value(&body));
+    assert_eq!(d["milestones"][0]["leg"], "destination_port");
+    assert_eq!(d["milestones"][0]["location"]["country_code"], "US");
+    assert_eq!(
+        d["summary"]["ata"]["occurred_at"],
+        "2024-02-01T06:00:00-08:00"
+    );
+}
+
+#[test]
+fn an_inland_move_off_the_route_is_not_a_transshipment() {
+    let body = one_milestone_update(
+        json!({"description": "Loaded", "planned": false, "mode": "Rail", "location": {"unlocode": "USCHI"}}),
+        json!({"origin_port": {"unlocode": "CNSHA"}, "destination_port": {"unlocode": "USLAX"}}),
+    );
+    assert_eq!(only_milestone(&body)["leg"], "unknown");
+    // The same move by vessel, between the two ports of the route, is a transshipment.
+    let by_vessel = one_milestone_update(
+        json!({"description": "Loaded", "planned": false, "mode": "Vessel", "location": {"unlocode": "SGSIN"}}),
+        json!({"origin_port": {"unlocode": "CNSHA"}, "destination_port": {"unlocode": "USLAX"}}),
+    );
+    assert_eq!(only_milestone(&by_vessel)["leg"], "transshipment");
+}
+
+#[test]
+fn a_country_code_comes_only_from_a_well_formed_locode() {
+    for (unlocode, expected) in [
+        ("USLAX", json!("US")),
+        ("us lax", json!("US")),
+        ("DEHA2", json!("DE")),
+        ("unknown", Value::Null),
+        ("Chittagong", Value::Null),
+        ("TBD", Value::Null),
+    ] {
+        let m = only_milestone(&one_milestone_update(
+            json!({"description": "Gate out empty", "location": {"unlocode": unlocode}}),
+            json!({}),
+        ));
+        assert_eq!(
+            m["location"]
+                .get("country_code")
+                .cloned()
+                .unwrap_or(Value::Null),
+            expected,
+            "{unlocode}"
+        );
+    }
+}
+
+#[test]
+fn a_timestamp_that_is_not_text_is_flagged() {
+    let m = only_milestone(&one_milestone_update(
+        json!({"description": "Gate out empty", "timestamp": 1625000000000u64, "planned": false}),
+        json!({}),
+    ));
+    assert_eq!(m["timestamp_valid"], false);
+    assert_eq!(m["occurred_at"], Value::Null);
+}
+
+#[test]
+fn oversized_and_out_of_range_bodies_are_dead_letters_with_precise_reasons() {
+    let milestones: Vec<Value> = (0..=vizion::MAX_MILESTONES)
+        .map(|i| json!({"a": i}))
+        .collect();
+    let body = json!({"id": "u", "reference_id": "r", "payload": {"milestones": milestones}});
+    let dead = vizion::parse(&serde_json::to_vec(&body).unwrap()).unwrap_err();
+    assert_eq!(dead.reason.as_str(), "too_many_milestones");
+    let dead =
+        vizion::parse(br#"{"id":"u","reference_id":"r","payload":{"score":1e400}}"#).unwrap_err();
+    assert_eq!(dead.reason.as_str(), "number_out_of_range");
+}
+
+#[test]
+fn estimated_date_changes_are_reference_events() {
+    let body = br#"{"id":"e1","event_type":"estimated_arrival_changed","reference_id":"r"}"#;
+    assert!(matches!(
+        vizion::parse(body).unwrap(),
+        Inbound::ReferenceEvent(_)
+    ));
 }

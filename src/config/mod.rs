@@ -168,8 +168,25 @@ impl Settings {
                 signature.digest_header
             ));
         }
-        if self.events.source.trim().is_empty() || self.events.type_prefix.trim().is_empty() {
-            errors.push("`events.source` and `events.type_prefix` must not be empty".into());
+        let source = &self.events.source;
+        if source.is_empty() || source.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            errors.push(
+                "`events.source` must be a URI reference (no spaces), e.g. \"urn:vizion-bridge\""
+                    .into(),
+            );
+        }
+        let prefix = &self.events.type_prefix;
+        if prefix.is_empty()
+            || prefix.starts_with('.')
+            || prefix.ends_with('.')
+            || !prefix
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+        {
+            errors.push(
+                "`events.type_prefix` must be a dotted name such as \"com.vizionapi.tracking\""
+                    .into(),
+            );
         }
         if self.sinks.contains(&SinkKind::Kafka) {
             errors.extend(self.kafka.problems(self.delivery.timeout));

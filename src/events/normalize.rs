@@ -23,15 +23,20 @@ impl Serialize for CountryCode {
     }
 }
 
+/// The country of a UN/LOCODE: two letters, an optional space, then three letters or
+/// digits 2-9. Anything else (`"unknown"`, a city name) gives none.
 fn country_code(unlocode: Option<&str>) -> Option<CountryCode> {
     let b = unlocode?.trim().as_bytes();
-    match b {
-        [a, c, ..] if a.is_ascii_alphabetic() && c.is_ascii_alphabetic() => Some(CountryCode([
-            a.to_ascii_uppercase(),
-            c.to_ascii_uppercase(),
-        ])),
-        _ => None,
-    }
+    let (country, place) = match b {
+        [a, c, b' ', rest @ ..] | [a, c, rest @ ..] => ([*a, *c], rest),
+        _ => return None,
+    };
+    let place_ok = place.len() == 3
+        && place
+            .iter()
+            .all(|x| x.is_ascii_alphabetic() || (b'2'..=b'9').contains(x));
+    (country.iter().all(u8::is_ascii_alphabetic) && place_ok)
+        .then(|| CountryCode(country.map(|x| x.to_ascii_uppercase())))
 }
 
 #[derive(Debug, Serialize)]
@@ -124,8 +129,6 @@ pub(crate) struct MilestoneOut<'a> {
     pub instant: Option<OffsetDateTime>,
     #[serde(skip)]
     pub estimate_only: bool,
-    #[serde(skip)]
-    pub planned: Option<bool>,
     /// Index of an identical milestone listed earlier in the same update.
     #[serde(skip)]
     pub duplicate_of: Option<usize>,
@@ -133,7 +136,10 @@ pub(crate) struct MilestoneOut<'a> {
 
 impl MilestoneOut<'_> {
     pub(crate) fn is_actual(&self) -> bool {
-        self.planned == Some(false)
+        self.event_classifier == "ACT"
+    }
+    fn is_estimate(&self) -> bool {
+        self.event_classifier == "EST"
     }
     pub(crate) fn has_unknown_description(&self) -> bool {
         self.event_code == EventCode::Unknown
@@ -186,7 +192,46 @@ fn unlocode(l: Option<&Location>) -> Option<&str> {
         .filter(|s| !s.is_empty())
 }
 
-fn leg_of(named: Option<Leg>, code: EventCode, m: &Milestone, route: &RouteCodes) -> Leg {
+/// The classifier: estimate-only descriptions are estimates whatever `planned` says;
+/// else `planned`; else the DCSA classifier of newer payloads; else unknown.
+fn classifier(estimate_only: bool, m: &Milestone) -> &'static str {
+    if estimate_only {
+        return "EST";
+    }
+    match m.planned {
+        Some(false) => "ACT",
+        Some(true) => "EST",
+        None => match m
+            .journey_event
+            .as_ref()
+            .and_then(|j| j.event_classifier.as_deref())
+            .map(str::trim)
+        {
+            Some(c) if c.eq_ignore_ascii_case("ACT") => "ACT",
+            Some(c) if c.eq_ignore_ascii_case("EST") || c.eq_ignore_ascii_case("PLN") => "EST",
+            _ => "UNK",
+        },
+    }
+}
+
+/// UN/LOCODEs compared as the code they stand for: `US LAX`, `uslax` and `USLAX` agree.
+fn same_locode(a: &str, b: &str) -> bool {
+    let letters = |s: &str| {
+        s.bytes()
+            .filter(|b| !b.is_ascii_whitespace())
+            .map(|b| b.to_ascii_uppercase())
+            .collect::<Vec<u8>>()
+    };
+    letters(a) == letters(b)
+}
+
+fn leg_of(
+    named: Option<Leg>,
+    code: EventCode,
+    m: &Milestone,
+    mode: Option<TransportMode>,
+    route: &RouteCodes,
+) -> Leg {
     if let Some(leg) = named {
         return leg;
     }
@@ -210,7 +255,7 @@ fn leg_of(named: Option<Leg>, code: EventCode, m: &Milestone, route: &RouteCodes
     let Some(here) = unlocode(m.location.as_ref()) else {
         return Leg::Unknown;
     };
-    let same = |c: Option<&str>| c.is_some_and(|c| c.eq_ignore_ascii_case(here));
+    let same = |c: Option<&str>| c.is_some_and(|c| same_locode(c, here));
     if same(route.origin_port) {
         Leg::OriginPort
     } else if same(route.destination_port) {
@@ -219,8 +264,12 @@ fn leg_of(named: Option<Leg>, code: EventCode, m: &Milestone, route: &RouteCodes
         Leg::InlandOrigin
     } else if same(route.inland_destination) {
         Leg::InlandDestination
-    } else if code.is_port_move() && route.origin_port.is_some() && route.destination_port.is_some()
+    } else if code.is_port_move()
+        && matches!(mode, Some(TransportMode::Vessel | TransportMode::Barge))
+        && route.origin_port.is_some()
+        && route.destination_port.is_some()
     {
+        // A port move by water between the two ports; by rail or road it is inland.
         Leg::Transshipment
     } else {
         Leg::Unknown
@@ -276,7 +325,9 @@ pub(crate) fn milestones(update: &Update) -> Vec<MilestoneOut<'_>> {
             }
         };
         let stamp = m.timestamp.as_deref().and_then(parse_timestamp);
-        let timestamp_valid = m.timestamp.is_none() || stamp.is_some();
+        // A timestamp that is not text (a number, say) lands in `extra`: not usable either.
+        let timestamp_valid =
+            (m.timestamp.is_none() || stamp.is_some()) && !m.extra.contains_key("timestamp");
         let (instant, occurred_at, occurred_at_utc) = match stamp {
             Some(s) => (Some(s.instant), Some(s.local), Some(s.utc)),
             None => (None, None, None),
@@ -285,12 +336,14 @@ pub(crate) fn milestones(update: &Update) -> Vec<MilestoneOut<'_>> {
             milestone_id,
             sequence,
             event_code: code,
-            event_classifier: match m.planned {
-                Some(false) => "ACT",
-                Some(true) => "EST",
-                None => "UNK",
-            },
-            leg: leg_of(entry.and_then(|e| e.leg), code, m, &route),
+            event_classifier: classifier(entry.is_some_and(|e| e.estimate_only), m),
+            leg: leg_of(
+                entry.and_then(|e| e.leg),
+                code,
+                m,
+                transport_mode(m, entry.and_then(|e| e.mode)),
+                &route,
+            ),
             description: m.description.as_deref(),
             raw_description: m.raw_description.as_deref(),
             occurred_at,
@@ -313,7 +366,6 @@ pub(crate) fn milestones(update: &Update) -> Vec<MilestoneOut<'_>> {
             vizion_extra: &m.extra,
             instant,
             estimate_only: entry.is_some_and(|e| e.estimate_only),
-            planned: m.planned,
             duplicate_of,
         });
     }
@@ -382,10 +434,21 @@ pub(crate) fn summary<'a>(ms: &'a [MilestoneOut<'a>], unknown: usize) -> Summary
             });
     let at =
         |code: EventCode, leg: Leg| move |m: &&MilestoneOut| m.event_code == code && m.leg == leg;
-    let etd = ms
-        .iter()
-        .filter(at(EventCode::Departure, Leg::OriginPort))
-        .rfind(|m| m.planned == Some(true));
+    // The latest estimate, preferring one with a usable time.
+    let latest_estimate = |candidates: Vec<&'a MilestoneOut<'a>>| {
+        candidates
+            .iter()
+            .rev()
+            .find(|m| m.instant.is_some())
+            .or_else(|| candidates.last())
+            .copied()
+    };
+    let etd = latest_estimate(
+        ms.iter()
+            .filter(at(EventCode::Departure, Leg::OriginPort))
+            .filter(|m| m.is_estimate())
+            .collect(),
+    );
     let atd = ms
         .iter()
         .filter(at(EventCode::Departure, Leg::OriginPort))
@@ -394,9 +457,12 @@ pub(crate) fn summary<'a>(ms: &'a [MilestoneOut<'a>], unknown: usize) -> Summary
         ms.iter()
             .filter(at(EventCode::Arrival, Leg::DestinationPort))
     };
-    let eta = arrivals()
-        .rfind(|m| m.planned == Some(true) && !m.estimate_only)
-        .or_else(|| arrivals().rfind(|m| m.estimate_only));
+    let eta = latest_estimate(
+        arrivals()
+            .filter(|m| m.is_estimate() && !m.estimate_only)
+            .collect(),
+    )
+    .or_else(|| latest_estimate(arrivals().filter(|m| m.estimate_only).collect()));
     let ata = arrivals().find(|m| m.is_actual() && !m.estimate_only);
     let arrived = ata.and_then(|m| m.instant).or_else(|| {
         ms.iter()

@@ -107,7 +107,15 @@ pub enum DeadLetterReason {
     MissingPayload,
     /// `payload` present but not an object.
     PayloadNotObject,
+    /// Valid JSON with a number too large for a 64-bit float.
+    NumberOutOfRange,
+    /// More milestones than any real journey has: refused so that normalizing stays
+    /// cheap and its output bounded.
+    TooManyMilestones,
 }
+
+/// The most milestones an update may carry (real journeys have tens).
+pub const MAX_MILESTONES: usize = 1000;
 
 impl DeadLetterReason {
     /// The snake_case reason code used in logs, metrics and dead-letter records.
@@ -119,6 +127,8 @@ impl DeadLetterReason {
             DeadLetterReason::MissingReferenceId => "missing_reference_id",
             DeadLetterReason::MissingPayload => "missing_payload",
             DeadLetterReason::PayloadNotObject => "payload_not_object",
+            DeadLetterReason::NumberOutOfRange => "number_out_of_range",
+            DeadLetterReason::TooManyMilestones => "too_many_milestones",
         }
     }
 }
@@ -144,7 +154,9 @@ impl DeadLetter {
 const DISCRIMINATORS: [&str; 3] = ["event_type", "event", "type"];
 
 /// Reference lifecycle event names that are not exception alerts.
-const REFERENCE_EVENTS: [&str; 6] = [
+const REFERENCE_EVENTS: [&str; 8] = [
+    "estimated_arrival_changed",
+    "estimated_departure_changed",
     "reference_created",
     "reference_deactivated",
     "reference_reactivated",
@@ -163,10 +175,7 @@ fn classify(event_type: &str) -> Option<Kind> {
     let t = event_type.trim().to_ascii_lowercase();
     if t == "reference_update" {
         Some(Kind::Update)
-    } else if t.contains("alert")
-        || t == "estimated_arrival_changed"
-        || t == "estimated_departure_changed"
-    {
+    } else if t.contains("alert") {
         Some(Kind::Alert)
     } else if REFERENCE_EVENTS.contains(&t.as_str()) {
         Some(Kind::ReferenceEvent)
@@ -177,8 +186,7 @@ fn classify(event_type: &str) -> Option<Kind> {
 
 /// Recognises an authentic webhook body.
 pub fn parse(body: &[u8]) -> Result<Inbound, DeadLetter> {
-    let top: Slot<Envelope> = serde_json::from_slice(body)
-        .map_err(|e| DeadLetter::new(DeadLetterReason::NotJson, e.to_string()))?;
+    let top: Slot<Envelope> = serde_json::from_slice(body).map_err(not_json)?;
     let envelope = match top {
         Slot::Typed(envelope) => envelope,
         Slot::Null | Slot::Other(_) => {
@@ -239,6 +247,15 @@ pub fn parse(body: &[u8]) -> Result<Inbound, DeadLetter> {
             ))
         }
     };
+    if payload.milestones.len() > MAX_MILESTONES {
+        return Err(DeadLetter::new(
+            DeadLetterReason::TooManyMilestones,
+            format!(
+                "{} milestones, more than {MAX_MILESTONES}",
+                payload.milestones.len()
+            ),
+        ));
+    }
     Ok(Inbound::Update(Update {
         id,
         reference_id,
@@ -252,10 +269,20 @@ pub fn parse(body: &[u8]) -> Result<Inbound, DeadLetter> {
     }))
 }
 
+/// A body serde_json refused: not JSON, or JSON with a number it cannot hold.
+fn not_json(error: serde_json::Error) -> DeadLetter {
+    let detail = error.to_string();
+    let reason = if detail.starts_with("number out of range") {
+        DeadLetterReason::NumberOutOfRange
+    } else {
+        DeadLetterReason::NotJson
+    };
+    DeadLetter::new(reason, detail)
+}
+
 /// Re-reads the body as a plain JSON object; only for the rare non-update kinds.
 fn pass_through(body: &[u8], event_type: &str) -> Result<PassThrough, DeadLetter> {
-    let body: Map<String, Value> = serde_json::from_slice(body)
-        .map_err(|e| DeadLetter::new(DeadLetterReason::NotJson, e.to_string()))?;
+    let body: Map<String, Value> = serde_json::from_slice(body).map_err(not_json)?;
     let string = |v: Option<&Value>| match v {
         Some(Value::String(s)) if !s.trim().is_empty() => Some(s.clone()),
         _ => None,
