@@ -42,7 +42,7 @@ impl RabbitmqSink {
     pub fn start(config: &RabbitmqConfig, metrics: &Metrics) -> Result<Self, SinkError> {
         let errors = config.validate();
         if !errors.is_empty() {
-            return Err(SinkError::Io(errors.join("; ")));
+            return Err(SinkError::Broker(errors.join("; ")));
         }
         let uri = config.uri().map_err(SinkError::Io)?;
         tracing::info!(broker = %config.describe(), exchange = %config.exchange, "RabbitMQ sink starting");
@@ -208,7 +208,7 @@ impl Sink for RabbitmqSink {
                 }
                 Err(Failure { reason, message }) => {
                     self.count_failure(reason);
-                    break Err(SinkError::Io(message));
+                    break Err(SinkError::Broker(message));
                 }
             }
         };
