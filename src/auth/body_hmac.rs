@@ -1,8 +1,5 @@
 //! The simplest reading of Vizion's header: HMAC-SHA256 of the raw body.
 
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
-
 use super::config::BodyHmacConfig;
 use super::{digest, AuthFailure, FailureReason, KeyRing, RequestParts, SigningKey};
 
@@ -45,12 +42,7 @@ pub(crate) fn verify<'k>(
     ))?;
     keys.all()
         .iter()
-        .find(|key| {
-            let mut mac = Hmac::<Sha256>::new_from_slice(key.secret_bytes())
-                .expect("HMAC takes keys of any length");
-            mac.update(request.body);
-            mac.verify_slice(&signature).is_ok()
-        })
+        .find(|key| key.signed(request.body, &signature))
         .ok_or(AuthFailure::new(
             FailureReason::BadSignature,
             "signature does not match any configured secret",

@@ -2,8 +2,6 @@
 //! the parameters travel in their own header and values are HEX.
 
 use actix_web::http::header::HeaderMap;
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
 
 use super::config::HttpSignatureConfig;
 use super::{digest, joined_header, AuthFailure, FailureReason, KeyRing, RequestParts, SigningKey};
@@ -169,12 +167,7 @@ pub(crate) fn verify<'k>(
 
     let signing_string = signing_string(&covered, request, &params)?;
     keys.candidates(params.key_id)
-        .find(|key| {
-            let mut mac = Hmac::<Sha256>::new_from_slice(key.secret_bytes())
-                .expect("HMAC takes keys of any length");
-            mac.update(&signing_string);
-            mac.verify_slice(&signature).is_ok()
-        })
+        .find(|key| key.signed(&signing_string, &signature))
         .ok_or(AuthFailure::new(
             FailureReason::BadSignature,
             "signature does not match any configured secret",

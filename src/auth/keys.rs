@@ -1,6 +1,8 @@
 use std::fmt;
 
+use hmac::{Hmac, Mac};
 use secrecy::{ExposeSecret, SecretString};
+use sha2::Sha256;
 
 use super::KeyConfig;
 use crate::config::secret::{self, SecretError};
@@ -14,6 +16,14 @@ pub struct SigningKey {
 impl SigningKey {
     pub fn new(key_id: Option<String>, secret: SecretString) -> Self {
         Self { key_id, secret }
+    }
+
+    /// Whether `mac` is HMAC-SHA256 of `message` under this key, compared in constant time.
+    pub(crate) fn signed(&self, message: &[u8], mac: &[u8]) -> bool {
+        let mut hmac = Hmac::<Sha256>::new_from_slice(self.secret_bytes())
+            .expect("HMAC takes keys of any length");
+        hmac.update(message);
+        hmac.verify_slice(mac).is_ok()
     }
 
     pub(crate) fn secret_bytes(&self) -> &[u8] {
