@@ -85,4 +85,9 @@ ensure_rabbitmq
 start_kafka
 
 step "cargo test"
-cargo test --all-targets --locked
+log=$(mktemp -t vizion-bridge-tests.XXXXXX.log)
+cargo test --all-targets --locked 2>&1 | tee "$log"
+
+# One closing line for the whole run: cargo prints one summary per test binary.
+awk '/^test result:/ { passed += $4; failed += $6 } END { printf "tests: %d passed, %d failed\n", passed, failed }' "$log"
+rm -f "$log"
