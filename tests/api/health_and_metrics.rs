@@ -8,35 +8,20 @@ use crate::test_sinks::GatedSink;
 #[tokio::test]
 async fn healthz_answers_200() {
     let app = spawn_app().await;
-    let response = app
-        .client
-        .get(format!("{}/healthz", app.address))
-        .send()
-        .await
-        .unwrap();
+    let response = app.get("/healthz").await;
     assert_eq!(response.status().as_u16(), 200);
 }
 
 #[tokio::test]
 async fn readyz_reports_each_sink() {
     let app = spawn_app().await;
-    let response = app
-        .client
-        .get(format!("{}/readyz", app.address))
-        .send()
-        .await
-        .unwrap();
+    let response = app.get("/readyz").await;
     assert_eq!(response.status().as_u16(), 200);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["sinks"]["file"], "ready");
 
     let app = spawn_app_with_sinks(|_| {}, vec![Arc::new(GatedSink::not_ready())]).await;
-    let response = app
-        .client
-        .get(format!("{}/readyz", app.address))
-        .send()
-        .await
-        .unwrap();
+    let response = app.get("/readyz").await;
     assert_eq!(response.status().as_u16(), 503);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["status"], "not_ready");
@@ -91,12 +76,7 @@ async fn metrics_are_served_on_their_own_listener() {
         1.0
     );
     // Not on the webhook listener.
-    let response = app
-        .client
-        .get(format!("{}/metrics", app.address))
-        .send()
-        .await
-        .unwrap();
+    let response = app.get("/metrics").await;
     assert_eq!(response.status().as_u16(), 404);
 }
 

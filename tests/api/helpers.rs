@@ -160,6 +160,32 @@ impl TestApp {
             .await
     }
 
+    /// `GET` a path of the webhook listener.
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(format!("{}{path}", self.address))
+            .send()
+            .await
+            .expect("the request reaches the app")
+    }
+
+    /// Waits until `/readyz` answers 200 (a broker sink connects in the background).
+    pub async fn wait_until_ready(&self, within: Duration) {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            let response = self.get("/readyz").await;
+            if response.status().as_u16() == 200 {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "not ready within {within:?}: {}",
+                response.text().await.unwrap_or_default()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// The value of one metric series, 0 when absent. `labels` like `outcome="accepted"`.
     pub async fn metric(&self, name: &str, labels: &str) -> f64 {
         let text = self

@@ -121,34 +121,13 @@ pub async fn consume_until(
     consumed
 }
 
-pub async fn wait_until_ready(app: &TestApp, within: Duration) {
-    let deadline = Instant::now() + within;
-    loop {
-        let response = app
-            .client
-            .get(format!("{}/readyz", app.address))
-            .send()
-            .await
-            .unwrap();
-        if response.status().as_u16() == 200 {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "not ready within {within:?}: {}",
-            response.text().await.unwrap()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
 #[tokio::test]
 async fn every_event_is_published_with_its_key_and_cloudevents_headers() {
     let brokers = bootstrap();
     let mut topics = None;
     let app = spawn_app_with(|s| topics = Some(use_kafka(s, &brokers))).await;
     let topics = topics.unwrap();
-    wait_until_ready(&app, Duration::from_secs(20)).await;
+    app.wait_until_ready(Duration::from_secs(20)).await;
 
     let body = sample("mid-journey-transshipment.json");
     let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
@@ -248,7 +227,7 @@ async fn dead_letters_carry_their_reason() {
     let mut topics = None;
     let app = spawn_app_with(|s| topics = Some(use_kafka(s, &brokers))).await;
     let topics = topics.unwrap();
-    wait_until_ready(&app, Duration::from_secs(20)).await;
+    app.wait_until_ready(Duration::from_secs(20)).await;
 
     assert_eq!(app.post_signed(b"{not json").await.status().as_u16(), 200);
     let consumed = consume(
@@ -278,12 +257,7 @@ async fn an_unreachable_broker_means_not_ready_and_503_not_a_hang() {
         s.kafka.message_timeout = Duration::from_secs(1);
     })
     .await;
-    let response = app
-        .client
-        .get(format!("{}/readyz", app.address))
-        .send()
-        .await
-        .unwrap();
+    let response = app.get("/readyz").await;
     assert_eq!(response.status().as_u16(), 503);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["sinks"]["kafka"], "not_ready");

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::helpers::*;
-use crate::kafka::{consume_until, use_kafka, wait_until_ready};
+use crate::kafka::{consume_until, use_kafka};
 use crate::outage::{self, assert_all_delivered};
 use crate::proxy::{free_port, Child, TcpProxy};
 
@@ -50,7 +50,7 @@ async fn every_2xx_is_delivered_through_a_kafka_cut() {
     })
     .await;
     let topics = topics.unwrap();
-    wait_until_ready(&app, Duration::from_secs(30)).await;
+    app.wait_until_ready(Duration::from_secs(30)).await;
 
     let outage = outage::run(Arc::new(app), &proxy, "kafka-oracle").await;
     assert!(

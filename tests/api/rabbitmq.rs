@@ -169,28 +169,14 @@ fn header(message: &Delivery, name: &str) -> Option<String> {
 }
 
 async fn readyz(app: &TestApp) -> u16 {
-    app.client
-        .get(format!("{}/readyz", app.address))
-        .send()
-        .await
-        .unwrap()
-        .status()
-        .as_u16()
-}
-
-async fn wait_until_ready(app: &TestApp) {
-    let start = Instant::now();
-    while readyz(app).await != 200 {
-        assert!(start.elapsed() < WAIT, "the bridge connects to RabbitMQ");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    app.get("/readyz").await.status().as_u16()
 }
 
 #[tokio::test]
 async fn an_update_is_published_with_its_routing_keys_and_cloudevents_headers() {
     let names = Names::new("update");
     let app = spawn_app_with(|s| names.configure(s)).await;
-    wait_until_ready(&app).await;
+    app.wait_until_ready(WAIT).await;
     assert_eq!(
         app.metric("vizion_bridge_sink_up", "sink=\"rabbitmq\"")
             .await,
@@ -282,7 +268,7 @@ async fn an_update_is_published_with_its_routing_keys_and_cloudevents_headers() 
 async fn dead_letters_and_passed_through_events_have_their_own_routing_keys() {
     let names = Names::new("dead");
     let app = spawn_app_with(|s| names.configure(s)).await;
-    wait_until_ready(&app).await;
+    app.wait_until_ready(WAIT).await;
     let reader = Reader::connect().await;
     let mut dead = reader.bind(&names.exchange, "dead_letter").await;
     let mut passed = reader.bind(&names.exchange, "pass_through.*").await;
@@ -324,10 +310,10 @@ async fn dead_letters_and_passed_through_events_have_their_own_routing_keys() {
 async fn with_no_queue_bound_messages_wait_in_the_unrouted_queue() {
     let names = Names::new("unrouted");
     let app = spawn_app_with(|s| names.configure(s)).await;
-    wait_until_ready(&app).await;
+    app.wait_until_ready(WAIT).await;
     // Declaring again over the same topology is harmless.
     let second = spawn_app_with(|s| names.configure(s)).await;
-    wait_until_ready(&second).await;
+    second.wait_until_ready(WAIT).await;
     second.stop().await;
 
     let body = update_body("u-unrouted");
@@ -422,7 +408,7 @@ fn close_connection_named(name: &str) {
 async fn the_bridge_reconnects_after_the_broker_closes_its_connection() {
     let names = Names::new("reconnect");
     let app = spawn_app_with(|s| names.configure(s)).await;
-    wait_until_ready(&app).await;
+    app.wait_until_ready(WAIT).await;
     let reader = Reader::connect().await;
     let mut consumer = reader.bind(&names.exchange, "update.*").await;
     assert_eq!(
@@ -449,7 +435,7 @@ async fn the_bridge_reconnects_after_the_broker_closes_its_connection() {
     let message = next(&mut consumer).await;
     let data: Value = serde_json::from_slice(&message.data).unwrap();
     assert_eq!(data["update_id"], "u-after");
-    wait_until_ready(&app).await;
+    app.wait_until_ready(WAIT).await;
     assert_eq!(
         app.metric("vizion_bridge_sink_up", "sink=\"rabbitmq\"")
             .await,
@@ -481,7 +467,7 @@ async fn a_returned_message_fails_the_write() {
         s.rabbitmq.declare_topology = false;
     })
     .await;
-    wait_until_ready(&app).await;
+    app.wait_until_ready(WAIT).await;
 
     let response = app.post_signed(&update_body("u-returned")).await;
     assert_eq!(response.status().as_u16(), 503);

@@ -10,7 +10,6 @@ use futures_util::StreamExt;
 use vizion_bridge::config::secret::InlineSecret;
 
 use crate::helpers::*;
-use crate::kafka::wait_until_ready;
 use crate::outage::{self, assert_all_delivered};
 use crate::proxy::TcpProxy;
 use crate::rabbitmq::{Names, Reader};
@@ -32,7 +31,7 @@ async fn every_2xx_is_delivered_through_a_rabbitmq_cut() {
         s.delivery.timeout = DELIVERY_TIMEOUT;
     })
     .await;
-    wait_until_ready(&app, Duration::from_secs(20)).await;
+    app.wait_until_ready(Duration::from_secs(20)).await;
     // The reader talks to the broker directly, not through the proxy.
     let reader = Reader::connect().await;
     let mut raw = reader.bind(&names.exchange, "raw").await;
