@@ -652,3 +652,27 @@ fn estimated_date_changes_are_reference_events() {
         Inbound::ReferenceEvent(_)
     ));
 }
+
+#[test]
+fn a_milestone_at_a_named_leg_keeps_its_id_when_its_location_is_filled_in() {
+    let sparse = json!({"description": "Loaded on vessel at origin port", "planned": false,
+        "timestamp": "2021-07-05T18:30:00.000Z",
+        "location": {"name": "Chittagong Port Authority", "facility": "Chittagong Port Authority", "unlocode": null}});
+    let enriched = json!({"description": "Loaded on vessel at origin port", "planned": false,
+        "timestamp": "2021-07-05T18:30:00.000Z",
+        "location": {"name": "Chittagong Port Authority", "facility": "Chittagong Port Authority", "unlocode": "BDCGP"}});
+    let route = json!({});
+    let before = only_milestone(&one_milestone_update(sparse, route.clone()));
+    let after = only_milestone(&one_milestone_update(enriched, route));
+    assert_eq!(before["milestone_id"], after["milestone_id"]);
+
+    // Without a named leg the place tells milestones apart: two loads at different
+    // transshipment ports are different milestones.
+    let at = |port: &str| json!({"description": "Loaded on vessel at transshipment port", "planned": false, "location": {"unlocode": port}});
+    let body = json!({"id": "u", "reference_id": "r", "payload": {"milestones": [at("SGSIN"), at("LKCMB")]}});
+    let d = update_data(&normalize_value(&body));
+    assert_ne!(
+        d["milestones"][0]["milestone_id"],
+        d["milestones"][1]["milestone_id"]
+    );
+}

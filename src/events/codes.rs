@@ -110,6 +110,15 @@ pub enum Leg {
 }
 
 impl Leg {
+    /// A place a route has only one of: its inland origin, origin port, destination port
+    /// or inland destination (not transshipment, which may happen at several ports).
+    pub fn is_single_place(self) -> bool {
+        matches!(
+            self,
+            Leg::InlandOrigin | Leg::OriginPort | Leg::DestinationPort | Leg::InlandDestination
+        )
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Leg::InlandOrigin => "inland_origin",

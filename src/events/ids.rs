@@ -27,6 +27,7 @@ use crate::vizion::Location;
 pub(crate) fn milestone_base(
     reference_id: &str,
     description: Option<&str>,
+    named_place: Option<&str>,
     location: Option<&Location>,
     scratch: &mut Vec<u8>,
 ) -> [u8; 32] {
@@ -45,7 +46,12 @@ pub(crate) fn milestone_base(
         }
     }
     close(scratch, &mut start);
-    if let Some(l) = location {
+    if let Some(place) = named_place {
+        // The description names a place the route has only one of ("at origin port"):
+        // that stays true when Vizion later fills in the location's details.
+        scratch.extend_from_slice(b"leg:");
+        scratch.extend_from_slice(place.as_bytes());
+    } else if let Some(l) = location {
         if let Some(code) = present(&l.unlocode) {
             scratch.extend_from_slice(b"unlocode:");
             let mut buf = [0u8; 4];

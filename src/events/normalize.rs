@@ -308,6 +308,10 @@ pub(crate) fn milestones(update: &Update) -> Vec<MilestoneOut<'_>> {
         let base = ids::milestone_base(
             &update.reference_id,
             m.description.as_deref(),
+            entry
+                .and_then(|e| e.leg)
+                .filter(|leg| leg.is_single_place())
+                .map(Leg::as_str),
             m.location.as_ref(),
             &mut scratch,
         );
