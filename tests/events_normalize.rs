@@ -676,3 +676,27 @@ fn a_milestone_at_a_named_leg_keeps_its_id_when_its_location_is_filled_in() {
         d["milestones"][1]["milestone_id"]
     );
 }
+
+#[test]
+fn unknown_location_fields_are_kept() {
+    let m = only_milestone(&one_milestone_update(
+        json!({"description": "Gate out empty", "location": {
+            "unlocode": "USLAX", "un_locode": "USLAX", "location_type_code": "POD", "geolocation": "33.7,-118.2"}}),
+        json!({}),
+    ));
+    let extra = &m["location"]["vizion_extra"];
+    assert_eq!(extra["un_locode"], "USLAX");
+    assert_eq!(extra["location_type_code"], "POD");
+    assert_eq!(
+        extra["geolocation"], "33.7,-118.2",
+        "a value of an unexpected type is kept as sent"
+    );
+    let plain = only_milestone(&one_milestone_update(
+        json!({"description": "Gate out empty", "location": {"unlocode": "USLAX"}}),
+        json!({}),
+    ));
+    assert!(
+        plain["location"].get("vizion_extra").is_none(),
+        "absent when there is nothing extra"
+    );
+}

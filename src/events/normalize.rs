@@ -56,6 +56,9 @@ pub(crate) struct LocationOut<'a> {
     facility: Option<&'a str>,
     timezone: Option<&'a str>,
     geolocation: Option<GeoOut>,
+    /// Location fields not modelled (or of an unexpected type), as received.
+    #[serde(skip_serializing_if = "Map::is_empty")]
+    vizion_extra: &'a Map<String, Value>,
 }
 
 impl<'a> LocationOut<'a> {
@@ -85,6 +88,7 @@ impl<'a> LocationOut<'a> {
             facility: l.facility.as_deref(),
             timezone: l.timezone.as_deref(),
             geolocation,
+            vizion_extra: &l.extra,
         }
     }
 }
