@@ -1,7 +1,9 @@
 //! The simplest reading of Vizion's header: HMAC-SHA256 of the raw body.
 
 use super::config::BodyHmacConfig;
-use super::{digest, AuthFailure, FailureReason, KeyRing, RequestParts, SigningKey};
+use super::{
+    digest, signature_header, AuthFailure, FailureReason, KeyRing, RequestParts, SigningKey,
+};
 
 /// Whether the body begins like a JSON object, as every Vizion delivery does. A
 /// signing string begins with `(` or a header name, never with `{`.
@@ -14,21 +16,7 @@ pub(crate) fn verify<'k>(
     request: &RequestParts<'_>,
     keys: &'k KeyRing,
 ) -> Result<&'k SigningKey, AuthFailure> {
-    let value = request
-        .headers
-        .get(config.header.as_str())
-        .ok_or(AuthFailure::new(
-            FailureReason::MissingSignature,
-            "no signature header",
-        ))?
-        .to_str()
-        .map_err(|_| {
-            AuthFailure::new(
-                FailureReason::MalformedSignature,
-                "signature header is not text",
-            )
-        })?
-        .trim();
+    let value = signature_header(request, &config.header)?.trim();
     let value = match &config.prefix {
         Some(prefix) => value.strip_prefix(prefix.as_str()).ok_or(AuthFailure::new(
             FailureReason::MalformedSignature,

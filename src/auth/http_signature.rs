@@ -4,7 +4,10 @@
 use actix_web::http::header::HeaderMap;
 
 use super::config::HttpSignatureConfig;
-use super::{digest, joined_header, AuthFailure, FailureReason, KeyRing, RequestParts, SigningKey};
+use super::{
+    digest, joined_header, signature_header, AuthFailure, FailureReason, KeyRing, RequestParts,
+    SigningKey,
+};
 
 /// The signature's parameters, borrowed from the header value.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -82,20 +85,7 @@ pub(crate) fn verify<'k>(
     request: &RequestParts<'_>,
     keys: &'k KeyRing,
 ) -> Result<&'k SigningKey, AuthFailure> {
-    let raw = request
-        .headers
-        .get(config.header.as_str())
-        .ok_or(AuthFailure::new(
-            FailureReason::MissingSignature,
-            "no signature header",
-        ))?;
-    let raw = raw.to_str().map_err(|_| {
-        AuthFailure::new(
-            FailureReason::MalformedSignature,
-            "signature header is not text",
-        )
-    })?;
-    let params = parse_params(raw)?;
+    let params = parse_params(signature_header(request, &config.header)?)?;
     let signature = params
         .signature
         .ok_or(AuthFailure::new(

@@ -191,6 +191,28 @@ impl Authenticator {
     }
 }
 
+/// The signature header's value as text: `missing_signature` when absent,
+/// `malformed_signature` when it is not text.
+pub(crate) fn signature_header<'r>(
+    request: &RequestParts<'r>,
+    name: &str,
+) -> Result<&'r str, AuthFailure> {
+    request
+        .headers
+        .get(name)
+        .ok_or(AuthFailure::new(
+            FailureReason::MissingSignature,
+            "no signature header",
+        ))?
+        .to_str()
+        .map_err(|_| {
+            AuthFailure::new(
+                FailureReason::MalformedSignature,
+                "signature header is not text",
+            )
+        })
+}
+
 /// Values of one header, joined the way a signer sees them (`, ` between repeats).
 /// `None` when the header is absent.
 pub(crate) fn joined_header(headers: &HeaderMap, name: &str) -> Option<Vec<u8>> {
