@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -46,4 +46,115 @@ pub enum Command {
         /// File holding the exact body to send.
         file: PathBuf,
     },
+    /// Manage Vizion references (tracking subscriptions) through Vizion's API.
+    References {
+        /// Configuration file (TOML), for `[vizion_api]`. Defaults to $VIZION_BRIDGE_CONFIG.
+        #[arg(long, value_name = "FILE", global = true)]
+        config: Option<PathBuf>,
+        /// Print Vizion's answers as JSON (for scripts) instead of tables.
+        #[arg(long, global = true)]
+        json: bool,
+        #[command(subcommand)]
+        command: ReferencesCommand,
+    },
+    /// Fetch updates from Vizion's API and deliver them as webhooks would be.
+    Poll {
+        /// Configuration file (TOML). Defaults to $VIZION_BRIDGE_CONFIG.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Run one pass and exit (for cron jobs and backfills); `serve` polls on its own
+        /// when `poll.enabled` is set.
+        #[arg(long, required = true)]
+        once: bool,
+        /// Which active references to read, instead of `poll.references`.
+        #[arg(long, value_enum, conflicts_with = "reference")]
+        references: Option<PollScopeArg>,
+        /// Read only this reference (repeatable), active or not.
+        #[arg(long, value_name = "ID")]
+        reference: Vec<String>,
+        /// Print the pass's report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `vizion-bridge poll --references`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PollScopeArg {
+    /// Active references without a callback URL.
+    WithoutCallback,
+    /// Every active reference (reconciliation).
+    All,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReferencesCommand {
+    /// Subscribe a container (`--container` with `--carrier` or `--auto-carrier`) or a
+    /// bill of lading (`--bill-of-lading` with `--carrier`).
+    Create(CreateArgs),
+    /// Show one reference.
+    Get {
+        /// The reference id.
+        id: String,
+    },
+    /// List references (active ones unless `--inactive`), newest first.
+    List(ListArgs),
+    /// List a reference's updates, oldest first.
+    Updates {
+        /// The reference id.
+        id: String,
+    },
+    /// Stop tracking a reference.
+    Unsubscribe {
+        /// The reference id.
+        id: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    /// Container number, e.g. MRKU0090522.
+    #[arg(long, value_name = "ID", required_unless_present = "bill_of_lading")]
+    pub container: Option<String>,
+    /// Bill of lading: one reference per container on it (only `--container` if given).
+    #[arg(long, value_name = "BOL")]
+    pub bill_of_lading: Option<String>,
+    /// Carrier code (SCAC), e.g. MAEU.
+    #[arg(long, value_name = "CODE", required_unless_present = "auto_carrier")]
+    pub carrier: Option<String>,
+    /// Let Vizion identify the carrier of `--container` (billable even when it fails).
+    #[arg(long, conflicts_with_all = ["carrier", "bill_of_lading"])]
+    pub auto_carrier: bool,
+    /// Where Vizion posts updates; defaults to `vizion_api.callback_url`.
+    #[arg(long, value_name = "URL")]
+    pub callback_url: Option<String>,
+    /// Create the reference without a callback URL (read it by polling).
+    #[arg(long, conflicts_with = "callback_url")]
+    pub no_callback: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// List inactive (unsubscribed) references instead.
+    #[arg(long)]
+    pub inactive: bool,
+    #[arg(long, value_name = "ID")]
+    pub container: Option<String>,
+    #[arg(long, value_name = "BOL")]
+    pub bill_of_lading: Option<String>,
+    #[arg(long, value_name = "NUMBER")]
+    pub booking_number: Option<String>,
+    #[arg(long, value_name = "CODE")]
+    pub carrier: Option<String>,
+    /// Only references posting to this URL (up to five).
+    #[arg(long, value_name = "URL")]
+    pub callback_url: Vec<String>,
+    #[arg(long, value_name = "STATUS")]
+    pub last_update_status: Option<String>,
+    /// With `--inactive`: only references deactivated for this reason (repeatable).
+    #[arg(long, value_name = "REASON")]
+    pub deactivate_reason: Vec<String>,
+    /// Show this page only (from 1) instead of every page.
+    #[arg(long, value_name = "N")]
+    pub page: Option<u64>,
 }

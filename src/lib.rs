@@ -6,10 +6,12 @@
 
 pub mod auth;
 pub mod cli;
+pub mod commands;
 pub mod config;
 pub mod delivery;
 pub mod events;
 pub mod ingest;
+pub mod lifecycle;
 pub mod sinks;
 pub mod startup;
 pub mod telemetry;

@@ -4,6 +4,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use clap::Parser;
 use vizion_bridge::auth::signer;
 use vizion_bridge::cli::{Cli, Command};
+use vizion_bridge::commands;
 use vizion_bridge::config::Settings;
 use vizion_bridge::startup::Application;
 use vizion_bridge::telemetry::init_logging;
@@ -20,7 +21,35 @@ fn main() -> ExitCode {
             ttl,
             file,
         } => sign(&secret_env, key_id.as_deref(), &path, ttl, &file),
+        Command::References {
+            config,
+            json,
+            command,
+        } => match load(config) {
+            Ok(settings) => commands::references::run(&settings, command, json),
+            Err(code) => code,
+        },
+        Command::Poll {
+            config,
+            once: _,
+            references,
+            reference,
+            json,
+        } => match load(config) {
+            Ok(settings) => {
+                init_logging(&settings.log);
+                commands::poll::run(settings, references, reference, json)
+            }
+            Err(code) => code,
+        },
     }
+}
+
+fn load(config: Option<std::path::PathBuf>) -> Result<Settings, ExitCode> {
+    Settings::load(config.as_deref()).map_err(|e| {
+        eprintln!("error: {e}");
+        ExitCode::FAILURE
+    })
 }
 
 fn serve(config: Option<std::path::PathBuf>) -> ExitCode {

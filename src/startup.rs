@@ -13,13 +13,16 @@ use tokio::sync::{Notify, Semaphore};
 
 use crate::auth::{Authenticator, KeyRing};
 use crate::config::{ConfigError, Settings};
-use crate::delivery::{Dedup, Delivery};
+use crate::delivery::poller::Poller;
+use crate::delivery::{Dedup, DedupError, Delivery, Intake};
 use crate::ingest::{routes, IngestState, SourcePolicy};
+use crate::lifecycle::{AutoUnsubscribe, UnsubscribeRecord};
 use crate::sinks::file::FileSink;
 use crate::sinks::kafka::KafkaSink;
 use crate::sinks::rabbitmq::RabbitmqSink;
 use crate::sinks::{Sink, SinkError, SinkKind};
 use crate::telemetry::Metrics;
+use crate::vizion::api::{ApiError, VizionApi};
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -81,6 +84,12 @@ pub enum StartupError {
     Sink(#[from] SinkError),
     #[error("server failed: {0}")]
     Server(#[from] std::io::Error),
+    #[error("cannot open the dedup store: {0}")]
+    Dedup(#[from] DedupError),
+    #[error("cannot set up the Vizion API client: {0}")]
+    VizionApi(#[from] ApiError),
+    #[error("cannot open the unsubscription record: {0}")]
+    Record(String),
 }
 
 /// A built service, listening but not yet serving.
@@ -92,6 +101,8 @@ pub struct Application {
     state: web::Data<IngestState>,
     stop: Arc<Notify>,
     shutdown_delay: Duration,
+    poller: Option<Poller>,
+    auto_unsubscribe: Option<Arc<AutoUnsubscribe>>,
 }
 
 /// Asks a running [`Application`] to shut down as on SIGTERM.
@@ -132,6 +143,15 @@ impl Application {
         let keys = KeyRing::from_config(&settings.auth.secrets)
             .map_err(|e| ConfigError::Invalid(vec![format!("`auth.secrets`: {e}")]))?;
         let server_config = &settings.server;
+        let pipeline = Pipeline::build(&settings, sinks, &metrics)?;
+        let delivery = pipeline.intake.delivery().clone();
+        let intake = pipeline.intake.clone();
+        let auto_unsubscribe = pipeline.auto_unsubscribe.clone();
+        let poller = if settings.poll.enabled {
+            Some(pipeline.poller(&settings, &metrics)?)
+        } else {
+            None
+        };
         let state = web::Data::new(IngestState {
             sources: SourcePolicy::new(
                 settings.ingest.allowed_sources.clone(),
@@ -139,13 +159,8 @@ impl Application {
                 settings.ingest.forwarded_header,
             ),
             auth: Authenticator::new(settings.auth.clone(), keys),
-            delivery: Delivery::new(
-                sinks,
-                Dedup::new(&settings.dedup),
-                &settings.delivery,
-                metrics.clone(),
-            ),
-            events: settings.events.context(),
+            delivery,
+            intake,
             metrics: metrics.clone(),
             max_body_bytes: settings.ingest.max_body_bytes,
             body_read_timeout: server_config.body_read_timeout,
@@ -206,6 +221,8 @@ impl Application {
             state,
             stop: Arc::new(Notify::new()),
             shutdown_delay: server_config.shutdown_delay,
+            poller,
+            auto_unsubscribe,
         })
     }
 
@@ -228,6 +245,8 @@ impl Application {
         let metrics = self.metrics_server.handle();
         let mut serving = tokio::spawn(self.server);
         let metrics_serving = tokio::spawn(self.metrics_server);
+        let (halt_polling, halted) = tokio::sync::watch::channel(false);
+        let polling = self.poller.map(|poller| tokio::spawn(poller.run(halted)));
 
         let early_exit = tokio::select! {
             _ = shutdown_signal() => None,
@@ -247,11 +266,91 @@ impl Application {
                 serving.await.map_err(std::io::Error::other).and_then(|r| r)
             }
         };
+        let _ = halt_polling.send(true);
+        if let Some(mut polling) = polling {
+            // A pass stops before its next update; the one being written finishes.
+            if tokio::time::timeout(Duration::from_secs(30), &mut polling)
+                .await
+                .is_err()
+            {
+                polling.abort();
+            }
+        }
+        if let Some(auto) = &self.auto_unsubscribe {
+            auto.finish(Duration::from_secs(10)).await;
+        }
         self.state.delivery.close().await;
         metrics.stop(true).await;
         let _ = metrics_serving.await;
         tracing::info!("stopped");
         result.map_err(StartupError::from)
+    }
+}
+
+/// What takes authentic bodies, from webhooks and from polling alike: the delivery to
+/// the sinks, and the auto-unsubscription when it is on.
+pub struct Pipeline {
+    pub intake: Intake,
+    pub auto_unsubscribe: Option<Arc<AutoUnsubscribe>>,
+}
+
+impl Pipeline {
+    pub fn build(
+        settings: &Settings,
+        sinks: Vec<Arc<dyn Sink>>,
+        metrics: &Metrics,
+    ) -> Result<Self, StartupError> {
+        let delivery = Arc::new(Delivery::new(
+            sinks,
+            Dedup::open(&settings.dedup, &settings.storage.data_dir)?,
+            &settings.delivery,
+            metrics.clone(),
+        ));
+        let mut intake = Intake::new(delivery.clone(), settings.events.context(), metrics.clone());
+        let auto_unsubscribe = if settings.lifecycle.auto_unsubscribe {
+            let api = VizionApi::new(&settings.vizion_api)?.with_metrics(metrics.clone());
+            let record = match delivery.dedup().redis() {
+                Some(redis) => UnsubscribeRecord::redis(redis.clone()),
+                None => UnsubscribeRecord::file(&settings.storage.data_dir)
+                    .map_err(|e| StartupError::Record(e.to_string()))?,
+            };
+            let auto = AutoUnsubscribe::new(
+                api,
+                delivery,
+                settings.events.context(),
+                record,
+                metrics.clone(),
+            );
+            intake = intake.on_complete(auto.hook());
+            Some(auto)
+        } else {
+            None
+        };
+        Ok(Self {
+            intake,
+            auto_unsubscribe,
+        })
+    }
+
+    /// A poller on this pipeline, with its own rate-limited API client.
+    pub fn poller(&self, settings: &Settings, metrics: &Metrics) -> Result<Poller, StartupError> {
+        let api = VizionApi::new(&settings.vizion_api)?
+            .with_rate_limit(settings.poll.requests_per_second)
+            .with_metrics(metrics.clone());
+        Ok(Poller::new(
+            api,
+            self.intake.clone(),
+            settings.poll.clone(),
+            metrics.clone(),
+        ))
+    }
+
+    /// Lets unsubscriptions in progress finish, then flushes and closes the sinks.
+    pub async fn close(&self) {
+        if let Some(auto) = &self.auto_unsubscribe {
+            auto.finish(Duration::from_secs(10)).await;
+        }
+        self.intake.delivery().close().await;
     }
 }
 

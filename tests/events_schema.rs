@@ -85,3 +85,55 @@ fn dead_letter_events_validate_and_carry_the_body() {
         assert_eq!(json["type"], "com.vizionapi.tracking.dead_letter.v1");
     }
 }
+
+#[test]
+fn polled_updates_and_unsubscriptions_validate() {
+    use vizion_bridge::events::{reference_unsubscribed_event, DeliveryMode, Unsubscription};
+
+    let mut batch = normalize_bytes(&body("bol-child-journey-complete.json"));
+    assert!(batch.journey_complete());
+    batch.set_delivery_mode(DeliveryMode::Poll);
+    assert!(
+        schema_errors(&batch).is_empty(),
+        "{:?}",
+        schema_errors(&batch)
+    );
+    for event in batch.events() {
+        assert_eq!(structured(event)["deliverymode"], "poll");
+    }
+    assert!(!normalize_bytes(&body("mid-journey-transshipment.json")).journey_complete());
+
+    let event = reference_unsubscribed_event(
+        &Unsubscription {
+            reference_id: "d7d86c23-b74f-463a-8a7e-c517c302b1ef",
+            container_id: Some("KKTU7887918"),
+            carrier_scac: None,
+            update_id: "6f1c2a9e-3b0d-4f7e-9a51-0c8f2d7b1e44",
+            reason: "journey_complete",
+            vizion_message: Some("Reference unsubscribed"),
+        },
+        time::OffsetDateTime::now_utc(),
+        &EventContext::default(),
+    );
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("schemas/reference-unsubscribed.v1.schema.json");
+    let schema: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    let validator = jsonschema::draft202012::options()
+        .should_validate_formats(true)
+        .build(&schema)
+        .unwrap();
+    let json = structured(&event);
+    let errors: Vec<String> = validator
+        .iter_errors(&json)
+        .map(|e| e.to_string())
+        .collect();
+    assert!(errors.is_empty(), "{errors:?}");
+    assert_eq!(
+        json["type"],
+        "com.vizionapi.tracking.reference.unsubscribed.v1"
+    );
+    assert_eq!(json["data"]["reason"], "journey_complete");
+    let mut broken = json.clone();
+    broken["data"]["reference_id"] = serde_json::Value::Null;
+    assert!(!validator.is_valid(&broken));
+}

@@ -11,14 +11,17 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 use crate::auth::{AuthConfig, KeyRing, Mode, Scheme};
+use crate::delivery::poller::PollConfig;
 use crate::delivery::{DedupConfig, DeliveryConfig};
 use crate::events::EventsConfig;
 use crate::ingest::IngestConfig;
+use crate::lifecycle::LifecycleConfig;
 use crate::sinks::kafka::KafkaConfig;
 use crate::sinks::rabbitmq::RabbitmqConfig;
 use crate::sinks::SinkKind;
 use crate::startup::ServerConfig;
 use crate::telemetry::{LogConfig, MetricsConfig};
+use crate::vizion::api::VizionApiConfig;
 
 /// Environment variable naming the configuration file when `--config` is not given.
 pub const CONFIG_PATH_ENV: &str = "VIZION_BRIDGE_CONFIG";
@@ -41,6 +44,9 @@ pub struct Settings {
     pub storage: StorageConfig,
     pub kafka: KafkaConfig,
     pub rabbitmq: RabbitmqConfig,
+    pub vizion_api: VizionApiConfig,
+    pub poll: PollConfig,
+    pub lifecycle: LifecycleConfig,
 }
 
 impl Default for Settings {
@@ -59,6 +65,9 @@ impl Default for Settings {
             storage: StorageConfig::default(),
             kafka: KafkaConfig::default(),
             rabbitmq: RabbitmqConfig::default(),
+            vizion_api: VizionApiConfig::default(),
+            poll: PollConfig::default(),
+            lifecycle: LifecycleConfig::default(),
         }
     }
 }
@@ -198,6 +207,11 @@ impl Settings {
         if self.sinks.contains(&SinkKind::Rabbitmq) {
             errors.extend(self.rabbitmq.validate());
         }
+
+        let calls_vizion = self.poll.enabled || self.lifecycle.auto_unsubscribe;
+        errors.extend(self.vizion_api.problems(calls_vizion));
+        errors.extend(self.poll.problems());
+        errors.extend(self.dedup.problems());
 
         match KeyRing::from_config(&self.auth.secrets) {
             Err(e) => errors.push(format!("`auth.secrets`: {e}")),

@@ -2,6 +2,8 @@
 //! within a deadline, and the rule that only a confirmed write is acknowledged.
 
 mod dedup;
+mod intake;
+pub mod poller;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -9,7 +11,8 @@ use std::time::{Duration, Instant};
 use futures_util::future::join_all;
 use serde::{Deserialize, Serialize};
 
-pub use self::dedup::{Claim, Dedup, DedupConfig};
+pub use self::dedup::{Claim, Dedup, DedupConfig, DedupError, RedisStore, DEDUP_FILE};
+pub use self::intake::{CompletedJourney, Intake, OnComplete, Taken};
 use crate::sinks::{Record, Sink, SinkError};
 use crate::telemetry::Metrics;
 
@@ -51,7 +54,7 @@ impl Attempt<'_> {
         }
         self.delivery.write_all(record).await?;
         if let Some(key) = self.key {
-            self.delivery.dedup.remember(key);
+            self.delivery.dedup.remember(key).await;
         }
         Ok(Delivered::Accepted)
     }
@@ -107,14 +110,17 @@ impl Delivery {
     /// lives, another delivery of the same key waits, so that one update arriving twice
     /// at once is written once.
     pub async fn begin<'d>(&'d self, dedup_key: Option<&'d str>) -> Attempt<'d> {
-        let claim = match dedup_key {
-            Some(key) => Some(self.dedup.claim(key).await),
-            None => None,
+        let (claim, duplicate) = match dedup_key {
+            Some(key) => {
+                let claim = self.dedup.claim(key).await;
+                (Some(claim), self.dedup.contains(key).await)
+            }
+            None => (None, false),
         };
         Attempt {
             delivery: self,
             key: dedup_key,
-            duplicate: dedup_key.is_some_and(|key| self.dedup.contains(key)),
+            duplicate,
             _claim: claim,
         }
     }
@@ -173,6 +179,11 @@ impl Delivery {
             .iter()
             .map(|s| (s.name(), s.is_ready()))
             .collect()
+    }
+
+    /// The dedup store, for records that share it (such as unsubscriptions).
+    pub fn dedup(&self) -> &Dedup {
+        &self.dedup
     }
 
     /// Flushes and closes every sink.

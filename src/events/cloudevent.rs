@@ -69,6 +69,21 @@ impl CloudEvent {
             .map(|(_, v)| v.as_str())
     }
 
+    /// Sets the `deliverymode` extension attribute.
+    pub fn set_delivery_mode(&mut self, mode: super::DeliveryMode) {
+        let value = mode.as_str().to_owned();
+        match self
+            .extensions
+            .iter_mut()
+            .find(|(n, _)| *n == super::DELIVERY_MODE_ATTRIBUTE)
+        {
+            Some((_, v)) => *v = value,
+            None => self
+                .extensions
+                .push((super::DELIVERY_MODE_ATTRIBUTE, value)),
+        }
+    }
+
     /// Context attributes for binary mode, as `(name, value)` pairs: `specversion`, `id`,
     /// `source`, `type`, `subject`, `time`, `dataschema` and the extensions.
     /// `datacontenttype` is left out because bindings carry it as the content type.

@@ -51,6 +51,29 @@ pub const TRACKING_UPDATE_SCHEMA: &str = "urn:vizion-bridge:schema:tracking.upda
 pub const MILESTONE_SCHEMA: &str = "urn:vizion-bridge:schema:tracking.milestone.v1";
 /// `dataschema` of dead-letter events; the `$id` of its schema.
 pub const DEAD_LETTER_SCHEMA: &str = "urn:vizion-bridge:schema:tracking.dead_letter.v1";
+/// `dataschema` of reference-unsubscribed events; the `$id` of its schema.
+pub const REFERENCE_UNSUBSCRIBED_SCHEMA: &str =
+    "urn:vizion-bridge:schema:reference.unsubscribed.v1";
+/// Extension attribute saying how an update reached the bridge: [`DeliveryMode`].
+pub const DELIVERY_MODE_ATTRIBUTE: &str = "deliverymode";
+
+/// How an update reached the bridge; consumers see it in the `deliverymode` attribute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DeliveryMode {
+    /// Vizion posted it to the bridge's callback URL.
+    Webhook,
+    /// The bridge fetched it from Vizion's API (polling or reconciliation).
+    Poll,
+}
+
+impl DeliveryMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryMode::Webhook => "webhook",
+            DeliveryMode::Poll => "poll",
+        }
+    }
+}
 
 /// Settings shared by all events: the CloudEvents `source` and the `type` prefix.
 ///
@@ -65,6 +88,7 @@ pub struct EventContext {
     alert_type: Arc<str>,
     reference_event_type: Arc<str>,
     dead_letter_type: Arc<str>,
+    unsubscribed_type: Arc<str>,
 }
 
 impl Default for EventContext {
@@ -85,6 +109,7 @@ impl EventContext {
             alert_type: t("exception_alert.v1"),
             reference_event_type: t("reference_event.v1"),
             dead_letter_type: t("dead_letter.v1"),
+            unsubscribed_type: t("reference.unsubscribed.v1"),
         }
     }
     pub fn source(&self) -> &str {
@@ -105,6 +130,9 @@ impl EventContext {
     pub fn dead_letter_type(&self) -> &str {
         &self.dead_letter_type
     }
+    pub fn reference_unsubscribed_type(&self) -> &str {
+        &self.unsubscribed_type
+    }
 }
 
 /// Everything produced from one delivery.
@@ -117,6 +145,7 @@ pub struct NormalizedBatch {
     unknown_descriptions: usize,
     keys: BatchKeys,
     milestone_codes: Vec<MilestoneCode>,
+    journey_complete: bool,
 }
 
 /// The identifiers that outputs place a batch's events by (partition keys, routing
@@ -171,6 +200,22 @@ impl NormalizedBatch {
     /// to `vizion_bridge_unknown_milestone_descriptions_total`.
     pub fn unknown_descriptions(&self) -> usize {
         self.unknown_descriptions
+    }
+    /// Whether the update shows the journey complete (the summary's `journey_complete`:
+    /// an actual empty return at or after the arrival at destination).
+    pub fn journey_complete(&self) -> bool {
+        self.journey_complete
+    }
+    /// Marks every event with how the update arrived (`webhook` unless set).
+    pub fn set_delivery_mode(&mut self, mode: DeliveryMode) {
+        for event in self
+            .tracking_update
+            .iter_mut()
+            .chain(&mut self.milestones)
+            .chain(&mut self.pass_through)
+        {
+            event.set_delivery_mode(mode);
+        }
     }
 }
 
@@ -248,7 +293,13 @@ fn normalize_update(
         .map(Arc::from)
         .unwrap_or_else(|| received.clone());
     let subject = non_empty(p.container_id.as_deref());
-    let partition = vec![("partitionkey", update.reference_id.clone())];
+    let partition = vec![
+        ("partitionkey", update.reference_id.clone()),
+        (
+            DELIVERY_MODE_ATTRIBUTE,
+            DeliveryMode::Webhook.as_str().to_owned(),
+        ),
+    ];
     let event = |id: String, event_type: &Arc<str>, schema, data: Vec<u8>| CloudEvent {
         id,
         source: ctx.source.clone(),
@@ -290,10 +341,9 @@ fn normalize_update(
         })
         .collect();
 
-    let head = to_json_with_capacity(
-        &TrackingUpdateData::new(update, &milestones, &received, unknown),
-        2048,
-    );
+    let head_data = TrackingUpdateData::new(update, &milestones, &received, unknown);
+    let journey_complete = head_data.summary.journey_complete;
+    let head = to_json_with_capacity(&head_data, 2048);
     let list_len: usize = milestone_json.iter().map(|m| m.len() + 1).sum();
     let mut data = Vec::with_capacity(head.len() + list_len + 20);
     join_objects(&mut data, &head, b"{\"milestones\":[");
@@ -330,6 +380,7 @@ fn normalize_update(
             carrier_scac: non_empty(p.carrier_scac.as_deref()),
         },
         milestone_codes,
+        journey_complete,
     }
 }
 
@@ -360,6 +411,10 @@ fn pass_through(
             .reference_id
             .iter()
             .map(|r| ("partitionkey", r.clone()))
+            .chain([(
+                DELIVERY_MODE_ATTRIBUTE,
+                DeliveryMode::Webhook.as_str().to_owned(),
+            )])
             .collect(),
         data,
     };
@@ -374,6 +429,7 @@ fn pass_through(
             ..BatchKeys::default()
         },
         milestone_codes: Vec::new(),
+        journey_complete: false,
     }
 }
 
@@ -410,7 +466,60 @@ pub fn dead_letter_event(
         subject: None,
         time: Arc::from(received.as_str()),
         dataschema: Some(DEAD_LETTER_SCHEMA),
-        extensions: Vec::new(),
+        extensions: vec![(
+            DELIVERY_MODE_ATTRIBUTE,
+            DeliveryMode::Webhook.as_str().to_owned(),
+        )],
+        data: to_json(&data),
+    }
+}
+
+/// A reference the bridge unsubscribed because its journey was complete.
+#[derive(Debug, Clone, Serialize)]
+pub struct Unsubscription<'a> {
+    pub reference_id: &'a str,
+    pub container_id: Option<&'a str>,
+    pub carrier_scac: Option<&'a str>,
+    /// The update that showed the journey complete.
+    pub update_id: &'a str,
+    /// Why: always `journey_complete` in version 1.
+    pub reason: &'static str,
+    /// What Vizion answered to the unsubscription, when it said something.
+    pub vizion_message: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct UnsubscribedData<'a> {
+    schema_version: u32,
+    #[serde(flatten)]
+    unsubscription: &'a Unsubscription<'a>,
+    unsubscribed_at: &'a str,
+}
+
+/// A CloudEvent (`….reference.unsubscribed.v1`) saying that the bridge unsubscribed a
+/// reference. Its id depends on the reference alone: one reference is unsubscribed once.
+pub fn reference_unsubscribed_event(
+    unsubscription: &Unsubscription<'_>,
+    unsubscribed_at: OffsetDateTime,
+    ctx: &EventContext,
+) -> CloudEvent {
+    let at = normalize::utc_text(unsubscribed_at).unwrap_or_default();
+    let data = UnsubscribedData {
+        schema_version: SCHEMA_VERSION,
+        unsubscription,
+        unsubscribed_at: &at,
+    };
+    CloudEvent {
+        id: ids::hashed_id(&[
+            b"reference-unsubscribed",
+            unsubscription.reference_id.as_bytes(),
+        ]),
+        source: ctx.source.clone(),
+        event_type: ctx.unsubscribed_type.clone(),
+        subject: non_empty(unsubscription.container_id),
+        time: Arc::from(at.as_str()),
+        dataschema: Some(REFERENCE_UNSUBSCRIBED_SCHEMA),
+        extensions: vec![("partitionkey", unsubscription.reference_id.to_owned())],
         data: to_json(&data),
     }
 }

@@ -416,7 +416,7 @@ pub(crate) struct Summary<'a> {
     atd: Option<DatePoint<'a>>,
     eta: Option<DatePoint<'a>>,
     ata: Option<DatePoint<'a>>,
-    journey_complete: bool,
+    pub(crate) journey_complete: bool,
     milestone_count: usize,
     unknown_description_count: usize,
 }

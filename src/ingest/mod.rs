@@ -16,8 +16,7 @@ use tokio::sync::Semaphore;
 pub use self::error::IngestError;
 pub use self::source::{ForwardedHeader, SourcePolicy};
 use crate::auth::Authenticator;
-use crate::delivery::Delivery;
-use crate::events::EventContext;
+use crate::delivery::{Delivery, Intake};
 use crate::telemetry::Metrics;
 
 /// Vizion's published sending address.
@@ -55,8 +54,9 @@ impl Default for IngestConfig {
 pub struct IngestState {
     pub sources: SourcePolicy,
     pub auth: Authenticator,
-    pub delivery: Delivery,
-    pub events: EventContext,
+    pub delivery: Arc<Delivery>,
+    /// Parses, normalizes and delivers authentic bodies (shared with the poller).
+    pub intake: Intake,
     pub metrics: Metrics,
     pub max_body_bytes: usize,
     pub body_read_timeout: Duration,

@@ -86,7 +86,9 @@ impl<'a> Record<'a> {
 
     pub fn receipt(&self) -> &'a Receipt {
         match *self {
-            Record::Events { receipt, .. } | Record::DeadLetter { receipt, .. } => receipt,
+            Record::Events { receipt, .. }
+            | Record::DeadLetter { receipt, .. }
+            | Record::BridgeEvent { receipt, .. } => receipt,
         }
     }
 
@@ -150,6 +152,17 @@ impl<'a> Record<'a> {
                 carrier_scac: None,
                 milestone: None,
                 headers: vec![(REASON_HEADER, reason)],
+            }],
+            Record::BridgeEvent { event, .. } => vec![Message {
+                kind: MessageKind::PassThrough,
+                id: event.id(),
+                key: event.extension("partitionkey"),
+                event: Some(event),
+                payload: event.data(),
+                content_type: DATA_CONTENT_TYPE,
+                carrier_scac: None,
+                milestone: None,
+                headers: Vec::new(),
             }],
         }
     }

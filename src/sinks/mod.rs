@@ -59,6 +59,13 @@ pub enum Record<'a> {
         reason: &'static str,
         receipt: &'a Receipt,
     },
+    /// An event the bridge produces itself, such as `reference.unsubscribed`: written
+    /// with the passed-through events, under `kind`.
+    BridgeEvent {
+        event: &'a CloudEvent,
+        kind: &'static str,
+        receipt: &'a Receipt,
+    },
 }
 
 #[derive(Debug, Clone, thiserror::Error)]

@@ -82,6 +82,10 @@ pub struct Metrics {
     pub publish_failures: IntCounterVec,
     pub publish_duration: HistogramVec,
     pub sink_up: IntGaugeVec,
+    pub vizion_api_requests: IntCounterVec,
+    pub poll_updates: IntCounterVec,
+    pub poll_runs: IntCounterVec,
+    pub unsubscriptions: IntCounterVec,
 }
 
 /// Buckets from 0.5 ms to 10 s: an answer is expected in milliseconds, a slow sink in seconds.
@@ -217,6 +221,49 @@ impl Metrics {
                 .expect("metric names are unique");
         }
 
+        let vizion_api_requests = IntCounterVec::new(
+            Opts::new(
+                "vizion_bridge_vizion_api_requests_total",
+                "Calls to Vizion's API, by operation and outcome (ok, the HTTP status, or transport_error); retries count again.",
+            ),
+            &["operation", "outcome"],
+        )
+        .expect("valid metric");
+        let poll_updates = IntCounterVec::new(
+            Opts::new(
+                "vizion_bridge_poll_updates_total",
+                "Updates fetched by polling, by what became of them (accepted, duplicate, dead_lettered, unavailable).",
+            ),
+            &["outcome"],
+        )
+        .expect("valid metric");
+        let poll_runs = IntCounterVec::new(
+            Opts::new(
+                "vizion_bridge_poll_runs_total",
+                "Polling passes, by result (ok, or partial when some reference could not be read or written).",
+            ),
+            &["result"],
+        )
+        .expect("valid metric");
+        let unsubscriptions = IntCounterVec::new(
+            Opts::new(
+                "vizion_bridge_unsubscriptions_total",
+                "Automatic unsubscriptions of completed journeys, by outcome (unsubscribed, already_gone, failed).",
+            ),
+            &["outcome"],
+        )
+        .expect("valid metric");
+        for collector in [
+            Box::new(vizion_api_requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(poll_updates.clone()),
+            Box::new(poll_runs.clone()),
+            Box::new(unsubscriptions.clone()),
+        ] {
+            registry
+                .register(collector)
+                .expect("metric names are unique");
+        }
+
         // Series that exist from the start read 0 rather than "no data" in alerts.
         for outcome in Outcome::ALL {
             webhooks.with_label_values(&[outcome.as_str()]);
@@ -241,6 +288,10 @@ impl Metrics {
             publish_failures,
             publish_duration,
             sink_up,
+            vizion_api_requests,
+            poll_updates,
+            poll_runs,
+            unsubscriptions,
         }
     }
 

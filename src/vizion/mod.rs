@@ -18,6 +18,7 @@
 //! the other documented lifecycle names are reference events. Both are passed through
 //! whole, as received.
 
+pub mod api;
 mod lenient;
 mod model;
 

@@ -10,13 +10,12 @@ use time::OffsetDateTime;
 use tracing::{field, Instrument};
 
 use crate::auth::{Mode, RequestParts, Verdict};
-use crate::delivery;
-use crate::events;
+use crate::delivery::Taken;
+use crate::events::DeliveryMode;
 use crate::ingest::body::{self, BodyError};
 use crate::ingest::{IngestError, IngestState};
-use crate::sinks::{Receipt, Record};
+use crate::sinks::Receipt;
 use crate::telemetry::Outcome;
-use crate::vizion;
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -186,93 +185,37 @@ async fn handle(
         key_id,
         traceparent: traceparent(request),
     };
-    match vizion::parse(&body) {
-        Ok(inbound) => deliver_inbound(state, &inbound, &body, &receipt).await,
-        Err(dead) => deliver_dead_letter(state, &dead, &body, &receipt).await,
-    }
+    let taken = state
+        .intake
+        .take(&body, &receipt, DeliveryMode::Webhook)
+        .await
+        .map_err(|cause| unavailable(state, cause))?;
+    Ok(answer(taken))
 }
 
-/// Normalizes a recognised delivery and writes its events, unless it is a duplicate.
-async fn deliver_inbound(
-    state: &IngestState,
-    inbound: &vizion::Inbound,
-    body: &[u8],
-    receipt: &Receipt,
-) -> Result<Answer, IngestError> {
-    let id = inbound.dedup_key();
-    if let Some(id) = id {
-        tracing::Span::current().record("update_id", id);
-    }
-    let attempt = state.delivery.begin(id).await;
-    if attempt.is_duplicate() {
-        return Ok(Answer {
+/// The answer to a body the intake took.
+fn answer(taken: Taken) -> Answer {
+    match taken {
+        Taken::Accepted { id } => Answer {
+            outcome: Outcome::Accepted,
+            body: json!({ "status": "accepted", "id": id }),
+        },
+        Taken::Duplicate { id, reason: None } => Answer {
             outcome: Outcome::Duplicate,
             body: json!({ "status": "duplicate", "id": id }),
-        });
-    }
-    let batch = events::normalize(inbound, body, receipt.received_at, &state.events);
-    let record = Record::Events {
-        batch: &batch,
-        kind: inbound.kind(),
-        delivery_id: id,
-        receipt,
-    };
-    attempt
-        .write(&record)
-        .await
-        .map_err(|cause| unavailable(state, cause))?;
-    state
-        .metrics
-        .unknown_descriptions
-        .inc_by(batch.unknown_descriptions() as u64);
-    Ok(Answer {
-        outcome: Outcome::Accepted,
-        body: json!({ "status": "accepted", "id": id }),
-    })
-}
-
-/// Keeps an authentic but unusable body, once per distinct body.
-async fn deliver_dead_letter(
-    state: &IngestState,
-    dead: &vizion::DeadLetter,
-    body: &[u8],
-    receipt: &Receipt,
-) -> Result<Answer, IngestError> {
-    let reason = dead.reason.as_str();
-    let key = delivery::dead_letter_key(body);
-    let attempt = state.delivery.begin(Some(&key)).await;
-    if attempt.is_duplicate() {
-        return Ok(Answer {
+        },
+        Taken::Duplicate {
+            reason: Some(reason),
+            ..
+        } => Answer {
             outcome: Outcome::Duplicate,
             body: json!({ "status": "duplicate", "reason": reason }),
-        });
+        },
+        Taken::DeadLettered { reason, id } => Answer {
+            outcome: Outcome::DeadLettered,
+            body: json!({ "status": "dead_lettered", "reason": reason, "id": id }),
+        },
     }
-    let event = events::dead_letter_event(dead, body, receipt.received_at, &state.events);
-    tracing::Span::current().record("update_id", event.id());
-    tracing::warn!(
-        reason,
-        detail = %dead.detail,
-        dead_letter_id = event.id(),
-        "authentic body is not a usable delivery; keeping it as a dead letter"
-    );
-    let record = Record::DeadLetter {
-        event: &event,
-        reason,
-        receipt,
-    };
-    attempt
-        .write(&record)
-        .await
-        .map_err(|cause| unavailable(state, cause))?;
-    state
-        .metrics
-        .dead_letters
-        .with_label_values(&[reason])
-        .inc();
-    Ok(Answer {
-        outcome: Outcome::DeadLettered,
-        body: json!({ "status": "dead_lettered", "reason": reason, "id": event.id() }),
-    })
 }
 
 fn unavailable(state: &IngestState, cause: crate::delivery::DeliveryError) -> IngestError {

@@ -134,6 +134,11 @@ impl Sink for FileSink {
                 push_line(&mut line, &event.to_structured_json());
                 self.dead_letters.append(line).await
             }
+            Record::BridgeEvent { event, .. } => {
+                let mut line = Vec::new();
+                push_line(&mut line, &event.to_structured_json());
+                self.events.append(line).await
+            }
         }
     }
 

@@ -1,0 +1,4 @@
+//! Commands of the command line beyond `serve`, `check-config` and `sign`.
+
+pub mod poll;
+pub mod references;

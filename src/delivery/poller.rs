@@ -1,0 +1,285 @@
+//! Polling: fetches references' updates from Vizion's API and takes each one exactly as
+//! a webhook would be taken ([`Intake`]), so that an update whose webhook failed (or
+//! that has no callback URL at all) still reaches the sinks. Duplicates are dropped by
+//! the same update-id deduplication as webhooks.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::Duration;
+
+use futures_util::stream::{self, StreamExt};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use tokio::sync::watch;
+use tracing::Instrument;
+
+use crate::delivery::{Intake, Taken};
+use crate::events::DeliveryMode;
+use crate::sinks::Receipt;
+use crate::telemetry::Metrics;
+use crate::vizion::api::{ApiError, Reference, ReferenceFilter, VizionApi};
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PollConfig {
+    /// Poll inside `serve` (once at start, then every `interval`).
+    pub enabled: bool,
+    /// Which active references to poll.
+    pub references: PollScope,
+    /// Time between the starts of two passes.
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    /// References read at the same time.
+    pub concurrency: usize,
+    /// Most API requests started per second by the poller (Vizion's own limit answers
+    /// 429, which pauses every request for its `Retry-After`).
+    pub requests_per_second: f64,
+}
+
+impl Default for PollConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            references: PollScope::WithoutCallback,
+            interval: Duration::from_secs(60 * 60),
+            concurrency: 4,
+            requests_per_second: 5.0,
+        }
+    }
+}
+
+impl PollConfig {
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if self.interval < Duration::from_secs(1) {
+            problems.push("`poll.interval` must be at least 1s".into());
+        }
+        if self.concurrency == 0 {
+            problems.push("`poll.concurrency` must be above 0".into());
+        }
+        if !(self.requests_per_second > 0.0 && self.requests_per_second.is_finite()) {
+            problems.push("`poll.requests_per_second` must be above 0".into());
+        }
+        problems
+    }
+}
+
+/// Which active references a pass reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PollScope {
+    /// Those without a callback URL: Vizion posts them nowhere, so polling is the only way.
+    WithoutCallback,
+    /// All of them: a reconciliation that recovers webhooks that failed.
+    All,
+}
+
+impl PollScope {
+    fn includes(self, reference: &Reference) -> bool {
+        reference.is_active() && (self == PollScope::All || !reference.has_callback())
+    }
+}
+
+/// What one pass did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct PollReport {
+    pub references: usize,
+    pub updates: usize,
+    pub accepted: usize,
+    pub duplicates: usize,
+    pub dead_lettered: usize,
+    /// Updates the sinks could not take; fetched again on the next pass.
+    pub unavailable: usize,
+    /// References whose updates could not be read.
+    pub failed_references: usize,
+}
+
+impl PollReport {
+    pub fn is_complete(&self) -> bool {
+        self.unavailable == 0 && self.failed_references == 0
+    }
+
+    fn add(&mut self, other: &PollReport) {
+        self.updates += other.updates;
+        self.accepted += other.accepted;
+        self.duplicates += other.duplicates;
+        self.dead_lettered += other.dead_lettered;
+        self.unavailable += other.unavailable;
+        self.failed_references += other.failed_references;
+    }
+}
+
+#[derive(Clone)]
+pub struct Poller {
+    api: VizionApi,
+    intake: Intake,
+    config: PollConfig,
+    metrics: Metrics,
+    /// Turns true on shutdown: a pass stops before its next update.
+    halt: Option<watch::Receiver<bool>>,
+}
+
+impl Poller {
+    /// `api` should carry the poller's rate limit ([`VizionApi::with_rate_limit`]).
+    pub fn new(api: VizionApi, intake: Intake, config: PollConfig, metrics: Metrics) -> Self {
+        Self {
+            api,
+            intake,
+            config,
+            metrics,
+            halt: None,
+        }
+    }
+
+    fn halted(&self) -> bool {
+        self.halt.as_ref().is_some_and(|halt| *halt.borrow())
+    }
+
+    /// One pass over the references of `poll.references`. Fails only when the list of
+    /// references cannot be read.
+    pub async fn run_once(&self) -> Result<PollReport, ApiError> {
+        let filter = ReferenceFilter::default();
+        let references = self.api.list_all_references(&filter, |_| {}).await?;
+        let ids: Vec<String> = references
+            .into_iter()
+            .filter(|r| self.config.references.includes(r))
+            .map(|r| r.id)
+            .collect();
+        Ok(self.poll_references(&ids).await)
+    }
+
+    /// One pass over the given references, whatever their state.
+    pub async fn poll_references(&self, ids: &[String]) -> PollReport {
+        let mut report = PollReport {
+            references: ids.len(),
+            ..PollReport::default()
+        };
+        let mut passes = stream::iter(ids.to_vec())
+            .map(|id| {
+                let poller = self.clone();
+                async move { poller.poll_reference(&id).await }
+            })
+            .buffer_unordered(self.config.concurrency.max(1));
+        while let Some(one) = passes.next().await {
+            report.add(&one);
+        }
+        let result = if report.is_complete() {
+            "ok"
+        } else {
+            "partial"
+        };
+        self.metrics.poll_runs.with_label_values(&[result]).inc();
+        tracing::info!(
+            references = report.references,
+            updates = report.updates,
+            accepted = report.accepted,
+            duplicates = report.duplicates,
+            unavailable = report.unavailable,
+            failed_references = report.failed_references,
+            "poll pass done"
+        );
+        report
+    }
+
+    async fn poll_reference(&self, reference_id: &str) -> PollReport {
+        let mut report = PollReport::default();
+        let (updates, peer) = match self.api.list_updates(reference_id).await {
+            Ok(found) => found,
+            Err(e) => {
+                tracing::warn!(reference_id, error = %e, "cannot read a reference's updates");
+                report.failed_references = 1;
+                return report;
+            }
+        };
+        let client_ip = peer.map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |p| p.ip());
+        for update in &updates {
+            if self.halted() {
+                break;
+            }
+            report.updates += 1;
+            let receipt = Receipt {
+                request_id: format!("poll-{}", uuid::Uuid::new_v4()),
+                received_at: OffsetDateTime::now_utc(),
+                client_ip,
+                key_id: None,
+                traceparent: None,
+            };
+            let span = tracing::info_span!(
+                "poll",
+                request_id = %receipt.request_id,
+                reference_id,
+                update_id = tracing::field::Empty,
+            );
+            let taken = self
+                .intake
+                .take(update.get().as_bytes(), &receipt, DeliveryMode::Poll)
+                .instrument(span)
+                .await;
+            let outcome = match &taken {
+                Ok(Taken::Accepted { .. }) => {
+                    report.accepted += 1;
+                    "accepted"
+                }
+                Ok(Taken::Duplicate { .. }) => {
+                    report.duplicates += 1;
+                    "duplicate"
+                }
+                Ok(Taken::DeadLettered { .. }) => {
+                    report.dead_lettered += 1;
+                    "dead_lettered"
+                }
+                Err(e) => {
+                    tracing::error!(reference_id, error = %e, "polled update not stored; next pass retries");
+                    report.unavailable += 1;
+                    "unavailable"
+                }
+            };
+            self.metrics
+                .poll_updates
+                .with_label_values(&[outcome])
+                .inc();
+            if taken.is_err() {
+                // The sinks are failing: the rest waits for the next pass.
+                break;
+            }
+        }
+        report
+    }
+
+    /// Passes at `poll.interval`, the first at once, until `stop` turns true.
+    pub async fn run(mut self, mut stop: watch::Receiver<bool>) {
+        self.halt = Some(stop.clone());
+        loop {
+            match self.run_once().await {
+                Ok(_) => {}
+                Err(e) => {
+                    self.metrics.poll_runs.with_label_values(&["failed"]).inc();
+                    tracing::error!(error = %e, "cannot list references to poll");
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(self.config.interval) => {}
+                _ = stop.wait_for(|stopped| *stopped) => return,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reference(json: &str) -> Reference {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn the_scope_picks_active_references() {
+        let with = reference(r#"{"id":"a","callback_url":"https://x/webhooks/vizion"}"#);
+        let without = reference(r#"{"id":"b","callback_url":null}"#);
+        let inactive = reference(r#"{"id":"c","active":false}"#);
+        assert!(!PollScope::WithoutCallback.includes(&with));
+        assert!(PollScope::WithoutCallback.includes(&without));
+        assert!(PollScope::All.includes(&with));
+        assert!(!PollScope::All.includes(&inactive));
+    }
+}

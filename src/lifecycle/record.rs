@@ -1,0 +1,162 @@
+//! Which references the bridge has unsubscribed: a file under the storage directory
+//! for one instance, or Redis (`SET NX`) so that several replicas issue one `DELETE`.
+
+use std::collections::HashSet;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use crate::delivery::RedisStore;
+
+/// The file under the storage directory listing unsubscribed references.
+pub const UNSUBSCRIBED_FILE: &str = "unsubscribed.log";
+/// How long another replica's claim holds before it counts as abandoned.
+const CLAIM_TTL: Duration = Duration::from_secs(10 * 60);
+/// How long a finished unsubscription is remembered in Redis.
+const DONE_TTL: Duration = Duration::from_secs(400 * 24 * 60 * 60);
+
+/// The answer to a claim.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claimed {
+    /// This caller unsubscribes.
+    Mine,
+    /// Already unsubscribed.
+    Done,
+    /// Another caller (or replica) is unsubscribing it now.
+    Elsewhere,
+}
+
+pub enum UnsubscribeRecord {
+    File(FileRecord),
+    Redis(RedisStore),
+}
+
+pub struct FileRecord {
+    path: PathBuf,
+    state: Mutex<FileState>,
+}
+
+#[derive(Default)]
+struct FileState {
+    done: HashSet<String>,
+    pending: HashSet<String>,
+}
+
+impl UnsubscribeRecord {
+    /// Reads back `data_dir/unsubscribed.log`.
+    pub fn file(data_dir: &Path) -> std::io::Result<Self> {
+        let path = data_dir.join(UNSUBSCRIBED_FILE);
+        std::fs::create_dir_all(data_dir)?;
+        let mut done = HashSet::new();
+        match std::fs::File::open(&path) {
+            Ok(file) => {
+                for line in BufReader::new(file).lines() {
+                    let Ok(line) = line else { break };
+                    if let Ok(id) = serde_json::from_str::<String>(&line) {
+                        done.insert(id);
+                    }
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        Ok(Self::File(FileRecord {
+            path,
+            state: Mutex::new(FileState {
+                done,
+                pending: HashSet::new(),
+            }),
+        }))
+    }
+
+    pub fn redis(store: RedisStore) -> Self {
+        Self::Redis(store)
+    }
+
+    pub async fn claim(&self, reference_id: &str) -> Result<Claimed, String> {
+        match self {
+            UnsubscribeRecord::File(file) => {
+                let mut state = file.state.lock().expect("record lock poisoned");
+                Ok(if state.done.contains(reference_id) {
+                    Claimed::Done
+                } else if !state.pending.insert(reference_id.to_owned()) {
+                    Claimed::Elsewhere
+                } else {
+                    Claimed::Mine
+                })
+            }
+            UnsubscribeRecord::Redis(redis) => {
+                let key = redis_key(redis, reference_id);
+                if redis.set_if_absent(&key, "pending", CLAIM_TTL).await? {
+                    Ok(Claimed::Mine)
+                } else {
+                    Ok(Claimed::Elsewhere)
+                }
+            }
+        }
+    }
+
+    pub async fn finish(&self, reference_id: &str) -> Result<(), String> {
+        match self {
+            UnsubscribeRecord::File(file) => {
+                let mut line = serde_json::to_string(reference_id).unwrap_or_default();
+                line.push('\n');
+                let mut state = file.state.lock().expect("record lock poisoned");
+                let mut out = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&file.path)
+                    .map_err(|e| e.to_string())?;
+                out.write_all(line.as_bytes())
+                    .and_then(|()| out.sync_data())
+                    .map_err(|e| e.to_string())?;
+                state.pending.remove(reference_id);
+                state.done.insert(reference_id.to_owned());
+                Ok(())
+            }
+            UnsubscribeRecord::Redis(redis) => {
+                redis
+                    .set(&redis_key(redis, reference_id), "done", DONE_TTL)
+                    .await
+            }
+        }
+    }
+
+    /// Gives a claim up after a failure, so that a later update tries again.
+    pub async fn release(&self, reference_id: &str) -> Result<(), String> {
+        match self {
+            UnsubscribeRecord::File(file) => {
+                let mut state = file.state.lock().expect("record lock poisoned");
+                state.pending.remove(reference_id);
+                Ok(())
+            }
+            UnsubscribeRecord::Redis(redis) => redis.delete(&redis_key(redis, reference_id)).await,
+        }
+    }
+}
+
+fn redis_key(redis: &RedisStore, reference_id: &str) -> String {
+    redis.key(&format!("unsubscribed:{reference_id}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_reference_is_claimed_once_and_remembered_across_restarts() {
+        let dir = tempfile::tempdir().unwrap();
+        let record = UnsubscribeRecord::file(dir.path()).unwrap();
+        assert_eq!(record.claim("r1").await.unwrap(), Claimed::Mine);
+        assert_eq!(record.claim("r1").await.unwrap(), Claimed::Elsewhere);
+        record.release("r1").await.unwrap();
+        assert_eq!(record.claim("r1").await.unwrap(), Claimed::Mine);
+        record.finish("r1").await.unwrap();
+        assert_eq!(record.claim("r1").await.unwrap(), Claimed::Done);
+        drop(record);
+        let again = UnsubscribeRecord::file(dir.path()).unwrap();
+        assert_eq!(again.claim("r1").await.unwrap(), Claimed::Done);
+        assert_eq!(again.claim("r2").await.unwrap(), Claimed::Mine);
+    }
+}
