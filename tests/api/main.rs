@@ -1,5 +1,6 @@
 mod auth;
 mod cli;
+mod dedup_persistence;
 mod delivery;
 mod health_and_metrics;
 mod helpers;
