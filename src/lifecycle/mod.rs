@@ -40,9 +40,13 @@ pub struct AutoUnsubscribe {
     record: UnsubscribeRecord,
     metrics: Metrics,
     tasks: Mutex<JoinSet<()>>,
+    /// The runtime that runs unsubscriptions: the one that built this, which outlives
+    /// the HTTP workers that see the completed journeys.
+    runtime: tokio::runtime::Handle,
 }
 
 impl AutoUnsubscribe {
+    /// Call from within the runtime that should run the unsubscriptions.
     pub fn new(
         api: VizionApi,
         delivery: Arc<Delivery>,
@@ -57,6 +61,7 @@ impl AutoUnsubscribe {
             record,
             metrics,
             tasks: Mutex::new(JoinSet::new()),
+            runtime: tokio::runtime::Handle::current(),
         })
     }
 
@@ -70,7 +75,10 @@ impl AutoUnsubscribe {
             let mut tasks = this.tasks.lock().expect("task lock poisoned");
             // Reap what has finished, so the set stays small.
             while tasks.try_join_next().is_some() {}
-            tasks.spawn(async move { runner.unsubscribe(journey).await });
+            tasks.spawn_on(
+                async move { runner.unsubscribe(journey).await },
+                &this.runtime,
+            );
         })
     }
 
