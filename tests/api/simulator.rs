@@ -863,3 +863,50 @@ async fn a_delivery_the_bridge_refuses_is_retried_with_the_latest_snapshot_at_th
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn the_check_can_be_run_on_request() {
+    let app = spawn_app().await;
+    let sim = spawn_simulator_with(SimulatorOptions {
+        secret: Some("not-the-bridge-secret".into()),
+        ..Default::default()
+    })
+    .await;
+    let id = sim.track("MRKU0090522", &app.webhook_url()).await;
+    let first = sim.advance(&id).await;
+    assert_eq!(first["delivery"]["status"], 401);
+
+    let check = |id: String| {
+        let sim = &sim;
+        async move {
+            let response = sim
+                .client
+                .post(sim.url(&format!("/_sim/references/{id}/check")))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status().as_u16(), 200);
+            response.json::<Value>().await.unwrap()
+        }
+    };
+    let retried = check(id.clone()).await;
+    assert_eq!(retried["delivery"]["trigger"], "retry");
+    assert_eq!(retried["delivery"]["update_id"], first["update_id"]);
+    assert_eq!(retried["delivery"]["status"], 401);
+    // With the check interval at 12 hours, that was the only retry.
+    assert_eq!(sim.deliveries(&id).await.len(), 2);
+
+    let state: Value = sim
+        .client
+        .get(sim.url(&format!("/_sim/references/{id}")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(state["steps_played"], 1);
+    assert_eq!(state["last_milestone"], "Gate out empty");
+    assert!(state["retry_in_seconds"].as_f64().unwrap() > 3600.0);
+    app.stop().await;
+}
