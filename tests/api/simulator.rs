@@ -49,7 +49,7 @@ pub struct SimulatorOptions {
 impl Default for SimulatorOptions {
     fn default() -> Self {
         Self {
-            step_interval: "0".into(),
+            step_interval: "0s".into(),
             check_interval: "12h".into(),
             secret: Some(SECRET.into()),
             key_id: Some(KEY_ID.into()),

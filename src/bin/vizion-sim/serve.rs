@@ -3,7 +3,6 @@
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
-use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -40,16 +39,16 @@ pub struct ServeArgs {
     pub key_id: Option<String>,
 
     /// Lifetime of a signature (`expires` - `created`).
-    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
     pub signature_ttl: Duration,
 
     /// Time until a failed delivery is sent again (Vizion checks every 12 hours).
-    #[arg(long, default_value = "12h", value_parser = parse_duration)]
+    #[arg(long, default_value = "12h", value_parser = humantime::parse_duration)]
     pub check_interval: Duration,
 
-    /// Time between two steps of a journey; `0` plays steps only on
+    /// Time between two steps of a journey; `0s` plays steps only on
     /// `POST /_sim/references/{id}/advance`.
-    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     pub step_interval: Duration,
 
     /// Seed of every random choice (journeys, ids, injected failures); the clock by default.
@@ -61,14 +60,14 @@ pub struct ServeArgs {
     pub auto_unsubscribe: bool,
 
     /// Timeout of one delivery.
-    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     pub delivery_timeout: Duration,
 
     /// At most this many API requests per --rate-window; more get 429 with Retry-After.
     #[arg(long)]
     pub rate_limit: Option<u32>,
 
-    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
     pub rate_window: Duration,
 
     /// Fraction (0 to 1) of API requests answered with --fail-status.
@@ -92,27 +91,6 @@ pub struct ServeArgs {
     pub preload: Option<PathBuf>,
 }
 
-/// `30s`, `12h`, `250ms`, `5m`, `1d`; a bare number is seconds.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: f64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration such as 30s, 5m, 12h or 250ms"))?;
-    let seconds = match unit.trim() {
-        "" | "s" => number,
-        "ms" => number / 1000.0,
-        "m" => number * 60.0,
-        "h" => number * 3600.0,
-        "d" => number * 86400.0,
-        other => return Err(format!("unknown duration unit {other:?} (ms, s, m, h, d)")),
-    };
-    Ok(Duration::from_secs_f64(seconds))
-}
-
 fn read_env(name: &str, what: &str) -> Result<String, String> {
     match std::env::var(name) {
         Ok(value) if !value.is_empty() => Ok(value),
@@ -122,15 +100,10 @@ fn read_env(name: &str, what: &str) -> Result<String, String> {
     }
 }
 
-pub fn run(args: ServeArgs) -> ExitCode {
+/// Serves until SIGINT or SIGTERM.
+pub async fn run(args: ServeArgs) -> Result<(), String> {
     init_logging();
-    match actix_web::rt::System::new().block_on(serve(args)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    serve(args).await
 }
 
 fn init_logging() {
@@ -231,9 +204,41 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         .min(args.check_interval);
     let tick = (shortest / 10).clamp(Duration::from_millis(10), Duration::from_secs(1));
     let clock = tokio::spawn(callbacks::run_clock(store, deliverer, tick));
-    let result = server.await.map_err(|e| e.to_string());
+    let handle = server.handle();
+    let mut serving = tokio::spawn(server);
+    let result = tokio::select! {
+        result = &mut serving => result,
+        () = shutdown_signal() => {
+            tracing::info!("stopping");
+            handle.stop(true).await;
+            serving.await
+        }
+    };
     clock.abort();
     result
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = interrupt => {}
+                    _ = terminate.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = interrupt.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
 }
 
 /// References created at start: `--references N` and `--preload FILE`.
@@ -268,21 +273,4 @@ fn preload(store: &Store, args: &ServeArgs) -> Result<(), String> {
         }
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::parse_duration;
-    use std::time::Duration;
-
-    #[test]
-    fn durations_read_like_humans_write_them() {
-        assert_eq!(parse_duration("12h"), Ok(Duration::from_secs(43200)));
-        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
-        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
-        assert_eq!(parse_duration("2"), Ok(Duration::from_secs(2)));
-        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
-        assert!(parse_duration("soon").is_err());
-        assert!(parse_duration("3w").is_err());
-    }
 }
