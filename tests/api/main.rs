@@ -12,6 +12,7 @@ mod outage;
 mod proxy;
 mod rabbitmq;
 mod rabbitmq_faults;
+mod simulator;
 mod source;
 // Shared with the events tests: fixture bodies and the JSON Schema validators.
 #[path = "../fixtures/support.rs"]

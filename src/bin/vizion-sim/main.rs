@@ -1,7 +1,12 @@
 //! `vizion-sim`: a stand-in for Vizion, for local development, demos, tests and
 //! benchmarks, since the real API cannot be reached from those places.
 
+mod api;
+mod callbacks;
+mod journey;
 mod load;
+mod serve;
+mod store;
 
 use clap::{Parser, Subcommand};
 
@@ -18,6 +23,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Serves Vizion's reference API from memory and plays container journeys into
+    /// the references' callback URLs as signed webhooks.
+    Serve(serve::ServeArgs),
     /// Sends distinct signed updates to a webhook URL as fast as asked, and reports
     /// throughput and answer-latency percentiles.
     Load(load::LoadArgs),
@@ -27,6 +35,7 @@ enum Command {
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Serve(args) => serve::run(args).await,
         Command::Load(args) => load::run(args).await,
     };
     match result {
