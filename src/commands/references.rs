@@ -164,7 +164,7 @@ async fn list(
             vec![
                 r.id.clone(),
                 text(&r.container_id),
-                text(&r.carrier_code),
+                text(&r.carrier().map(str::to_owned)),
                 text(&r.bill_of_lading),
                 if r.is_active() { "yes" } else { "no" }.into(),
                 text(&r.last_update_status),
@@ -265,7 +265,7 @@ fn print_reference(out: &mut impl Write, r: &Reference) -> Result<(), ApiError> 
     let fields = [
         ("id", Some(r.id.clone())),
         ("container", r.container_id.clone()),
-        ("carrier", r.carrier_code.clone()),
+        ("carrier", r.carrier().map(str::to_owned)),
         ("bill of lading", r.bill_of_lading.clone()),
         ("booking", r.booking_number.clone()),
         (

@@ -50,8 +50,8 @@ impl Default for PollConfig {
 impl PollConfig {
     pub fn problems(&self) -> Vec<String> {
         let mut problems = Vec::new();
-        if self.interval < Duration::from_secs(1) {
-            problems.push("`poll.interval` must be at least 1s".into());
+        if self.interval.is_zero() {
+            problems.push("`poll.interval` must be above 0".into());
         }
         if self.concurrency == 0 {
             problems.push("`poll.concurrency` must be above 0".into());

@@ -55,7 +55,11 @@ async fn a_completed_journey_is_unsubscribed_once() {
         last = sim.advance(&reference).await;
         assert_eq!(last["delivery"]["status"], 200, "step {step}: {last}");
         if step + 1 < JOURNEY.len() {
-            assert_eq!(deletes(&sim, &reference).await, 0, "not before the empty return");
+            assert_eq!(
+                deletes(&sim, &reference).await,
+                0,
+                "not before the empty return"
+            );
         }
     }
     wait_for_delete(&sim, &reference).await;

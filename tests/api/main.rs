@@ -1,4 +1,5 @@
 mod auth;
+mod auto_unsubscribe;
 mod cli;
 mod dedup_persistence;
 mod delivery;
@@ -9,12 +10,15 @@ mod kafka_faults;
 mod lifecycle;
 mod limits;
 mod outage;
+mod polling;
 mod proxy;
 mod rabbitmq;
 mod rabbitmq_faults;
+mod references_cli;
 mod simulator;
 mod source;
 // Shared with the events tests: fixture bodies and the JSON Schema validators.
 #[path = "../fixtures/support.rs"]
 mod support;
 mod test_sinks;
+mod vizion_api;

@@ -111,7 +111,11 @@ async fn a_failed_webhook_is_recovered_by_reconciliation_before_the_next_check()
         .await
         .unwrap();
     assert_eq!(check["delivery"]["status"], 200, "{check}");
-    assert_eq!(app.metric("vizion_bridge_webhooks_total", "outcome=\"duplicate\"").await, 1.0);
+    assert_eq!(
+        app.metric("vizion_bridge_webhooks_total", "outcome=\"duplicate\"")
+            .await,
+        1.0
+    );
 
     // The next step is acknowledged, and each update reached the consumer once
     // (by webhook or by the poller, whichever came first).
@@ -123,7 +127,11 @@ async fn a_failed_webhook_is_recovered_by_reconciliation_before_the_next_check()
     let mut expected = vec![update_id, next_id];
     expected.sort();
     assert_eq!(ids, expected);
-    assert!(app.metric("vizion_bridge_poll_updates_total", "outcome=\"accepted\"").await >= 1.0);
+    assert!(
+        app.metric("vizion_bridge_poll_updates_total", "outcome=\"accepted\"")
+            .await
+            >= 1.0
+    );
     app.stop().await;
 }
 
@@ -181,7 +189,12 @@ async fn poll_once_reads_references_without_a_callback_and_remembers_across_runs
     let reference = reference["id"].as_str().unwrap().to_owned();
     let mut played = Vec::new();
     for _ in 0..2 {
-        played.push(sim.advance(&reference).await["update_id"].as_str().unwrap().to_owned());
+        played.push(
+            sim.advance(&reference).await["update_id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
     }
     // A reference with a callback is left to its webhooks.
     sim.track("MSKU4567890", "http://127.0.0.1:9/none").await;

@@ -49,42 +49,73 @@ async fn a_container_is_subscribed_listed_followed_and_unsubscribed() {
 
     let (code, out, err) = cli(
         config,
-        &["create", "--container", "MSKU7890123", "--carrier", "MAEU", "--json"],
+        &[
+            "create",
+            "--container",
+            "MSKU7890123",
+            "--carrier",
+            "MAEU",
+            "--json",
+        ],
     )
     .await;
     assert_eq!(code, 0, "{err}");
     let created: Value = serde_json::from_str(&out).unwrap();
     let id = created["reference"]["id"].as_str().unwrap().to_owned();
     assert_eq!(
-        created["reference"]["callback_url"],
-        "https://bridge.example.com/webhooks/vizion",
+        created["reference"]["callback_url"], "https://bridge.example.com/webhooks/vizion",
         "the callback URL defaults to vizion_api.callback_url"
     );
 
     let (code, out, err) = cli(
         config,
-        &["create", "--container", "OOCU7821056", "--auto-carrier", "--no-callback"],
+        &[
+            "create",
+            "--container",
+            "OOCU7821056",
+            "--auto-carrier",
+            "--no-callback",
+        ],
     )
     .await;
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("OOLU"), "{out}");
-    cli(config, &["create", "--bill-of-lading", "MAEU255221188", "--carrier", "MAEU"]).await;
+    cli(
+        config,
+        &[
+            "create",
+            "--bill-of-lading",
+            "MAEU255221188",
+            "--carrier",
+            "MAEU",
+        ],
+    )
+    .await;
 
     // A table for people, over several pages, with no progress bar when piped.
     let (code, out, err) = cli(config, &["list"]).await;
     assert_eq!(code, 0, "{err}");
     assert!(out.lines().next().unwrap().starts_with("ID"), "{out}");
     assert!(out.contains(&id) && out.contains("MSKU7890123"), "{out}");
-    assert!(err.is_empty(), "nothing on stderr when not a terminal: {err:?}");
+    assert!(
+        err.is_empty(),
+        "nothing on stderr when not a terminal: {err:?}"
+    );
     let (_, out, _) = cli(config, &["list", "--json", "--container", "MSKU7890123"]).await;
     let listed: Vec<Value> = serde_json::from_str(&out).unwrap();
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0]["id"], id.as_str());
 
-    let first = sim.advance(&id).await["update_id"].as_str().unwrap().to_owned();
+    let first = sim.advance(&id).await["update_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let (code, out, _) = cli(config, &["updates", &id]).await;
     assert_eq!(code, 0);
-    assert!(out.contains(&first) && out.contains("Gate out empty"), "{out}");
+    assert!(
+        out.contains(&first) && out.contains("Gate out empty"),
+        "{out}"
+    );
     let (_, out, _) = cli(config, &["updates", &id, "--json"]).await;
     let updates: Vec<Value> = serde_json::from_str(&out).unwrap();
     assert_eq!(updates[0]["id"], first.as_str());
@@ -147,7 +178,11 @@ fn check_config_redacts_the_api_key() {
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     assert!(!stdout.contains("hunter2-api-key"));
     assert!(stdout.contains("api_key = \"[redacted]\""), "{stdout}");
 }

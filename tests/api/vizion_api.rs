@@ -56,8 +56,11 @@ async fn references_are_created_read_listed_and_unsubscribed() {
         ))
         .await
         .unwrap();
-    assert_eq!(by_carrier.reference.container_id.as_deref(), Some("MSKU1234565"));
-    assert_eq!(by_carrier.reference.carrier_code.as_deref(), Some("MAEU"));
+    assert_eq!(
+        by_carrier.reference.container_id.as_deref(),
+        Some("MSKU1234565")
+    );
+    assert_eq!(by_carrier.reference.carrier(), Some("MAEU"));
     assert_eq!(by_carrier.reference.callback_url, callback);
 
     let by_aci = api
@@ -69,7 +72,7 @@ async fn references_are_created_read_listed_and_unsubscribed() {
         ))
         .await
         .unwrap();
-    assert_eq!(by_aci.reference.carrier_code.as_deref(), Some("OOLU"));
+    assert_eq!(by_aci.reference.carrier(), Some("OOLU"));
 
     let by_bol = api
         .create_reference(&NewReference::new(
@@ -130,7 +133,13 @@ async fn listings_read_every_page() {
     config.page_size = 2;
     let api = VizionApi::new(&config).unwrap();
     let mut ids = Vec::new();
-    for container in ["MSKU0000001", "MSKU0000002", "MSKU0000003", "MSKU0000004", "MSKU0000005"] {
+    for container in [
+        "MSKU0000001",
+        "MSKU0000002",
+        "MSKU0000003",
+        "MSKU0000004",
+        "MSKU0000005",
+    ] {
         ids.push(sim.track(container, "http://127.0.0.1:9/none").await);
     }
     let mut pages = 0;
@@ -155,7 +164,12 @@ async fn listings_read_every_page() {
     assert!(peer.is_some_and(|p| p.ip().is_loopback()));
     let got: Vec<String> = updates
         .iter()
-        .map(|u| serde_json::from_str::<Value>(u.get()).unwrap()["id"].as_str().unwrap().to_owned())
+        .map(|u| {
+            serde_json::from_str::<Value>(u.get()).unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
         .collect();
     assert_eq!(got, played);
     assert_eq!(
@@ -207,7 +221,12 @@ async fn errors_carry_vizions_status_and_message() {
 #[tokio::test]
 async fn server_errors_and_rate_limits_are_retried() {
     let sim = spawn_simulator_with(SimulatorOptions {
-        extra: vec!["--rate-limit".into(), "2".into(), "--rate-window".into(), "1s".into()],
+        extra: vec![
+            "--rate-limit".into(),
+            "2".into(),
+            "--rate-window".into(),
+            "1s".into(),
+        ],
         ..SimulatorOptions::default()
     })
     .await;
@@ -259,5 +278,8 @@ async fn server_errors_and_rate_limits_are_retried() {
         .await
         .unwrap_err();
     assert_eq!(error.status(), Some(503), "{error}");
-    assert_eq!(count_requests(&sim, "POST", "/references").await, before + 1);
+    assert_eq!(
+        count_requests(&sim, "POST", "/references").await,
+        before + 1
+    );
 }

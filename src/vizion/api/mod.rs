@@ -22,7 +22,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use self::model::Listing;
+use self::model::parse_listing;
 pub use self::model::{
     Created, NewReference, Page, PageInfo, Reference, ReferenceFilter, Subscribe, Unsubscribed,
 };
@@ -285,7 +285,7 @@ impl VizionApi {
         let answer = self
             .call(Method::GET, "list", "references", &query, None::<&()>)
             .await?;
-        decode::<Listing<Reference>>("list", &answer.body).map(Page::from)
+        parse_listing(&answer.body).map_err(|e| decode_error("list", e))
     }
 
     /// Every page of `GET /references`; `on_page` hears of each page as it arrives.
@@ -319,7 +319,7 @@ impl VizionApi {
         let answer = self
             .call(Method::GET, "updates", &path, &query, None::<&()>)
             .await?;
-        let page = decode::<Listing<Box<RawValue>>>("updates", &answer.body).map(Page::from)?;
+        let page = parse_listing(&answer.body).map_err(|e| decode_error("updates", e))?;
         Ok((page, answer.peer))
     }
 
@@ -456,10 +456,14 @@ impl VizionApi {
 }
 
 fn decode<T: DeserializeOwned>(operation: &str, body: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(|e| ApiError::Decode {
+    serde_json::from_slice(body).map_err(|e| decode_error(operation, e))
+}
+
+fn decode_error(operation: &str, e: serde_json::Error) -> ApiError {
+    ApiError::Decode {
         operation: operation.to_owned(),
         reason: e.to_string(),
-    })
+    }
 }
 
 /// One URL path segment, so that an id cannot reach another path.

@@ -1,6 +1,7 @@
 //! What the Vizion REST API takes and answers. Fields the bridge does not use are kept
 //! in `extra`, so that `--json` output shows Vizion's answer whole.
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -14,14 +15,11 @@ pub struct Reference {
     pub bill_of_lading: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub booking_number: Option<String>,
-    /// The carrier code; older answers call it `scac` or `carrier_scac`.
-    #[serde(
-        default,
-        alias = "scac",
-        alias = "carrier_scac",
-        skip_serializing_if = "Option::is_none"
-    )]
+    /// The carrier code; see [`Reference::carrier`] for older names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub carrier_code: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub carrier_scac: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub callback_url: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -42,6 +40,15 @@ pub struct Reference {
 }
 
 impl Reference {
+    /// The carrier code, under whichever name Vizion used (`carrier_code`,
+    /// `carrier_scac`, or the older `scac`).
+    pub fn carrier(&self) -> Option<&str> {
+        self.carrier_code
+            .as_deref()
+            .or(self.carrier_scac.as_deref())
+            .or_else(|| self.extra.get("scac").and_then(Value::as_str))
+    }
+
     /// True unless Vizion says the reference is inactive.
     pub fn is_active(&self) -> bool {
         self.active != Some(false)
@@ -199,28 +206,26 @@ impl<T> Page<T> {
     }
 }
 
-/// A listing answer: a bare array, or `{"data": [...], "metadata": {...}}`.
-#[derive(Deserialize)]
-#[serde(untagged)]
-pub(crate) enum Listing<T> {
-    WithMetadata {
+/// A listing answer: a bare array, or `{"data": [...], "metadata": {...}}`. Told apart
+/// by the first byte rather than by trying both (serde's untagged enums buffer the
+/// input, which loses the exact bytes of each update).
+pub(crate) fn parse_listing<T: DeserializeOwned>(body: &[u8]) -> serde_json::Result<Page<T>> {
+    #[derive(Deserialize)]
+    struct WithMetadata<T> {
         data: Vec<T>,
         #[serde(default)]
         metadata: Option<PageInfo>,
-    },
-    Bare(Vec<T>),
-}
-
-impl<T> From<Listing<T>> for Page<T> {
-    fn from(listing: Listing<T>) -> Self {
-        match listing {
-            Listing::WithMetadata { data, metadata } => Page {
-                items: data,
-                info: metadata,
-            },
-            Listing::Bare(items) => Page { items, info: None },
-        }
     }
+    let first = body.iter().find(|b| !b.is_ascii_whitespace());
+    if first == Some(&b'[') {
+        let items = serde_json::from_slice(body)?;
+        return Ok(Page { items, info: None });
+    }
+    let listing: WithMetadata<T> = serde_json::from_slice(body)?;
+    Ok(Page {
+        items: listing.data,
+        info: listing.metadata,
+    })
 }
 
 #[cfg(test)]
@@ -232,7 +237,11 @@ mod tests {
         let reference: Reference =
             serde_json::from_str(r#"{"id":"r1","scac":"MAEU","active":false,"retry_count":2}"#)
                 .unwrap();
-        assert_eq!(reference.carrier_code.as_deref(), Some("MAEU"));
+        assert_eq!(reference.carrier(), Some("MAEU"));
+        let both: Reference =
+            serde_json::from_str(r#"{"id":"r2","carrier_code":"MAEU","carrier_scac":"MAEU"}"#)
+                .unwrap();
+        assert_eq!(both.carrier(), Some("MAEU"));
         assert!(!reference.is_active());
         assert_eq!(reference.extra["retry_count"], 2);
         let back = serde_json::to_value(&reference).unwrap();
@@ -262,17 +271,19 @@ mod tests {
 
     #[test]
     fn listings_come_bare_or_with_metadata() {
-        let bare: Page<Reference> = serde_json::from_str::<Listing<Reference>>(r#"[{"id":"a"}]"#)
-            .unwrap()
-            .into();
+        let bare: Page<Reference> = parse_listing(br#"[{"id":"a"}]"#).unwrap();
         assert!(bare.info.is_none());
         assert!(bare.has_next(1));
         assert!(!bare.has_next(2));
-        let paged: Page<Reference> = serde_json::from_str::<Listing<Reference>>(
-            r#"{"data":[{"id":"a"}],"metadata":{"page":1,"page_count":2,"per_page":1,"item_count":2}}"#,
+        let paged: Page<Box<serde_json::value::RawValue>> = parse_listing(
+            br#"{"data":[{"id": "a",  "x":1}],"metadata":{"page":1,"page_count":2,"per_page":1,"item_count":2}}"#,
         )
-        .unwrap()
-        .into();
+        .unwrap();
         assert!(paged.has_next(1));
+        assert_eq!(
+            paged.items[0].get(),
+            r#"{"id": "a",  "x":1}"#,
+            "kept byte for byte"
+        );
     }
 }
