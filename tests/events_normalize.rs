@@ -418,8 +418,11 @@ fn structured_and_binary_modes_carry_the_same_event() {
             assert_ne!(name, "datacontenttype");
         }
         let attribute_count = event.attributes().count();
-        // specversion id source type subject time dataschema partitionkey
-        assert_eq!(attribute_count, 8);
+        // specversion id source type subject time dataschema partitionkey deliverymode
+        assert_eq!(attribute_count, 9);
+        assert!(event
+            .attributes()
+            .any(|(n, v)| n == "deliverymode" && v == "webhook"));
         let headers: Vec<(String, &str)> = event.kafka_headers().collect();
         assert_eq!(headers.len(), attribute_count + 1);
         assert!(headers.contains(&("ce_specversion".into(), "1.0")));
