@@ -27,7 +27,7 @@ FROM chef AS builder
 COPY --from=planner /src/recipe.json recipe.json
 # Dependencies only (librdkafka included): rebuilt when Cargo.toml/Cargo.lock change,
 # not when the sources do.
-RUN cargo chef cook --release --locked --bins --recipe-path recipe.json
+RUN cargo chef cook --release --locked --recipe-path recipe.json
 COPY . .
 # Every binary of the package: vizion-bridge (the service) and vizion-sim (the Vizion
 # simulator used by the compose stack).
