@@ -86,7 +86,7 @@ start_kafka
 
 step "cargo test"
 log=$(mktemp -t vizion-bridge-tests.XXXXXX.log)
-cargo test --all-targets --locked 2>&1 | tee "$log"
+cargo test --all-targets --locked --no-fail-fast 2>&1 | tee "$log"
 
 # One closing line for the whole run: cargo prints one summary per test binary.
 awk '/^test result:/ { passed += $4; failed += $6 } END { printf "tests: %d passed, %d failed\n", passed, failed }' "$log"

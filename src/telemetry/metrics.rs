@@ -70,6 +70,8 @@ impl Outcome {
 #[derive(Clone)]
 pub struct Metrics {
     registry: Registry,
+    /// Every registered family: `render` lists even those without a series yet.
+    families: Vec<FamilyMetadata>,
     pub webhooks: IntCounterVec,
     pub auth_failures: IntCounterVec,
     pub request_duration: HistogramVec,
@@ -201,6 +203,7 @@ impl Metrics {
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
 
+        let mut families = Vec::new();
         for collector in [
             Box::new(webhooks.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(auth_failures.clone()),
@@ -216,6 +219,7 @@ impl Metrics {
             Box::new(sink_up.clone()),
             Box::new(build_info),
         ] {
+            families.extend(collector.collect().iter().map(FamilyMetadata::of));
             registry
                 .register(collector)
                 .expect("metric names are unique");
@@ -276,6 +280,7 @@ impl Metrics {
 
         Self {
             registry,
+            families,
             webhooks,
             auth_failures,
             request_duration,
@@ -295,18 +300,95 @@ impl Metrics {
         }
     }
 
-    /// The Prometheus text exposition of every metric.
+    /// The Prometheus text exposition of every metric. A labelled family without any
+    /// series yet (e.g. `sink_up` before a sink reported) is listed by its `# HELP` and
+    /// `# TYPE` lines alone, so that every name the bridge exports can be seen.
     pub fn render(&self) -> String {
+        let gathered = self.registry.gather();
         let mut out = Vec::new();
         TextEncoder::new()
-            .encode(&self.registry.gather(), &mut out)
+            .encode(&gathered, &mut out)
             .expect("text encoding to memory cannot fail");
-        String::from_utf8(out).expect("the text format is UTF-8")
+        let mut text = String::from_utf8(out).expect("the text format is UTF-8");
+        for family in &self.families {
+            if !gathered.iter().any(|g| g.name() == family.name) {
+                text.push_str(&family.header());
+            }
+        }
+        text
+    }
+}
+
+/// What the text format says of a family before its samples.
+#[derive(Clone)]
+struct FamilyMetadata {
+    name: String,
+    help: String,
+    kind: &'static str,
+}
+
+impl FamilyMetadata {
+    fn of(family: &prometheus::proto::MetricFamily) -> Self {
+        use prometheus::proto::MetricType;
+        let kind = match family.get_field_type() {
+            MetricType::COUNTER => "counter",
+            MetricType::GAUGE => "gauge",
+            MetricType::HISTOGRAM => "histogram",
+            MetricType::SUMMARY => "summary",
+            MetricType::UNTYPED => "untyped",
+        };
+        Self {
+            name: family.name().to_owned(),
+            help: family.help().to_owned(),
+            kind,
+        }
+    }
+
+    fn header(&self) -> String {
+        // Escaping as the text format requires for HELP: backslash and line feed.
+        let help = self.help.replace('\\', "\\\\").replace('\n', "\\n");
+        format!(
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n",
+            name = self.name,
+            kind = self.kind
+        )
     }
 }
 
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn families_without_series_are_listed_by_name_and_type() {
+        let metrics = Metrics::new();
+        let text = metrics.render();
+        assert!(
+            !text.contains("vizion_bridge_sink_up{"),
+            "no sink reported yet"
+        );
+        assert!(
+            text.contains("# TYPE vizion_bridge_sink_up gauge\n"),
+            "{text}"
+        );
+        assert!(text.contains("# TYPE vizion_bridge_publish_duration_seconds histogram\n"));
+
+        metrics.sink_up.with_label_values(&["file"]).set(1);
+        let text = metrics.render();
+        assert!(
+            text.contains("vizion_bridge_sink_up{sink=\"file\"} 1"),
+            "{text}"
+        );
+        assert_eq!(
+            text.matches("# TYPE vizion_bridge_sink_up gauge").count(),
+            1,
+            "{text}"
+        );
     }
 }
