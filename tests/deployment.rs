@@ -1075,3 +1075,38 @@ fn dashboard_and_alerts_use_only_metrics_the_bridge_exports() {
         report.join("\n  ")
     );
 }
+
+/// The simulator's compose command uses only flags `vizion-sim serve` has, and reads the
+/// webhook secret the bridge checks against.
+#[test]
+fn compose_simulator_command_uses_real_flags() {
+    let compose = compose();
+    let sim = compose_service(&compose, "sim");
+    let command: Vec<&str> = sim["command"]
+        .as_array()
+        .expect("the sim command is a list")
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert_eq!(command.first(), Some(&"serve"), "{command:?}");
+    let help = Command::new(env!("CARGO_BIN_EXE_vizion-sim"))
+        .args(["serve", "--help"])
+        .output()
+        .unwrap();
+    assert!(help.status.success());
+    let help = String::from_utf8_lossy(&help.stdout);
+    for arg in &command[1..] {
+        let flag = arg.split('=').next().unwrap();
+        assert!(flag.starts_with("--"), "{arg} is not a --flag=value");
+        assert!(
+            help.contains(&format!("{flag} ")) || help.contains(&format!("{flag}\n")),
+            "`vizion-sim serve` has no flag {flag}"
+        );
+    }
+    assert!(
+        command.contains(&"--webhook-secret-file=/run/secrets/webhook-secret"),
+        "{command:?}"
+    );
+    let bridge_config = read(COMPOSE_CONFIG);
+    assert!(bridge_config.contains("secret_file = \"/run/secrets/webhook-secret\""));
+}

@@ -34,6 +34,11 @@ pub struct ServeArgs {
     #[arg(long)]
     pub webhook_secret_env: Option<String>,
 
+    /// A file holding the secret that signs deliveries (a mounted secret); trailing
+    /// whitespace is ignored.
+    #[arg(long, conflicts_with = "webhook_secret_env")]
+    pub webhook_secret_file: Option<std::path::PathBuf>,
+
     /// `keyId` written in the `x-vizion-signature` header.
     #[arg(long)]
     pub key_id: Option<String>,
@@ -122,13 +127,22 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         (None, Some(name)) => read_env(name, "--api-key-env")?,
         (None, None) => return Err("an API key is required: --api-key or --api-key-env".into()),
     };
-    let secret = args
-        .webhook_secret_env
-        .as_deref()
-        .map(|name| read_env(name, "--webhook-secret-env"))
-        .transpose()?;
+    let secret = match (&args.webhook_secret_env, &args.webhook_secret_file) {
+        (Some(name), _) => Some(read_env(name, "--webhook-secret-env")?),
+        (None, Some(path)) => Some(
+            std::fs::read_to_string(path)
+                .map(|s| s.trim_end().to_owned())
+                .map_err(|e| format!("--webhook-secret-file {}: {e}", path.display()))?,
+        ),
+        (None, None) => None,
+    };
+    if secret.as_deref().is_some_and(str::is_empty) {
+        return Err("the webhook secret is empty".into());
+    }
     if secret.is_none() {
-        tracing::warn!("no --webhook-secret-env: deliveries are not signed");
+        tracing::warn!(
+            "no --webhook-secret-env or --webhook-secret-file: deliveries are not signed"
+        );
     }
     if !(0.0..=1.0).contains(&args.fail_rate) {
         return Err("--fail-rate must be between 0 and 1".into());
