@@ -1,0 +1,383 @@
+//! `vizion-sim load`: many concurrent clients, each sending distinct signed updates one
+//! after the other, with answer latencies recorded in an HDR histogram.
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use clap::Args;
+use hdrhistogram::Histogram;
+use serde::Serialize;
+use vizion_bridge::auth::signer;
+
+#[derive(Args)]
+pub struct LoadArgs {
+    /// Webhook URL of the bridge.
+    #[arg(long, default_value = "http://127.0.0.1:8080/webhooks/vizion")]
+    url: String,
+    /// Environment variable holding the signing secret.
+    #[arg(long, default_value = "VIZION_WEBHOOK_SECRET")]
+    secret_env: String,
+    /// Key id to put in the signature.
+    #[arg(long)]
+    key_id: Option<String>,
+    /// Concurrent clients, each sending one request after the other.
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// How long to measure, after the warm-up (`30s`, `2m`).
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    duration: Duration,
+    /// Warm-up before measuring; its requests are sent but not counted.
+    #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
+    warmup: Duration,
+    /// Requests per second for all clients together; unlimited when absent.
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Fewest milestones in an update (each about 600 bytes).
+    #[arg(long, default_value_t = 3)]
+    min_milestones: usize,
+    /// Most milestones in an update; sizes are spread evenly between the two.
+    #[arg(long, default_value_t = 15)]
+    max_milestones: usize,
+    /// Writes the id of every update answered 2xx to this file, one per line, so a
+    /// reader of the broker can check that each arrived.
+    #[arg(long)]
+    accepted_ids: Option<PathBuf>,
+    /// Prints the report as one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+/// What one run measured.
+#[derive(Serialize)]
+struct Report {
+    url: String,
+    concurrency: usize,
+    seconds: f64,
+    requests: u64,
+    accepted: u64,
+    non_2xx: u64,
+    transport_errors: u64,
+    rate_per_second: f64,
+    mean_body_bytes: u64,
+    latency_ms: Percentiles,
+}
+
+#[derive(Serialize)]
+struct Percentiles {
+    p50: f64,
+    p90: f64,
+    p99: f64,
+    p99_9: f64,
+    max: f64,
+}
+
+/// One client's tally of the measured part of the run.
+struct Tally {
+    latencies_us: Histogram<u64>,
+    accepted: u64,
+    non_2xx: u64,
+    transport_errors: u64,
+    bytes: u64,
+    accepted_ids: Vec<String>,
+}
+
+impl Tally {
+    fn new() -> Self {
+        Self {
+            // One microsecond to one minute, three significant digits.
+            latencies_us: Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds"),
+            accepted: 0,
+            non_2xx: 0,
+            transport_errors: 0,
+            bytes: 0,
+            accepted_ids: Vec::new(),
+        }
+    }
+
+    fn merge(&mut self, other: Tally) {
+        self.latencies_us
+            .add(&other.latencies_us)
+            .expect("same bounds");
+        self.accepted += other.accepted;
+        self.non_2xx += other.non_2xx;
+        self.transport_errors += other.transport_errors;
+        self.bytes += other.bytes;
+        self.accepted_ids.extend(other.accepted_ids);
+    }
+}
+
+pub async fn run(args: LoadArgs) -> Result<(), String> {
+    if args.concurrency == 0 {
+        return Err("--concurrency must be at least 1".into());
+    }
+    if args.min_milestones > args.max_milestones {
+        return Err("--min-milestones is larger than --max-milestones".into());
+    }
+    let secret = std::env::var(&args.secret_env)
+        .map_err(|_| format!("set {} to the bridge's webhook secret", args.secret_env))?;
+    let url = reqwest::Url::parse(&args.url).map_err(|e| format!("--url: {e}"))?;
+    let target = match url.query() {
+        Some(q) => format!("{}?{q}", url.path()),
+        None => url.path().to_owned(),
+    };
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.concurrency)
+        .timeout(Duration::from_secs(30))
+        .build()
+        .map_err(|e| format!("HTTP client: {e}"))?;
+
+    let bodies = Arc::new(BodyTemplates::new(args.min_milestones, args.max_milestones));
+    let run_tag = run_tag();
+    let next_id = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let measure_from = started + args.warmup;
+    let end = measure_from + args.duration;
+    // Each client keeps its share of the rate with its own ticker.
+    let interval = args
+        .rate
+        .filter(|r| *r > 0.0)
+        .map(|r| Duration::from_secs_f64(args.concurrency as f64 / r));
+    let keep_ids = args.accepted_ids.is_some();
+
+    let mut clients = Vec::with_capacity(args.concurrency);
+    for _ in 0..args.concurrency {
+        let (client, url, secret, target) = (
+            client.clone(),
+            args.url.clone(),
+            secret.clone(),
+            target.clone(),
+        );
+        let (bodies, next_id, run_tag, key_id) = (
+            bodies.clone(),
+            next_id.clone(),
+            run_tag.clone(),
+            args.key_id.clone(),
+        );
+        clients.push(tokio::spawn(async move {
+            let mut tally = Tally::new();
+            let mut ticker = interval.map(|period| {
+                let mut t = tokio::time::interval(period);
+                t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                t
+            });
+            loop {
+                if let Some(ticker) = ticker.as_mut() {
+                    ticker.tick().await;
+                }
+                if Instant::now() >= end {
+                    break;
+                }
+                let n = next_id.fetch_add(1, Ordering::Relaxed);
+                let id = format!("load-{run_tag}-{n:010}");
+                let body = bodies.render(n, &id);
+                let now = unix_now();
+                let headers = signer::sign(
+                    secret.as_bytes(),
+                    key_id.as_deref(),
+                    &target,
+                    now,
+                    now + 300,
+                    &body,
+                );
+                let len = body.len() as u64;
+                let sent = Instant::now();
+                let answer = client
+                    .post(&url)
+                    .header("content-type", "application/json")
+                    .header("digest", headers.digest)
+                    .header("x-vizion-signature", headers.signature)
+                    .body(body)
+                    .send()
+                    .await;
+                let status = match answer {
+                    Ok(response) => {
+                        let status = response.status();
+                        // Read the answer so the connection can be reused.
+                        let _ = response.bytes().await;
+                        Some(status)
+                    }
+                    Err(_) => None,
+                };
+                let elapsed = sent.elapsed();
+                if sent < measure_from {
+                    continue;
+                }
+                tally
+                    .latencies_us
+                    .saturating_record(elapsed.as_micros().max(1) as u64);
+                tally.bytes += len;
+                match status {
+                    Some(s) if s.is_success() => {
+                        tally.accepted += 1;
+                        if keep_ids {
+                            tally.accepted_ids.push(id);
+                        }
+                    }
+                    Some(_) => tally.non_2xx += 1,
+                    None => tally.transport_errors += 1,
+                }
+            }
+            tally
+        }));
+    }
+
+    let mut total = Tally::new();
+    for client in clients {
+        total.merge(client.await.map_err(|e| format!("client task: {e}"))?);
+    }
+    if let Some(path) = &args.accepted_ids {
+        write_ids(path, &total.accepted_ids)
+            .map_err(|e| format!("writing {}: {e}", path.display()))?;
+    }
+    let report = report(&args, &total);
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string(&report).expect("report encodes")
+        );
+    } else {
+        print_human(&report);
+    }
+    Ok(())
+}
+
+fn report(args: &LoadArgs, total: &Tally) -> Report {
+    let requests = total.latencies_us.len();
+    let seconds = args.duration.as_secs_f64();
+    let ms = |q: f64| total.latencies_us.value_at_quantile(q) as f64 / 1000.0;
+    Report {
+        url: args.url.clone(),
+        concurrency: args.concurrency,
+        seconds,
+        requests,
+        accepted: total.accepted,
+        non_2xx: total.non_2xx,
+        transport_errors: total.transport_errors,
+        rate_per_second: total.accepted as f64 / seconds,
+        mean_body_bytes: total.bytes / requests.max(1),
+        latency_ms: Percentiles {
+            p50: ms(0.50),
+            p90: ms(0.90),
+            p99: ms(0.99),
+            p99_9: ms(0.999),
+            max: total.latencies_us.max() as f64 / 1000.0,
+        },
+    }
+}
+
+fn print_human(r: &Report) {
+    println!(
+        "{} requests in {:.0}s from {} clients: {} accepted ({:.0}/s), {} non-2xx, {} transport errors, mean body {} B",
+        r.requests,
+        r.seconds,
+        r.concurrency,
+        r.accepted,
+        r.rate_per_second,
+        r.non_2xx,
+        r.transport_errors,
+        r.mean_body_bytes
+    );
+    let l = &r.latency_ms;
+    println!(
+        "answer latency: p50 {:.2} ms  p90 {:.2} ms  p99 {:.2} ms  p99.9 {:.2} ms  max {:.2} ms",
+        l.p50, l.p90, l.p99, l.p99_9, l.max
+    );
+}
+
+fn write_ids(path: &PathBuf, ids: &[String]) -> std::io::Result<()> {
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
+    for id in ids {
+        writeln!(out, "{id}")?;
+    }
+    out.flush()
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs() as i64
+}
+
+/// A tag that keeps this run's update ids apart from every earlier run's, since the
+/// bridge remembers ids it has seen.
+fn run_tag() -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_nanos();
+    format!("{:x}{:x}", std::process::id(), nanos & 0xffff_ffff_ffff)
+}
+
+/// Update bodies of every size in the range, pre-encoded once around the places where
+/// the update id and container number go, so a client spends little CPU per request.
+struct BodyTemplates {
+    templates: Vec<[String; 3]>,
+}
+
+const ID_MARK: &str = "@@ID@@";
+const CONTAINER_MARK: &str = "@@CONTAINER@@";
+
+impl BodyTemplates {
+    fn new(min_milestones: usize, max_milestones: usize) -> Self {
+        let templates = (min_milestones..=max_milestones)
+            .map(|n| {
+                let text = template(n);
+                let (head, rest) = text.split_once(ID_MARK).expect("id mark");
+                let (middle, tail) = rest.split_once(CONTAINER_MARK).expect("container mark");
+                [head.to_owned(), middle.to_owned(), tail.to_owned()]
+            })
+            .collect();
+        Self { templates }
+    }
+
+    fn render(&self, n: u64, id: &str) -> Vec<u8> {
+        let [head, middle, tail] = &self.templates[n as usize % self.templates.len()];
+        let container = format!("OOCU{:07}", n % 10_000_000);
+        let mut body = String::with_capacity(head.len() + middle.len() + tail.len() + 64);
+        body.push_str(head);
+        body.push_str(id);
+        body.push_str(middle);
+        body.push_str(&container);
+        body.push_str(tail);
+        body.into_bytes()
+    }
+}
+
+/// A full-snapshot update with `milestones` milestones, in the shape Vizion sends.
+fn template(milestones: usize) -> String {
+    let milestone = |n: usize| {
+        serde_json::json!({
+            "description": "Vessel departure from origin port",
+            "raw_description": format!("Vessel departed, leg {n}"),
+            "timestamp": "2021-07-05T18:30:00.000+06:00",
+            "planned": n.is_multiple_of(2),
+            "location": {
+                "name": "Chittagong Port Authority,Chittagong,Chittagong,Bangladesh",
+                "city": "Chattogram", "state": null, "country": "Bangladesh",
+                "unlocode": "BDCGP", "facility": "Chittagong Port Authority",
+                "geolocation": {"latitude": 22.356851, "longitude": 91.7831819}
+            },
+            "vessel": "EDISON", "vessel_imo": "9189251", "vessel_mmsi": "244750455",
+            "voyage": "0TUINE1MA", "mode": "Vessel", "source": "carrier"
+        })
+    };
+    serde_json::to_string(&serde_json::json!({
+        "id": ID_MARK,
+        "status": "data_received",
+        "reference_id": "7a1e5c1e-0c55-4e1f-9d4b-5f0c2f6b8a11",
+        "organization_id": "3670867f-3634-4dd2-9b27-3531b5affe64",
+        "payload": {
+            "container_id": CONTAINER_MARK,
+            "carrier_scac": "OOLU",
+            "milestones": (0..milestones).map(milestone).collect::<Vec<_>>()
+        },
+        "created_at": "2021-07-31T21:34:09.003Z",
+        "updated_at": "2021-07-31T21:34:09.003Z",
+        "parent_reference_id": null
+    }))
+    .expect("JSON encodes")
+}
