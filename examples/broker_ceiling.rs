@@ -26,7 +26,7 @@ use vizion_bridge::events::{self, EventContext, NormalizedBatch};
 use vizion_bridge::sinks::{Receipt, Record};
 use vizion_bridge::vizion;
 
-#[path = "support/bodies.rs"]
+#[path = "../src/bin/vizion-sim/bodies.rs"]
 mod bodies;
 
 #[derive(Parser)]
@@ -98,9 +98,10 @@ impl Prepared {
 fn prepare(count: usize) -> Vec<Prepared> {
     let ctx = EventContext::default();
     let run = std::process::id();
+    let templates = bodies::BodyTemplates::new(3, 15);
     (0..count as u64)
         .map(|n| {
-            let body = bodies::update_body(&format!("ceiling-{run}-{n:08}"), n);
+            let body = templates.render(n, &format!("ceiling-{run}-{n:010}"));
             let inbound = vizion::parse(&body).expect("the load tool's bodies parse");
             let received_at = OffsetDateTime::now_utc();
             let batch = events::normalize(&inbound, &body, received_at, &ctx);
