@@ -1,5 +1,6 @@
 //! The per-webhook hot path (parse + normalize + structured encoding of every event)
-//! next to the floor: reading the same bytes into a `serde_json::Value`.
+//! next to the floor: reading the same bytes into a `serde_json::Value`; and the
+//! CloudEvents encodings (structured JSON, binary-mode Kafka headers) on their own.
 //!
 //! Run with `cargo bench --bench events_pipeline`; figures are in `docs/BENCHMARKS.md`.
 
@@ -53,6 +54,26 @@ fn bench(c: &mut Criterion) {
         });
         group.bench_function("parse_only", |b| {
             b.iter(|| vizion::parse(black_box(&body)).unwrap())
+        });
+        // The CloudEvents encodings alone, of an already normalized batch.
+        let inbound = vizion::parse(&body).unwrap();
+        let batch = events::normalize(&inbound, &body, datetime!(2024-11-01 12:00:00 UTC), &ctx);
+        group.bench_function("cloudevents_structured", |b| {
+            b.iter(|| {
+                black_box(&batch)
+                    .events()
+                    .map(|e| e.to_structured_json().len())
+                    .sum::<usize>()
+            })
+        });
+        group.bench_function("cloudevents_binary_kafka_headers", |b| {
+            b.iter(|| {
+                black_box(&batch)
+                    .events()
+                    .flat_map(|e| e.kafka_headers())
+                    .map(|(name, value)| name.len() + value.len())
+                    .sum::<usize>()
+            })
         });
         group.finish();
     }

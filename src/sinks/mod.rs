@@ -10,11 +10,13 @@ pub mod rabbitmq;
 use std::net::IpAddr;
 
 use async_trait::async_trait;
+use prometheus::{Histogram, IntCounter};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 pub use self::message::{Message, MessageKind, DELIVERY_KIND_HEADER, REASON_HEADER};
 use crate::events::{CloudEvent, NormalizedBatch};
+use crate::telemetry::Metrics;
 
 /// The sinks that configuration can name in `sinks = [...]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -102,4 +104,29 @@ pub trait Sink: Send + Sync {
 
     /// Flushes what is pending and stops taking writes.
     async fn close(&self) -> Result<(), SinkError>;
+}
+
+/// A broker sink's metric handles, looked up once: `with_label_values` hashes the
+/// labels and takes a lock, which is not worth paying for every message.
+pub(crate) struct PublishMetrics {
+    published: [IntCounter; MessageKind::ALL.len()],
+    pub duration: Histogram,
+}
+
+impl PublishMetrics {
+    pub(crate) fn new(metrics: &Metrics, sink: &str) -> Self {
+        Self {
+            published: MessageKind::ALL.map(|kind| {
+                metrics
+                    .events_published
+                    .with_label_values(&[sink, kind.as_str()])
+            }),
+            duration: metrics.publish_duration.with_label_values(&[sink]),
+        }
+    }
+
+    /// `vizion_bridge_events_published_total` for messages of `kind`.
+    pub fn published(&self, kind: MessageKind) -> &IntCounter {
+        &self.published[kind as usize]
+    }
 }

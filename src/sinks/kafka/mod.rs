@@ -19,7 +19,7 @@ use tokio::task::JoinHandle;
 
 pub use self::config::{KafkaConfig, KafkaTopics};
 use self::producer::{failure_reason, ProducerSlot};
-use super::{Message, Record, Sink, SinkError};
+use super::{Message, PublishMetrics, Record, Sink, SinkError};
 use crate::telemetry::Metrics;
 
 const SINK: &str = "kafka";
@@ -29,6 +29,7 @@ pub struct KafkaSink {
     topics: KafkaTopics,
     ready: Arc<AtomicBool>,
     metrics: Metrics,
+    publish_metrics: PublishMetrics,
     health: JoinHandle<()>,
     /// Asks the health watcher to look at the brokers and topics now.
     recheck: Arc<Notify>,
@@ -75,13 +76,14 @@ impl KafkaSink {
             slot,
             topics: config.topics.clone(),
             ready,
+            publish_metrics: PublishMetrics::new(&metrics, SINK),
             metrics,
             health,
             recheck,
         })
     }
 
-    fn headers(message: &Message<'_>) -> OwnedHeaders {
+    pub fn headers(message: &Message<'_>) -> OwnedHeaders {
         let mut headers = OwnedHeaders::new_with_capacity(12);
         match message.event {
             Some(event) => {
@@ -146,11 +148,7 @@ impl Sink for KafkaSink {
         let (kinds, futures): (Vec<_>, Vec<_>) = deliveries.into_iter().unzip();
         for (kind, result) in kinds.into_iter().zip(join_all(futures).await) {
             match result {
-                Ok(Ok(_)) => self
-                    .metrics
-                    .events_published
-                    .with_label_values(&[SINK, kind.as_str()])
-                    .inc(),
+                Ok(Ok(_)) => self.publish_metrics.published(kind).inc(),
                 Ok(Err((error, _))) => {
                     failure.get_or_insert((failure_reason(&error), error.to_string()));
                 }
@@ -162,9 +160,8 @@ impl Sink for KafkaSink {
         if let Some(error) = refused {
             failure.get_or_insert((failure_reason(&error), error.to_string()));
         }
-        self.metrics
-            .publish_duration
-            .with_label_values(&[SINK])
+        self.publish_metrics
+            .duration
             .observe(started.elapsed().as_secs_f64());
         match failure {
             None => {

@@ -1,0 +1,309 @@
+#!/usr/bin/env bash
+# Load benchmark of the whole service, per sink, next to this machine's ceilings.
+#
+# Starts the brokers as scripts/test.sh does, builds once, then for each sink starts the
+# bridge with a generated configuration, drives it with `vizion-sim load` (signed
+# updates of 3 to 15 milestones from concurrent keep-alive clients), and records
+# accepted/s, latency percentiles, non-2xx answers, the bridge's CPU seconds per 1,000
+# updates and its peak RSS, then reads every accepted update back from the sink. In the
+# same run it measures the HTTP ceiling (a bare actix-web handler under the same load)
+# and each broker's ceiling (the same messages published straight to the broker), and
+# gives every figure as a ratio to the lower of the two ceilings.
+#
+# Usage: scripts/bench.sh [--quick] [--duration S] [--warmup S] [--clients N]
+#                         [--sinks "file rabbitmq kafka"] [--results DIR]
+#
+#   --quick   a few seconds per sink on a debug build: checks that the benchmark works
+#             (every accepted update read back), judges nothing on speed.
+#
+# Spool modes (`delivery.mode` = spool, broker_then_spool) are measured too when the
+# bridge knows that key. Results: a Markdown table on stdout, and results.json,
+# results.md and the raw outputs in the results directory.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
+
+quick=0
+duration=30
+warmup=5
+clients=64
+sinks=""
+results=""
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --quick) quick=1 ;;
+        --duration) duration=$2; shift ;;
+        --warmup) warmup=$2; shift ;;
+        --clients) clients=$2; shift ;;
+        --sinks) sinks=$2; shift ;;
+        --results) results=$2; shift ;;
+        -h | --help) sed -n '2,22p' "$0"; exit 0 ;;
+        *) echo "unknown option: $1" >&2; exit 2 ;;
+    esac
+    shift
+done
+if [ "$quick" = 1 ]; then
+    duration=3
+    warmup=1
+    clients=16
+    profile=debug
+else
+    profile=release
+fi
+results=${results:-target/bench-results/$(date -u +%Y%m%dT%H%M%SZ)}
+mkdir -p "$results"
+results=$(cd "$results" && pwd)
+
+bridge_pid=""
+stop_bridge() {
+    if [ -n "$bridge_pid" ]; then
+        kill -TERM "$bridge_pid" 2>/dev/null || true
+        for _ in $(seq 50); do kill -0 "$bridge_pid" 2>/dev/null || break; sleep 0.2; done
+        kill -9 "$bridge_pid" 2>/dev/null || true
+        wait "$bridge_pid" 2>/dev/null || true
+        bridge_pid=""
+    fi
+}
+cleanup() {
+    stop_bridge
+    stop_started
+}
+trap cleanup EXIT
+
+ensure_rabbitmq
+# Unlike the tests, a benchmark can go without Kafka: without a broker to reuse and
+# without tansu, the Kafka runs are left out (and said so) rather than installed for.
+kafka=1
+if [ -n "${KAFKA_BOOTSTRAP:-}" ] || command -v tansu >/dev/null 2>&1; then
+    start_kafka
+else
+    kafka=0
+    step "no KAFKA_BOOTSTRAP and no tansu: the Kafka runs are left out"
+fi
+
+step "building ($profile)"
+build_flags=(--locked --bin vizion-bridge --bin vizion-sim --example http_ceiling --example broker_ceiling --example broker_readback)
+if [ "$profile" = release ]; then
+    cargo build --release "${build_flags[@]}"
+else
+    cargo build "${build_flags[@]}"
+fi
+bin_dir="${CARGO_TARGET_DIR:-target}/$profile"
+bridge="$bin_dir/vizion-bridge"
+sim="$bin_dir/vizion-sim"
+examples="$bin_dir/examples"
+
+secret=bench-secret
+export VIZION_BENCH_SECRET=$secret
+rabbit_url="amqp://guest:guest@127.0.0.1:5672/%2f"
+
+# The modes to measure: sinks always; spool modes when the bridge knows the key.
+if [ -z "$sinks" ]; then
+    sinks="file rabbitmq kafka"
+    probe="$results/probe.toml"
+    printf 'sinks = ["file"]\n[delivery]\nmode = "spool"\n' >"$probe"
+    if "$bridge" check-config --config "$probe" >/dev/null 2>&1; then
+        sinks="$sinks rabbitmq+spool kafka+spool rabbitmq+broker_then_spool kafka+broker_then_spool"
+    fi
+fi
+if [ "$kafka" = 0 ]; then
+    sinks=$(printf '%s\n' $sinks | grep -v '^kafka' | tr '\n' ' ')
+fi
+
+# Writes the bridge's configuration for run $1 (a sink, or sink+mode) to $2.
+write_config() {
+    local run=$1 file=$2 sink=${1%%+*} mode=""
+    [ "$run" != "$sink" ] && mode=${run#*+}
+    local data="$results/$run.data"
+    rm -rf "$data"
+    cat >"$file" <<EOF
+sinks = ["$sink"]
+
+[server]
+listen = "127.0.0.1:$bridge_port"
+
+[metrics]
+listen = "127.0.0.1:$metrics_port"
+
+[log]
+format = "json"
+level = "warn"
+
+[ingest]
+allowed_sources = ["127.0.0.1/32"]
+
+[[auth.secrets]]
+key_id = "bench"
+secret_env = "VIZION_BENCH_SECRET"
+
+[storage]
+data_dir = "$data"
+
+[kafka]
+brokers = "${KAFKA_BOOTSTRAP:-127.0.0.1:9092}"
+ensure_topics = true
+topic_partitions = 3
+
+[rabbitmq]
+url = "$rabbit_url"
+EOF
+    if [ -n "$mode" ]; then
+        printf '\n[delivery]\nmode = "%s"\n' "$mode" >>"$file"
+    fi
+}
+
+# utime + stime of process $1, in clock ticks.
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+accepted_total() {
+    curl -fsS "http://127.0.0.1:$metrics_port/metrics" |
+        awk '/^vizion_bridge_webhooks_total\{outcome="accepted"\}/ { print $2 }'
+}
+
+# Runs the load tool against $1 with label $2; its JSON goes to $results/$2.load.json.
+run_load() {
+    local url=$1 label=$2
+    "$sim" load --url "$url" --key-id bench --secret-env VIZION_BENCH_SECRET \
+        --concurrency "$clients" --warmup "${warmup}s" --duration "${duration}s" --json \
+        --accepted-ids "$results/$label.accepted" >"$results/$label.load.json" \
+        2>"$results/$label.load.log"
+}
+
+# Starts the bridge for run $1 and waits until it is ready.
+start_bridge() {
+    local run=$1 config="$results/$1.toml"
+    write_config "$run" "$config"
+    "$bridge" serve --config "$config" >"$results/$run.bridge.log" 2>&1 &
+    bridge_pid=$!
+    for _ in $(seq 150); do
+        if curl -fsS "http://127.0.0.1:$bridge_port/readyz" >/dev/null 2>&1; then
+            return 0
+        fi
+        kill -0 "$bridge_pid" 2>/dev/null || break
+        sleep 0.2
+    done
+    echo "the bridge did not become ready for $run; its log:" >&2
+    cat "$results/$run.bridge.log" >&2
+    exit 1
+}
+
+readback() {
+    local run=$1 sink=${1%%+*}
+    local out="$results/$run.readback.json"
+    case "$sink" in
+        file) "$examples/broker_readback" --accepted-ids "$results/$run.accepted" file --raw "$results/$run.data/raw.jsonl" >"$out" ;;
+        kafka) "$examples/broker_readback" --accepted-ids "$results/$run.accepted" kafka --bootstrap "$KAFKA_BOOTSTRAP" --topic vizion.tracking.raw >"$out" ;;
+        rabbitmq) "$examples/broker_readback" --accepted-ids "$results/$run.accepted" rabbitmq --url "$rabbit_url" --queue vizion.tracking.unrouted >"$out" ;;
+    esac
+}
+
+bridge_port=$(free_port 18380)
+metrics_port=$(free_port $((bridge_port + 1)))
+ceiling_port=$(free_port $((metrics_port + 1)))
+failed=0
+
+step "ceiling: HTTP (bare actix-web handler, same load)"
+"$examples/http_ceiling" --listen "127.0.0.1:$ceiling_port" >"$results/http-ceiling.log" 2>&1 &
+ceiling_pid=$!
+started_pids+=("$ceiling_pid")
+wait_for_port "$ceiling_port" 30
+run_load "http://127.0.0.1:$ceiling_port/webhooks/vizion" http-ceiling
+kill -TERM "$ceiling_pid" 2>/dev/null || true
+wait "$ceiling_pid" 2>/dev/null || true
+
+for broker in rabbitmq kafka; do
+    case " $sinks " in *" $broker"*) ;; *) continue ;; esac
+    step "ceiling: $broker (the same messages published straight to the broker)"
+    case "$broker" in
+        kafka) args=(kafka --bootstrap "$KAFKA_BOOTSTRAP") ;;
+        rabbitmq) args=(rabbitmq --url "$rabbit_url") ;;
+    esac
+    "$examples/broker_ceiling" --duration "$duration" --warmup "$warmup" --json "${args[@]}" \
+        >"$results/$broker-ceiling.json" 2>"$results/$broker-ceiling.log" || {
+        echo "the $broker ceiling failed:" >&2
+        cat "$results/$broker-ceiling.log" >&2
+        failed=1
+    }
+done
+
+for run in $sinks; do
+    step "bridge: $run"
+    start_bridge "$run"
+    # CPU and the accepted count are sampled together at the end of the warm-up and
+    # of the measured window, so that their ratio covers the same interval.
+    (
+        sleep "$warmup"
+        echo "$(cpu_ticks "$bridge_pid") $(accepted_total)" >"$results/$run.sample0"
+        sleep "$duration"
+        echo "$(cpu_ticks "$bridge_pid") $(accepted_total)" >"$results/$run.sample1"
+    ) &
+    sampler=$!
+    run_load "http://127.0.0.1:$bridge_port/webhooks/vizion" "$run"
+    wait "$sampler" || true
+    awk '/^VmHWM/ { print $2 }' "/proc/$bridge_pid/status" >"$results/$run.hwm_kib"
+    stop_bridge
+    if ! readback "$run"; then
+        echo "readback of $run found fewer updates than were accepted:" >&2
+        cat "$results/$run.readback.json" >&2
+        failed=1
+    fi
+done
+
+step "results ($results)"
+# The Markdown table: one row per ceiling and per run, each rate also as a ratio to
+# the lower ceiling that applies (HTTP alone for the file sink, else the lower of
+# HTTP and the broker).
+table='
+  def r1: . * 10 | round / 10;
+  def r2: . * 100 | round / 100;
+  def fmt: tostring;
+  (.runs | map(select(.run == "http-ceiling"))[0].load.rate_per_second) as $http
+  | (.runs | map(select(.ceiling != null) | {key: .ceiling.broker, value: .ceiling.updates_per_second}) | from_entries) as $brokers
+  | def lower($sink): [$http, ($brokers[$sink] // $http)] | min;
+  "| Run | Accepted/s | × lower ceiling | non-2xx | p50 ms | p90 ms | p99 ms | p99.9 ms | CPU s / 1,000 | Peak RSS MiB | Read back |",
+  "|---|---|---|---|---|---|---|---|---|---|---|",
+  (.runs[] |
+    if .run == "http-ceiling" then
+      "| HTTP ceiling | \(.load.rate_per_second | round) | \(.load.rate_per_second / $http | r2) | \(.load.non_2xx + .load.transport_errors) | \(.load.latency_ms.p50 | r2) | \(.load.latency_ms.p90 | r2) | \(.load.latency_ms.p99 | r2) | \(.load.latency_ms.p99_9 | r2) | | | |"
+    elif .ceiling != null then
+      "| \(.ceiling.broker) ceiling (\(.ceiling.in_flight) in flight) | \(.ceiling.updates_per_second | round) | \(.ceiling.updates_per_second / ([$http, .ceiling.updates_per_second] | min) | r2) | \(.ceiling.failures) | | | | | | | |"
+    else
+      (.run | split("+")[0]) as $sink
+      | "| \(.run) | \(.load.rate_per_second | round) | \(.load.rate_per_second / lower($sink) | r2) | \(.load.non_2xx + .load.transport_errors) | \(.load.latency_ms.p50 | r2) | \(.load.latency_ms.p90 | r2) | \(.load.latency_ms.p99 | r2) | \(.load.latency_ms.p99_9 | r2) | \(if .accepted_in_window > 0 then (.cpu_seconds / .accepted_in_window * 1000 | r2) else "n/a" end) | \(.peak_rss_kib / 1024 | r1) | \(.readback.found) / \(.readback.accepted) |"
+    end)
+'
+
+ticks=$(getconf CLK_TCK)
+{
+    jq -n --slurpfile http "$results/http-ceiling.load.json" \
+        '{run: "http-ceiling", load: $http[0]}'
+    for broker in rabbitmq kafka; do
+        [ -s "$results/$broker-ceiling.json" ] || continue
+        jq -n --slurpfile c "$results/$broker-ceiling.json" --arg run "$broker-ceiling" \
+            '{run: $run, ceiling: $c[0]}'
+    done
+    for run in $sinks; do
+        read -r cpu0 acc0 <"$results/$run.sample0" || true
+        read -r cpu1 acc1 <"$results/$run.sample1" || true
+        jq -n \
+            --arg run "$run" \
+            --slurpfile load "$results/$run.load.json" \
+            --slurpfile readback "$results/$run.readback.json" \
+            --argjson cpu "$(awk -v a="${cpu0:-0}" -v b="${cpu1:-0}" -v t="$ticks" 'BEGIN { print (b - a) / t }')" \
+            --argjson accepted_in_window "$(awk -v a="${acc0:-0}" -v b="${acc1:-0}" 'BEGIN { print b - a }')" \
+            --argjson hwm_kib "$(cat "$results/$run.hwm_kib")" \
+            '{run: $run, load: $load[0], readback: $readback[0], cpu_seconds: $cpu,
+              accepted_in_window: $accepted_in_window, peak_rss_kib: $hwm_kib}'
+    done
+} | jq -s --arg duration "$duration" --arg clients "$clients" --arg profile "$profile" \
+    '{duration: ($duration | tonumber), clients: ($clients | tonumber), profile: $profile, runs: .}' \
+    >"$results/results.json"
+
+jq -r "$table" "$results/results.json" | tee "$results/results.md"
+
+if [ "$failed" != 0 ]; then
+    echo "bench: FAILED (see above)" >&2
+    exit 1
+fi
+echo "bench: every accepted update was read back"

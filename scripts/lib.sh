@@ -1,0 +1,86 @@
+# Shared by scripts/test.sh and scripts/bench.sh: starting the brokers the tests and
+# benchmarks need, and stopping at exit only what was started here.
+#
+# Source it from a script that runs with `set -euo pipefail`, then call
+# `trap stop_started EXIT`.
+
+step() { printf '\n==> %s\n' "$*"; }
+
+started_pids=()
+stop_rabbitmq=0
+stop_started() {
+    for pid in "${started_pids[@]}"; do
+        kill -9 "$pid" 2>/dev/null || true
+    done
+    if [ "$stop_rabbitmq" = 1 ]; then
+        rabbitmqctl -q stop >/dev/null 2>&1 || true
+    fi
+}
+
+port_is_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# The first port from $1 on that nothing listens on.
+free_port() {
+    local port=$1
+    while port_is_open "$port"; do port=$((port + 1)); done
+    echo "$port"
+}
+
+# Waits up to $2 seconds (default 30) for something to listen on port $1.
+wait_for_port() {
+    local tries=$((${2:-30} * 5))
+    for _ in $(seq 1 "$tries"); do
+        port_is_open "$1" && return 0
+        sleep 0.2
+    done
+    return 1
+}
+
+# A fresh in-memory tansu broker for this run: it speaks the Kafka protocol, and its
+# storage grows without limit, so it is not reused across runs. Exports
+# KAFKA_BOOTSTRAP; an already set KAFKA_BOOTSTRAP is used as it is.
+start_kafka() {
+    if [ -n "${KAFKA_BOOTSTRAP:-}" ]; then
+        step "using the Kafka-protocol broker at $KAFKA_BOOTSTRAP"
+        return
+    fi
+    if ! command -v tansu >/dev/null 2>&1; then
+        step "installing the tansu broker (the first time takes 10 to 20 minutes)"
+        cargo install --locked tansu --features dynostore,postgres
+    fi
+    local port
+    port=$(free_port 29092)
+    local log
+    log=$(mktemp -t tansu.XXXXXX.log)
+    step "starting tansu on 127.0.0.1:$port (log: $log)"
+    tansu broker \
+        --listener-url "tcp://127.0.0.1:$port" \
+        --advertised-listener-url "tcp://127.0.0.1:$port" \
+        --storage-engine memory://tansu/ >"$log" 2>&1 &
+    started_pids+=($!)
+    if wait_for_port "$port" 30; then
+        export KAFKA_BOOTSTRAP="127.0.0.1:$port"
+        return
+    fi
+    echo "tansu did not start listening on $port; its log:" >&2
+    cat "$log" >&2
+    exit 1
+}
+
+# RabbitMQ on 127.0.0.1:5672 (guest/guest): the running one, or one started here and
+# stopped at exit.
+ensure_rabbitmq() {
+    step "RabbitMQ on 127.0.0.1:5672"
+    if port_is_open 5672; then
+        echo "using the running broker"
+    elif command -v rabbitmq-server >/dev/null; then
+        rabbitmq-server -detached
+        stop_rabbitmq=1
+        for _ in $(seq 60); do port_is_open 5672 && break; sleep 1; done
+        port_is_open 5672 || { echo "RabbitMQ did not start listening on 5672 within 60s" >&2; exit 1; }
+        echo "started a broker (stopped again at exit)"
+    else
+        echo "no RabbitMQ on 127.0.0.1:5672 and no rabbitmq-server to start: install RabbitMQ or start one (guest/guest)" >&2
+        exit 1
+    fi
+}
