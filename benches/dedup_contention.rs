@@ -1,4 +1,4 @@
-//! The dedup cache as request handlers use it (claim, check, remember, release), from
+//! The in-memory dedup cache as request handlers use it (claim, check, remember, release), from
 //! several threads at once: the cost of one delivery's bookkeeping when every HTTP
 //! worker does the same at the same time.
 //!
@@ -14,10 +14,10 @@ use vizion_bridge::delivery::{Dedup, DedupConfig};
 /// One delivery's dedup work, as `Delivery::begin` + `Attempt::write` do it.
 async fn deliver(dedup: &Dedup, key: &str) -> bool {
     let _claim = dedup.claim(key).await;
-    if dedup.contains(key) {
+    if dedup.contains(key).await {
         return false;
     }
-    dedup.remember(key);
+    dedup.remember(key).await;
     true
 }
 

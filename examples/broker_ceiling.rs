@@ -485,6 +485,7 @@ mod rabbitmq {
             let (delivery_kind, receipt) = match record {
                 Record::Events { kind, receipt, .. } => (Some(*kind), *receipt),
                 Record::DeadLetter { receipt, .. } => (None, *receipt),
+                Record::BridgeEvent { kind, receipt, .. } => (Some(*kind), *receipt),
             };
             let timestamp = u64::try_from(receipt.received_at.unix_timestamp()).unwrap_or(0);
             let messages = record.messages();
