@@ -13,7 +13,7 @@ use tokio::sync::{Notify, Semaphore};
 
 use crate::auth::{Authenticator, KeyRing};
 use crate::config::{ConfigError, Settings};
-use crate::delivery::{Dedup, Delivery};
+use crate::delivery::{Dedup, Delivery, Spool, SpoolError};
 use crate::ingest::{routes, IngestState, SourcePolicy};
 use crate::sinks::file::FileSink;
 use crate::sinks::kafka::KafkaSink;
@@ -79,6 +79,8 @@ pub enum StartupError {
     },
     #[error("cannot open sink: {0}")]
     Sink(#[from] SinkError),
+    #[error("cannot open the spool: {0}")]
+    Spool(#[from] SpoolError),
     #[error("server failed: {0}")]
     Server(#[from] std::io::Error),
 }
@@ -132,6 +134,16 @@ impl Application {
         let keys = KeyRing::from_config(&settings.auth.secrets)
             .map_err(|e| ConfigError::Invalid(vec![format!("`auth.secrets`: {e}")]))?;
         let server_config = &settings.server;
+        let mut delivery = Delivery::new(
+            sinks,
+            Dedup::new(&settings.dedup),
+            &settings.delivery,
+            metrics.clone(),
+        );
+        if settings.spool.dir.is_some() {
+            let spool = Spool::open(&settings.spool, metrics.clone())?;
+            delivery = delivery.with_spool(spool, settings.delivery.effective_mode(true));
+        }
         let state = web::Data::new(IngestState {
             sources: SourcePolicy::new(
                 settings.ingest.allowed_sources.clone(),
@@ -139,12 +151,7 @@ impl Application {
                 settings.ingest.forwarded_header,
             ),
             auth: Authenticator::new(settings.auth.clone(), keys),
-            delivery: Delivery::new(
-                sinks,
-                Dedup::new(&settings.dedup),
-                &settings.delivery,
-                metrics.clone(),
-            ),
+            delivery,
             events: settings.events.context(),
             metrics: metrics.clone(),
             max_body_bytes: settings.ingest.max_body_bytes,

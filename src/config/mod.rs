@@ -11,7 +11,7 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 use crate::auth::{AuthConfig, KeyRing, Mode, Scheme};
-use crate::delivery::{DedupConfig, DeliveryConfig};
+use crate::delivery::{DedupConfig, DeliveryConfig, DeliveryMode, SpoolConfig};
 use crate::events::EventsConfig;
 use crate::ingest::IngestConfig;
 use crate::sinks::kafka::KafkaConfig;
@@ -41,6 +41,7 @@ pub struct Settings {
     pub storage: StorageConfig,
     pub kafka: KafkaConfig,
     pub rabbitmq: RabbitmqConfig,
+    pub spool: SpoolConfig,
 }
 
 impl Default for Settings {
@@ -59,6 +60,7 @@ impl Default for Settings {
             storage: StorageConfig::default(),
             kafka: KafkaConfig::default(),
             rabbitmq: RabbitmqConfig::default(),
+            spool: SpoolConfig::default(),
         }
     }
 }
@@ -197,6 +199,18 @@ impl Settings {
 
         if self.sinks.contains(&SinkKind::Rabbitmq) {
             errors.extend(self.rabbitmq.validate());
+        }
+        errors.extend(self.spool.problems());
+        if self.spool.dir.is_none()
+            && matches!(
+                self.delivery.mode,
+                Some(DeliveryMode::Spool | DeliveryMode::BrokerThenSpool)
+            )
+        {
+            errors.push("`delivery.mode` needs a spool: set `spool.dir`".into());
+        }
+        if self.delivery.broker_deadline.is_zero() {
+            errors.push("`delivery.broker_deadline` must be above 0".into());
         }
 
         match KeyRing::from_config(&self.auth.secrets) {

@@ -172,6 +172,28 @@ impl NormalizedBatch {
     pub fn unknown_descriptions(&self) -> usize {
         self.unknown_descriptions
     }
+
+    /// Puts a batch back together from its parts, as a durable queue stored them.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn from_parts(
+        tracking_update: Option<CloudEvent>,
+        milestones: Vec<CloudEvent>,
+        pass_through: Option<CloudEvent>,
+        raw: Vec<u8>,
+        unknown_descriptions: usize,
+        keys: BatchKeys,
+        milestone_codes: Vec<MilestoneCode>,
+    ) -> Self {
+        Self {
+            tracking_update,
+            milestones,
+            pass_through,
+            raw,
+            unknown_descriptions,
+            keys,
+            milestone_codes,
+        }
+    }
 }
 
 /// Turns a recognised delivery into events.

@@ -1,8 +1,8 @@
 use std::net::SocketAddr;
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
 };
 use serde::{Deserialize, Serialize};
 
@@ -35,10 +35,12 @@ pub enum Outcome {
     UnsupportedMediaType,
     BadRequest,
     Unavailable,
+    /// Refused with 503 because the local spool is full.
+    SpoolFull,
 }
 
 impl Outcome {
-    pub const ALL: [Outcome; 9] = [
+    pub const ALL: [Outcome; 10] = [
         Outcome::Accepted,
         Outcome::Duplicate,
         Outcome::DeadLettered,
@@ -48,6 +50,7 @@ impl Outcome {
         Outcome::UnsupportedMediaType,
         Outcome::BadRequest,
         Outcome::Unavailable,
+        Outcome::SpoolFull,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -61,6 +64,7 @@ impl Outcome {
             Outcome::UnsupportedMediaType => "unsupported_media_type",
             Outcome::BadRequest => "bad_request",
             Outcome::Unavailable => "unavailable",
+            Outcome::SpoolFull => "spool_full",
         }
     }
 }
@@ -82,6 +86,7 @@ pub struct Metrics {
     pub publish_failures: IntCounterVec,
     pub publish_duration: HistogramVec,
     pub sink_up: IntGaugeVec,
+    pub spool: SpoolMetrics,
 }
 
 /// Buckets from 0.5 ms to 10 s: an answer is expected in milliseconds, a slow sink in seconds.
@@ -217,6 +222,8 @@ impl Metrics {
                 .expect("metric names are unique");
         }
 
+        let spool = SpoolMetrics::register(&registry);
+
         // Series that exist from the start read 0 rather than "no data" in alerts.
         for outcome in Outcome::ALL {
             webhooks.with_label_values(&[outcome.as_str()]);
@@ -241,6 +248,7 @@ impl Metrics {
             publish_failures,
             publish_duration,
             sink_up,
+            spool,
         }
     }
 
@@ -251,6 +259,74 @@ impl Metrics {
             .encode(&self.registry.gather(), &mut out)
             .expect("text encoding to memory cannot fail");
         String::from_utf8(out).expect("the text format is UTF-8")
+    }
+}
+
+/// The local spool (`[spool]`): its size, its backlog and its forwarding.
+#[derive(Clone)]
+pub struct SpoolMetrics {
+    pub bytes: IntGauge,
+    pub entries: IntGauge,
+    pub oldest_entry_age_seconds: Gauge,
+    pub forwarded: IntCounter,
+    pub forward_failures: IntCounterVec,
+    pub recovered_entries: IntCounter,
+    pub torn_tails: IntCounter,
+}
+
+impl SpoolMetrics {
+    fn register(registry: &Registry) -> Self {
+        let gauge = |name: &str, help: &str| IntGauge::new(name, help).expect("valid metric");
+        let counter = |name: &str, help: &str| IntCounter::new(name, help).expect("valid metric");
+        let metrics = Self {
+            bytes: gauge(
+                "vizion_bridge_spool_bytes",
+                "Bytes of spool segments on disk.",
+            ),
+            entries: gauge(
+                "vizion_bridge_spool_entries",
+                "Spooled records not yet confirmed by every sink.",
+            ),
+            oldest_entry_age_seconds: Gauge::new(
+                "vizion_bridge_spool_oldest_entry_age_seconds",
+                "Age of the oldest spooled record not yet forwarded; 0 when none.",
+            )
+            .expect("valid metric"),
+            forwarded: counter(
+                "vizion_bridge_spool_forwarded_total",
+                "Spooled records confirmed by every sink and released.",
+            ),
+            forward_failures: IntCounterVec::new(
+                Opts::new(
+                    "vizion_bridge_spool_forward_failures_total",
+                    "Failed attempts to forward a spooled record, by sink; each is retried.",
+                ),
+                &["sink"],
+            )
+            .expect("valid metric"),
+            recovered_entries: counter(
+                "vizion_bridge_spool_recovered_entries_total",
+                "Records found in the spool at start-up, still to forward.",
+            ),
+            torn_tails: counter(
+                "vizion_bridge_spool_torn_tails_total",
+                "Incomplete records cut from the end of a spool segment at start-up.",
+            ),
+        };
+        for collector in [
+            Box::new(metrics.bytes.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(metrics.entries.clone()),
+            Box::new(metrics.oldest_entry_age_seconds.clone()),
+            Box::new(metrics.forwarded.clone()),
+            Box::new(metrics.forward_failures.clone()),
+            Box::new(metrics.recovered_entries.clone()),
+            Box::new(metrics.torn_tails.clone()),
+        ] {
+            registry
+                .register(collector)
+                .expect("metric names are unique");
+        }
+        metrics
     }
 }
 

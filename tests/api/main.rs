@@ -12,6 +12,7 @@ mod proxy;
 mod rabbitmq;
 mod rabbitmq_faults;
 mod source;
+mod spool;
 // Shared with the events tests: fixture bodies and the JSON Schema validators.
 #[path = "../fixtures/support.rs"]
 mod support;
