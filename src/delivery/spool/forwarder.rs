@@ -76,7 +76,9 @@ async fn run(
 
     let grace = loop {
         let room = window.saturating_sub(outstanding.len());
-        if room > 0 && !exhausted && read_up_to < *committed.borrow() {
+        // Read in batches: not for every single record confirmed.
+        let worth_reading = room > 0 && (room >= window / 8 || outstanding.is_empty());
+        if worth_reading && !exhausted && read_up_to < *committed.borrow() {
             let until = *committed.borrow_and_update();
             let taken = reader.take().expect("reader is returned after every read");
             let read = tokio::task::spawn_blocking(move || {
@@ -146,7 +148,7 @@ async fn run(
                 let confirmed = outstanding.keys().next().copied().unwrap_or(read_up_to);
                 advance(&shared, confirmed);
             }
-            changed = committed.changed(), if exhausted || read_up_to >= *committed.borrow() => {
+            changed = committed.changed(), if exhausted || read_up_to >= *committed.borrow() || !worth_reading => {
                 if changed.is_err() {
                     break Duration::ZERO;
                 }

@@ -136,6 +136,8 @@ struct Shared {
     forwarded: AtomicU64,
     /// False once the writer stopped.
     writable: AtomicBool,
+    /// Set when an append was refused for want of room, until room is freed.
+    full: AtomicBool,
 }
 
 impl Shared {
@@ -157,6 +159,9 @@ impl Shared {
     fn remove_bytes(&self, n: u64) {
         let now = self.bytes.fetch_sub(n, Ordering::AcqRel) - n;
         self.metrics.spool.bytes.set(now as i64);
+        if n > 0 {
+            self.full.store(false, Ordering::Release);
+        }
     }
 
     /// Takes room for `n` bytes, unless that would pass `max_bytes`.
@@ -166,7 +171,10 @@ impl Shared {
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
                 (used + n <= max).then_some(used + n)
             })
-            .map_err(|_| SpoolError::Full { max_bytes: max })?;
+            .map_err(|_| {
+                self.full.store(true, Ordering::Release);
+                SpoolError::Full { max_bytes: max }
+            })?;
         self.metrics
             .spool
             .bytes
@@ -215,6 +223,7 @@ impl Spool {
             committed,
             forwarded: AtomicU64::new(forwarded),
             writable: AtomicBool::new(true),
+            full: AtomicBool::new(false),
         });
         shared.add_bytes(log.index().total_bytes());
         shared.add_entries(recovery.entries);
@@ -242,10 +251,10 @@ impl Spool {
         self.shared.entries.load(Ordering::Acquire) > 0
     }
 
-    /// Whether an append of an average record would be taken now.
+    /// False once the writer stopped, and from a refusal for want of room until
+    /// forwarding frees some.
     pub fn is_accepting(&self) -> bool {
-        self.shared.writable.load(Ordering::Acquire)
-            && self.shared.bytes.load(Ordering::Acquire) + 64 * 1024 <= self.shared.config.max_bytes
+        self.shared.writable.load(Ordering::Acquire) && !self.shared.full.load(Ordering::Acquire)
     }
 
     pub fn state(&self) -> SpoolState {
