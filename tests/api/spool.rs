@@ -433,3 +433,62 @@ async fn every_2xx_survives_kill_9_and_arrives_after_the_restart() {
     );
     reader.delete(&names).await;
 }
+
+#[tokio::test]
+async fn a_dead_letter_goes_through_the_spool_to_the_sink() {
+    let app = spawn_app_with(|s| {
+        s.spool.dir = Some(s.storage.data_dir.join("spool"));
+        s.delivery.mode = Some(DeliveryMode::Spool);
+    })
+    .await;
+    let response = app.post_signed(b"{\"not\": \"a delivery\"}").await;
+    assert_eq!(response.status().as_u16(), 200);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["status"], "dead_lettered");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while app.dead_letters().is_empty() {
+        assert!(Instant::now() < deadline, "the dead letter is forwarded");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let dead = app.dead_letters();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0]["id"], body["id"], "the same event id as answered");
+}
+
+#[tokio::test]
+async fn records_left_at_shutdown_are_forwarded_by_the_next_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let configure = |s: &mut vizion_bridge::config::Settings| {
+        s.spool.dir = Some(dir.path().join("spool"));
+        s.delivery.mode = Some(DeliveryMode::Spool);
+        s.delivery.timeout = Duration::from_millis(500);
+    };
+    let stuck = Arc::new(GatedSink::new());
+    let first = spawn_app_with_sinks(configure, vec![stuck.clone()]).await;
+    for n in 0..5 {
+        let response = first.post_signed(&update_body(&format!("kept-{n}"))).await;
+        assert_eq!(response.status().as_u16(), 200);
+    }
+    first.stop().await;
+    assert!(stuck.written.ids().is_empty(), "nothing was confirmed");
+
+    let working = Arc::new(crate::test_sinks::FlakySink::new(0));
+    let second = spawn_app_with_sinks(configure, vec![working.clone()]).await;
+    assert_eq!(
+        second
+            .metric("vizion_bridge_spool_recovered_entries_total", "")
+            .await,
+        5.0
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while working.written.ids().len() < 5 {
+        assert!(Instant::now() < deadline, "the kept records are forwarded");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let expected: Vec<String> = (0..5).map(|n| format!("kept-{n}")).collect();
+    assert_eq!(
+        working.written.ids(),
+        expected,
+        "in the order they were accepted"
+    );
+}
