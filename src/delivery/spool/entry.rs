@@ -23,7 +23,7 @@ const DEAD_LETTER: u8 = 2;
 #[derive(Debug, Clone)]
 pub enum StoredRecord {
     Events {
-        batch: NormalizedBatch,
+        batch: Box<NormalizedBatch>,
         kind: &'static str,
         delivery_id: Option<String>,
         receipt: Receipt,
@@ -163,7 +163,7 @@ pub fn decode(bytes: &[u8]) -> Result<StoredRecord, DecodeError> {
                 })
                 .collect::<Result<_, DecodeError>>()?;
             StoredRecord::Events {
-                batch: NormalizedBatch::from_parts(
+                batch: Box::new(NormalizedBatch::from_parts(
                     tracking_update,
                     milestones,
                     pass_through,
@@ -171,7 +171,7 @@ pub fn decode(bytes: &[u8]) -> Result<StoredRecord, DecodeError> {
                     unknown,
                     keys,
                     codes,
-                ),
+                )),
                 kind,
                 delivery_id,
                 receipt,
@@ -435,7 +435,7 @@ mod tests {
         else {
             panic!("events expected");
         };
-        assert_eq!(back, &batch);
+        assert_eq!(**back, batch);
         assert_eq!(*kind, "update");
         assert_eq!(delivery_id.as_deref(), Some("u1"));
         assert_eq!(back_receipt.received_at, receipt.received_at);

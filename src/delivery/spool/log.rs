@@ -50,6 +50,10 @@ impl SegmentIndex {
         self.lock().len()
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.lock().is_empty()
+    }
+
     fn set_last_bytes(&self, bytes: u64) {
         if let Some(last) = self.lock().last_mut() {
             last.bytes = bytes;
