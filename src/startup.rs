@@ -14,7 +14,7 @@ use tokio::sync::{Notify, Semaphore};
 use crate::auth::{Authenticator, KeyRing};
 use crate::config::{ConfigError, Settings};
 use crate::delivery::poller::Poller;
-use crate::delivery::{Dedup, DedupError, Delivery, Intake};
+use crate::delivery::{Dedup, DedupError, Delivery, Intake, Spool, SpoolError};
 use crate::ingest::{routes, IngestState, SourcePolicy};
 use crate::lifecycle::{AutoUnsubscribe, UnsubscribeRecord};
 use crate::sinks::file::FileSink;
@@ -82,6 +82,8 @@ pub enum StartupError {
     },
     #[error("cannot open sink: {0}")]
     Sink(#[from] SinkError),
+    #[error("cannot open the spool: {0}")]
+    Spool(#[from] SpoolError),
     #[error("server failed: {0}")]
     Server(#[from] std::io::Error),
     #[error("cannot open the dedup store: {0}")]
@@ -143,7 +145,7 @@ impl Application {
         let keys = KeyRing::from_config(&settings.auth.secrets)
             .map_err(|e| ConfigError::Invalid(vec![format!("`auth.secrets`: {e}")]))?;
         let server_config = &settings.server;
-        let pipeline = Pipeline::build(&settings, sinks, &metrics)?;
+        let pipeline = Pipeline::build(&settings, sinks, &metrics, SpoolUse::Serve)?;
         let delivery = pipeline.intake.delivery().clone();
         let intake = pipeline.intake.clone();
         let auto_unsubscribe = pipeline.auto_unsubscribe.clone();
@@ -289,6 +291,16 @@ impl Application {
 
 /// What takes authentic bodies, from webhooks and from polling alike: the delivery to
 /// the sinks, and the auto-unsubscription when it is on.
+/// Whether a pipeline writes through the spool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpoolUse {
+    /// The service: answers webhooks, so it spools as `delivery.mode` says.
+    Serve,
+    /// A one-shot run (`poll --once`): it answers nobody, so it waits for the brokers
+    /// instead, and leaves the spool directory to the service that owns it.
+    Bypass,
+}
+
 pub struct Pipeline {
     pub intake: Intake,
     pub auto_unsubscribe: Option<Arc<AutoUnsubscribe>>,
@@ -299,13 +311,19 @@ impl Pipeline {
         settings: &Settings,
         sinks: Vec<Arc<dyn Sink>>,
         metrics: &Metrics,
+        spool_use: SpoolUse,
     ) -> Result<Self, StartupError> {
-        let delivery = Arc::new(Delivery::new(
+        let mut delivery = Delivery::new(
             sinks,
             Dedup::open(&settings.dedup, &settings.storage.data_dir)?,
             &settings.delivery,
             metrics.clone(),
-        ));
+        );
+        if settings.spool.dir.is_some() && spool_use == SpoolUse::Serve {
+            let spool = Spool::open(&settings.spool, metrics.clone())?;
+            delivery = delivery.with_spool(spool, settings.delivery.effective_mode(true));
+        }
+        let delivery = Arc::new(delivery);
         let mut intake = Intake::new(delivery.clone(), settings.events.context(), metrics.clone());
         let auto_unsubscribe = if settings.lifecycle.auto_unsubscribe {
             let api = VizionApi::new(&settings.vizion_api)?.with_metrics(metrics.clone());

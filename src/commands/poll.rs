@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use crate::cli::PollScopeArg;
 use crate::config::Settings;
 use crate::delivery::poller::{PollReport, PollScope};
-use crate::startup::{build_sinks, Pipeline, StartupError};
+use crate::startup::{build_sinks, Pipeline, SpoolUse, StartupError};
 use crate::telemetry::Metrics;
 
 /// Runs one pass. Exit 0 when every update was read and written (or was a duplicate);
@@ -44,7 +44,7 @@ pub fn run(
     let result = runtime.block_on(async {
         let metrics = Metrics::new();
         let sinks = build_sinks(&settings, &metrics)?;
-        let pipeline = Pipeline::build(&settings, sinks, &metrics)?;
+        let pipeline = Pipeline::build(&settings, sinks, &metrics, SpoolUse::Bypass)?;
         let poller = pipeline.poller(&settings, &metrics)?;
         let report = if references.is_empty() {
             poller.run_once().await

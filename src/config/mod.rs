@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::auth::{AuthConfig, KeyRing, Mode, Scheme};
 use crate::delivery::poller::PollConfig;
-use crate::delivery::{DedupConfig, DeliveryConfig};
+use crate::delivery::{DedupConfig, DeliveryConfig, DeliveryMode, SpoolConfig};
 use crate::events::EventsConfig;
 use crate::ingest::IngestConfig;
 use crate::lifecycle::LifecycleConfig;
@@ -44,6 +44,7 @@ pub struct Settings {
     pub storage: StorageConfig,
     pub kafka: KafkaConfig,
     pub rabbitmq: RabbitmqConfig,
+    pub spool: SpoolConfig,
     pub vizion_api: VizionApiConfig,
     pub poll: PollConfig,
     pub lifecycle: LifecycleConfig,
@@ -65,6 +66,7 @@ impl Default for Settings {
             storage: StorageConfig::default(),
             kafka: KafkaConfig::default(),
             rabbitmq: RabbitmqConfig::default(),
+            spool: SpoolConfig::default(),
             vizion_api: VizionApiConfig::default(),
             poll: PollConfig::default(),
             lifecycle: LifecycleConfig::default(),
@@ -206,6 +208,18 @@ impl Settings {
 
         if self.sinks.contains(&SinkKind::Rabbitmq) {
             errors.extend(self.rabbitmq.validate());
+        }
+        errors.extend(self.spool.problems());
+        if self.spool.dir.is_none()
+            && matches!(
+                self.delivery.mode,
+                Some(DeliveryMode::Spool | DeliveryMode::BrokerThenSpool)
+            )
+        {
+            errors.push("`delivery.mode` needs a spool: set `spool.dir`".into());
+        }
+        if self.delivery.broker_deadline.is_zero() {
+            errors.push("`delivery.broker_deadline` must be above 0".into());
         }
 
         let calls_vizion = self.poll.enabled || self.lifecycle.auto_unsubscribe;

@@ -1,9 +1,11 @@
 //! From a recognised webhook to a durable write: deduplication, writing to every sink
-//! within a deadline, and the rule that only a confirmed write is acknowledged.
+//! within a deadline (or to the local spool, see `delivery.mode`), and the rule that
+//! only a confirmed write is acknowledged.
 
 mod dedup;
 mod intake;
 pub mod poller;
+pub mod spool;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 pub use self::dedup::{Claim, Dedup, DedupConfig, DedupError, RedisStore, DEDUP_FILE};
 pub use self::intake::{CompletedJourney, Intake, OnComplete, Taken};
+pub use self::spool::{Spool, SpoolConfig, SpoolError, SpoolState};
 use crate::sinks::{Record, Sink, SinkError};
 use crate::telemetry::Metrics;
 
@@ -22,12 +25,56 @@ pub struct DeliveryConfig {
     /// How long every sink together may take to confirm a write before the answer is 503.
     #[serde(with = "humantime_serde")]
     pub timeout: Duration,
+    /// Where an update must be before it is answered 200 (see [`DeliveryMode`]). Unset:
+    /// `broker_then_spool` when `spool.dir` is set, else `broker`.
+    pub mode: Option<DeliveryMode>,
+    /// In `broker_then_spool` mode: how long the sinks get to confirm before the update
+    /// goes to the spool instead.
+    #[serde(with = "humantime_serde")]
+    pub broker_deadline: Duration,
 }
 
 impl Default for DeliveryConfig {
     fn default() -> Self {
         Self {
             timeout: Duration::from_secs(5),
+            mode: None,
+            broker_deadline: Duration::from_millis(500),
+        }
+    }
+}
+
+impl DeliveryConfig {
+    /// The mode in force, given whether a spool is configured.
+    pub fn effective_mode(&self, spool_configured: bool) -> DeliveryMode {
+        self.mode.unwrap_or(if spool_configured {
+            DeliveryMode::BrokerThenSpool
+        } else {
+            DeliveryMode::Broker
+        })
+    }
+}
+
+/// Where an update must be before the bridge answers 200.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryMode {
+    /// Confirmed by every sink within `delivery.timeout`; otherwise 503.
+    Broker,
+    /// fsync'd to the spool; the spool's forwarder publishes it.
+    Spool,
+    /// Confirmed by every sink within `delivery.broker_deadline`, or else fsync'd to the
+    /// spool. While the spool holds records, new ones go to the spool too, so that they
+    /// do not overtake older ones.
+    BrokerThenSpool,
+}
+
+impl DeliveryMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryMode::Broker => "broker",
+            DeliveryMode::Spool => "spool",
+            DeliveryMode::BrokerThenSpool => "broker_then_spool",
         }
     }
 }
@@ -46,13 +93,13 @@ impl Attempt<'_> {
         self.duplicate
     }
 
-    /// Writes `record` to every sink; the key is remembered only once every sink
-    /// confirmed, so a failed write can be retried.
+    /// Writes `record` to every sink (or to the spool, as `delivery.mode` says); the key
+    /// is remembered only once the record is durable, so a failed write can be retried.
     pub async fn write(self, record: &Record<'_>) -> Result<Delivered, DeliveryError> {
         if self.duplicate {
             return Ok(Delivered::Duplicate);
         }
-        self.delivery.write_all(record).await?;
+        self.delivery.deliver(record).await?;
         if let Some(key) = self.key {
             self.delivery.dedup.remember(key).await;
         }
@@ -63,7 +110,7 @@ impl Attempt<'_> {
 /// What happened to a delivered record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Delivered {
-    /// Written durably by every sink.
+    /// Written durably by every sink, or to the spool.
     Accepted,
     /// Seen and written before: not written again.
     Duplicate,
@@ -82,6 +129,15 @@ pub enum DeliveryError {
         sink: &'static str,
         timeout: Duration,
     },
+    #[error(transparent)]
+    Spool(#[from] SpoolError),
+}
+
+impl DeliveryError {
+    /// True when the spool refused the record for want of room.
+    pub fn is_spool_full(&self) -> bool {
+        matches!(self, DeliveryError::Spool(SpoolError::Full { .. }))
+    }
 }
 
 pub struct Delivery {
@@ -89,6 +145,9 @@ pub struct Delivery {
     dedup: Dedup,
     timeout: Duration,
     metrics: Metrics,
+    mode: DeliveryMode,
+    broker_deadline: Duration,
+    spool: Option<Spool>,
 }
 
 impl Delivery {
@@ -103,7 +162,47 @@ impl Delivery {
             dedup,
             timeout: config.timeout,
             metrics,
+            mode: DeliveryMode::Broker,
+            broker_deadline: config.broker_deadline,
+            spool: None,
         }
+    }
+
+    /// Puts `spool` behind the sinks, in `mode`, and starts forwarding what it holds.
+    pub fn with_spool(mut self, spool: Spool, mode: DeliveryMode) -> Self {
+        spool.start_forwarding(self.sinks.clone());
+        self.spool = Some(spool);
+        self.mode = mode;
+        self
+    }
+
+    pub fn mode(&self) -> DeliveryMode {
+        self.mode
+    }
+
+    /// Writes `record` where the mode says.
+    async fn deliver(&self, record: &Record<'_>) -> Result<(), DeliveryError> {
+        let spool = match (&self.spool, self.mode) {
+            (Some(spool), DeliveryMode::Spool) => spool,
+            (Some(spool), DeliveryMode::BrokerThenSpool) => {
+                // Older records wait in the spool: this one queues behind them. With a sink
+                // known to be down, trying it would only add the deadline to the answer.
+                if spool.has_backlog() || !self.sinks.iter().all(|s| s.is_ready()) {
+                    spool
+                } else {
+                    match self.write_all(record, self.broker_deadline).await {
+                        Ok(()) => return Ok(()),
+                        Err(error) => {
+                            tracing::warn!(error = %error, "sinks did not confirm in time; spooling");
+                            spool
+                        }
+                    }
+                }
+            }
+            _ => return self.write_all(record, self.timeout).await,
+        };
+        spool.append(record).await?;
+        Ok(())
     }
 
     /// Starts delivering what `dedup_key` identifies. While the returned [`Attempt`]
@@ -125,26 +224,31 @@ impl Delivery {
         }
     }
 
-    async fn write_all(&self, record: &Record<'_>) -> Result<(), DeliveryError> {
+    async fn write_all(&self, record: &Record<'_>, timeout: Duration) -> Result<(), DeliveryError> {
         let writes = self
             .sinks
             .iter()
-            .map(|sink| self.write_one(sink.as_ref(), record));
+            .map(|sink| self.write_one(sink.as_ref(), record, timeout));
         // Every write is awaited, even after one fails, so that no write is left
         // running unobserved; the first failure is reported.
         let results = join_all(writes).await;
         results.into_iter().collect()
     }
 
-    async fn write_one(&self, sink: &dyn Sink, record: &Record<'_>) -> Result<(), DeliveryError> {
+    async fn write_one(
+        &self,
+        sink: &dyn Sink,
+        record: &Record<'_>,
+        timeout: Duration,
+    ) -> Result<(), DeliveryError> {
         let name = sink.name();
         let started = Instant::now();
-        let result = match tokio::time::timeout(self.timeout, sink.write(record)).await {
+        let result = match tokio::time::timeout(timeout, sink.write(record)).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(source)) => Err(DeliveryError::Sink { sink: name, source }),
             Err(_) => Err(DeliveryError::Timeout {
                 sink: name,
-                timeout: self.timeout,
+                timeout,
             }),
         };
         match &result {
@@ -157,6 +261,7 @@ impl Delivery {
                 let reason = match error {
                     DeliveryError::Sink { source, .. } => source.reason(),
                     DeliveryError::Timeout { .. } => "timeout",
+                    DeliveryError::Spool(_) => "spool",
                 };
                 self.metrics
                     .sink_write_failures
@@ -168,9 +273,20 @@ impl Delivery {
         result
     }
 
-    /// True when every sink can take writes.
+    /// True when an update can be made durable now: every sink can take writes, or in
+    /// a spool mode, the spool has room.
     pub fn is_ready(&self) -> bool {
-        self.sinks.iter().all(|s| s.is_ready())
+        match (&self.spool, self.mode) {
+            (Some(spool), DeliveryMode::Spool | DeliveryMode::BrokerThenSpool) => {
+                spool.is_accepting()
+            }
+            _ => self.sinks.iter().all(|s| s.is_ready()),
+        }
+    }
+
+    /// The spool's state, for `/readyz`, when there is a spool.
+    pub fn spool_state(&self) -> Option<SpoolState> {
+        self.spool.as_ref().map(Spool::state)
     }
 
     /// Each sink's name and whether it is ready, for `/readyz`.
@@ -186,8 +302,12 @@ impl Delivery {
         &self.dedup
     }
 
-    /// Flushes and closes every sink.
+    /// Stops forwarding and closes the spool (its records stay for the next run), then
+    /// flushes and closes every sink.
     pub async fn close(&self) {
+        if let Some(spool) = &self.spool {
+            spool.close(self.timeout).await;
+        }
         for sink in &self.sinks {
             if let Err(e) = sink.close().await {
                 tracing::error!(sink = sink.name(), error = %e, "closing sink failed");

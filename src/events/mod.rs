@@ -217,6 +217,30 @@ impl NormalizedBatch {
             event.set_delivery_mode(mode);
         }
     }
+
+    /// Puts a batch back together from its parts, as a durable queue stored them.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn from_parts(
+        tracking_update: Option<CloudEvent>,
+        milestones: Vec<CloudEvent>,
+        pass_through: Option<CloudEvent>,
+        raw: Vec<u8>,
+        unknown_descriptions: usize,
+        keys: BatchKeys,
+        milestone_codes: Vec<MilestoneCode>,
+        journey_complete: bool,
+    ) -> Self {
+        Self {
+            tracking_update,
+            milestones,
+            pass_through,
+            raw,
+            unknown_descriptions,
+            keys,
+            milestone_codes,
+            journey_complete,
+        }
+    }
 }
 
 /// Turns a recognised delivery into events.

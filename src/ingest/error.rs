@@ -49,6 +49,7 @@ impl IngestError {
             IngestError::UnsupportedMediaType => Outcome::UnsupportedMediaType,
             IngestError::BodyTimedOut(_) | IngestError::BrokenBody(_) => Outcome::BadRequest,
             IngestError::Unauthorized(_) => Outcome::Unauthorized,
+            IngestError::Unavailable { cause, .. } if cause.is_spool_full() => Outcome::SpoolFull,
             IngestError::Overloaded { .. } | IngestError::Unavailable { .. } => {
                 Outcome::Unavailable
             }
@@ -65,6 +66,7 @@ impl IngestError {
             IngestError::BrokenBody(_) => "bad_request",
             IngestError::Unauthorized(_) => "unauthorized",
             IngestError::Overloaded { .. } => "overloaded",
+            IngestError::Unavailable { cause, .. } if cause.is_spool_full() => "spool_full",
             IngestError::Unavailable { .. } => "unavailable",
         }
     }

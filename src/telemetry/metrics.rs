@@ -1,8 +1,8 @@
 use std::net::SocketAddr;
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
 };
 use serde::{Deserialize, Serialize};
 
@@ -35,10 +35,12 @@ pub enum Outcome {
     UnsupportedMediaType,
     BadRequest,
     Unavailable,
+    /// Refused with 503 because the local spool is full.
+    SpoolFull,
 }
 
 impl Outcome {
-    pub const ALL: [Outcome; 9] = [
+    pub const ALL: [Outcome; 10] = [
         Outcome::Accepted,
         Outcome::Duplicate,
         Outcome::DeadLettered,
@@ -48,6 +50,7 @@ impl Outcome {
         Outcome::UnsupportedMediaType,
         Outcome::BadRequest,
         Outcome::Unavailable,
+        Outcome::SpoolFull,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -61,6 +64,7 @@ impl Outcome {
             Outcome::UnsupportedMediaType => "unsupported_media_type",
             Outcome::BadRequest => "bad_request",
             Outcome::Unavailable => "unavailable",
+            Outcome::SpoolFull => "spool_full",
         }
     }
 }
@@ -88,6 +92,7 @@ pub struct Metrics {
     pub poll_updates: IntCounterVec,
     pub poll_runs: IntCounterVec,
     pub unsubscriptions: IntCounterVec,
+    pub spool: SpoolMetrics,
 }
 
 /// Buckets from 0.5 ms to 10 s: an answer is expected in milliseconds, a slow sink in seconds.
@@ -219,10 +224,7 @@ impl Metrics {
             Box::new(sink_up.clone()),
             Box::new(build_info),
         ] {
-            families.extend(collector.collect().iter().map(FamilyMetadata::of));
-            registry
-                .register(collector)
-                .expect("metric names are unique");
+            register(&registry, &mut families, collector);
         }
 
         let vizion_api_requests = IntCounterVec::new(
@@ -263,10 +265,10 @@ impl Metrics {
             Box::new(poll_runs.clone()),
             Box::new(unsubscriptions.clone()),
         ] {
-            registry
-                .register(collector)
-                .expect("metric names are unique");
+            register(&registry, &mut families, collector);
         }
+
+        let spool = SpoolMetrics::register(&registry, &mut families);
 
         // Series that exist from the start read 0 rather than "no data" in alerts.
         for outcome in Outcome::ALL {
@@ -297,6 +299,7 @@ impl Metrics {
             poll_updates,
             poll_runs,
             unsubscriptions,
+            spool,
         }
     }
 
@@ -353,6 +356,85 @@ impl FamilyMetadata {
             kind = self.kind
         )
     }
+}
+
+/// The local spool (`[spool]`): its size, its backlog and its forwarding.
+#[derive(Clone)]
+pub struct SpoolMetrics {
+    pub bytes: IntGauge,
+    pub entries: IntGauge,
+    pub oldest_entry_age_seconds: Gauge,
+    pub forwarded: IntCounter,
+    pub forward_failures: IntCounterVec,
+    pub recovered_entries: IntCounter,
+    pub torn_tails: IntCounter,
+}
+
+impl SpoolMetrics {
+    fn register(registry: &Registry, families: &mut Vec<FamilyMetadata>) -> Self {
+        let gauge = |name: &str, help: &str| IntGauge::new(name, help).expect("valid metric");
+        let counter = |name: &str, help: &str| IntCounter::new(name, help).expect("valid metric");
+        let metrics = Self {
+            bytes: gauge(
+                "vizion_bridge_spool_bytes",
+                "Bytes of spool segments on disk.",
+            ),
+            entries: gauge(
+                "vizion_bridge_spool_entries",
+                "Spooled records not yet confirmed by every sink.",
+            ),
+            oldest_entry_age_seconds: Gauge::new(
+                "vizion_bridge_spool_oldest_entry_age_seconds",
+                "Age of the oldest spooled record not yet forwarded; 0 when none.",
+            )
+            .expect("valid metric"),
+            forwarded: counter(
+                "vizion_bridge_spool_forwarded_total",
+                "Spooled records confirmed by every sink and released.",
+            ),
+            forward_failures: IntCounterVec::new(
+                Opts::new(
+                    "vizion_bridge_spool_forward_failures_total",
+                    "Failed attempts to forward a spooled record, by sink; each is retried.",
+                ),
+                &["sink"],
+            )
+            .expect("valid metric"),
+            recovered_entries: counter(
+                "vizion_bridge_spool_recovered_entries_total",
+                "Records found in the spool at start-up, still to forward.",
+            ),
+            torn_tails: counter(
+                "vizion_bridge_spool_torn_tails_total",
+                "Incomplete records cut from the end of a spool segment at start-up.",
+            ),
+        };
+        for collector in [
+            Box::new(metrics.bytes.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(metrics.entries.clone()),
+            Box::new(metrics.oldest_entry_age_seconds.clone()),
+            Box::new(metrics.forwarded.clone()),
+            Box::new(metrics.forward_failures.clone()),
+            Box::new(metrics.recovered_entries.clone()),
+            Box::new(metrics.torn_tails.clone()),
+        ] {
+            register(registry, families, collector);
+        }
+        metrics
+    }
+}
+
+/// Registers `collector` and notes its families, so that `/metrics` lists each of them
+/// even before its first series.
+fn register(
+    registry: &Registry,
+    families: &mut Vec<FamilyMetadata>,
+    collector: Box<dyn prometheus::core::Collector>,
+) {
+    families.extend(collector.collect().iter().map(FamilyMetadata::of));
+    registry
+        .register(collector)
+        .expect("metric names are unique");
 }
 
 impl Default for Metrics {

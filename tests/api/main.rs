@@ -17,6 +17,7 @@ mod rabbitmq_faults;
 mod references_cli;
 mod simulator;
 mod source;
+mod spool;
 // Shared with the events tests: fixture bodies and the JSON Schema validators.
 #[path = "../fixtures/support.rs"]
 mod support;

@@ -10,7 +10,8 @@ pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({ "status": "ok" }))
 }
 
-/// `GET /readyz`: 200 while every sink can take writes and no shutdown has begun.
+/// `GET /readyz`: 200 while updates can be made durable (every sink can take writes, or
+/// in a spool mode the spool has room) and no shutdown has begun.
 pub async fn readyz(state: web::Data<IngestState>) -> HttpResponse {
     let shutting_down = state.shutting_down.load(Ordering::Acquire);
     let sinks: Map<String, Value> = state
@@ -25,10 +26,14 @@ pub async fn readyz(state: web::Data<IngestState>) -> HttpResponse {
         })
         .collect();
     let ready = !shutting_down && state.delivery.is_ready();
-    let body = json!({
+    let mut body = json!({
         "status": if ready { "ready" } else if shutting_down { "shutting_down" } else { "not_ready" },
         "sinks": sinks,
     });
+    if let Some(spool) = state.delivery.spool_state() {
+        body["delivery_mode"] = json!(state.delivery.mode().as_str());
+        body["spool"] = json!(spool);
+    }
     if ready {
         HttpResponse::Ok().json(body)
     } else {

@@ -1,0 +1,279 @@
+//! Publishes spooled records to the sinks: oldest first, records of one container one
+//! after the other, records of different containers side by side (up to
+//! `spool.forward_concurrency`), each retried with capped exponential backoff until
+//! every sink confirmed it. The forwarded position advances over the confirmed prefix
+//! of the log and is stored every [`CHECKPOINT_EVERY`]; segments behind it are deleted.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::future::{join_all, BoxFuture};
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use super::entry::{self, StoredRecord};
+use super::format::Frame;
+use super::reader::Reader;
+use super::{checkpoint, log, unix_millis, Shared};
+use crate::sinks::Sink;
+
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
+/// Records read from disk at once.
+const READ_BATCH: usize = 512;
+
+pub(super) struct Handle {
+    stop: watch::Sender<Option<Duration>>,
+    task: JoinHandle<()>,
+}
+
+impl Handle {
+    /// Asks the forwarder to stop and waits for it: records in flight get `grace` to
+    /// finish, then the position is stored.
+    pub(super) async fn stop(self, grace: Duration) {
+        self.stop.send_replace(Some(grace));
+        if let Err(e) = self.task.await {
+            tracing::error!(error = %e, "spool forwarder ended abnormally");
+        }
+    }
+}
+
+pub(super) fn start(shared: Arc<Shared>, sinks: Vec<Arc<dyn Sink>>) -> Handle {
+    let (stop, stopped) = watch::channel(None);
+    let task = tokio::spawn(run(shared, sinks, stopped));
+    Handle { stop, task }
+}
+
+struct Pending {
+    seq: u64,
+    key: String,
+    record: StoredRecord,
+}
+
+type Forwarding = BoxFuture<'static, (u64, String)>;
+
+async fn run(
+    shared: Arc<Shared>,
+    sinks: Vec<Arc<dyn Sink>>,
+    mut stopped: watch::Receiver<Option<Duration>>,
+) {
+    let mut committed = shared.committed.subscribe();
+    let window = shared.config.forward_concurrency.max(1);
+    let start = shared.forwarded.load(Ordering::Acquire);
+    let mut reader = Some(Reader::new(&shared.dir, shared.index.clone(), start));
+    let mut read_up_to = start;
+    let mut exhausted = false;
+    let mut in_flight: FuturesUnordered<Forwarding> = FuturesUnordered::new();
+    // Per order key: the records waiting behind the one in flight.
+    let mut queues: HashMap<String, VecDeque<Pending>> = HashMap::new();
+    // Read and not yet confirmed: sequence number → append time.
+    let mut outstanding: BTreeMap<u64, u64> = BTreeMap::new();
+    let mut stored = start;
+    let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+
+    let grace = loop {
+        let room = window.saturating_sub(outstanding.len());
+        // Read in batches: not for every single record confirmed.
+        let worth_reading = room > 0 && (room >= window / 8 || outstanding.is_empty());
+        if worth_reading && !exhausted && read_up_to < *committed.borrow() {
+            let until = *committed.borrow_and_update();
+            let taken = reader.take().expect("reader is returned after every read");
+            let read = tokio::task::spawn_blocking(move || {
+                let mut taken = taken;
+                let frames = read_batch(&mut taken, until, room.min(READ_BATCH));
+                (taken, frames)
+            })
+            .await;
+            let Ok((back, frames)) = read else {
+                tracing::error!("spool reader task failed; forwarding stops");
+                break Duration::ZERO;
+            };
+            reader = Some(back);
+            let frames = match frames {
+                Ok(frames) => frames,
+                Err(error) => {
+                    tracing::error!(error = %error, "reading the spool failed; retrying");
+                    tokio::time::sleep(shared.config.retry_initial_backoff).await;
+                    continue;
+                }
+            };
+            exhausted = frames.len() < room.min(READ_BATCH);
+            for frame in frames {
+                read_up_to = frame.seq + 1;
+                match entry::decode(&frame.payload) {
+                    Ok(record) => {
+                        let key = entry::order_key(&record.record());
+                        outstanding.insert(frame.seq, frame.appended_at_ms);
+                        let pending = Pending {
+                            seq: frame.seq,
+                            key: key.clone(),
+                            record,
+                        };
+                        match queues.get_mut(&key) {
+                            Some(queue) => queue.push_back(pending),
+                            None => {
+                                queues.insert(key, VecDeque::new());
+                                in_flight.push(forward(shared.clone(), sinks.clone(), pending));
+                            }
+                        }
+                    }
+                    Err(error) => {
+                        // It passed its checksum, so it is what was written: a record
+                        // this version cannot read. Keeping it would stop the spool.
+                        tracing::error!(seq = frame.seq, error = %error, "skipping a spool entry that cannot be decoded");
+                        shared.remove_entries(1);
+                    }
+                }
+            }
+            if outstanding.is_empty() {
+                advance(&shared, read_up_to);
+            }
+            continue;
+        }
+        tokio::select! {
+            Some((seq, key)) = in_flight.next() => {
+                outstanding.remove(&seq);
+                shared.remove_entries(1);
+                shared.metrics.spool.forwarded.inc();
+                let next = queues.get_mut(&key).and_then(VecDeque::pop_front);
+                match next {
+                    Some(next) => in_flight.push(forward(shared.clone(), sinks.clone(), next)),
+                    None => {
+                        queues.remove(&key);
+                    }
+                }
+                let confirmed = outstanding.keys().next().copied().unwrap_or(read_up_to);
+                advance(&shared, confirmed);
+            }
+            changed = committed.changed(), if exhausted || read_up_to >= *committed.borrow() || !worth_reading => {
+                if changed.is_err() {
+                    break Duration::ZERO;
+                }
+                exhausted = false;
+            }
+            _ = tick.tick() => {
+                update_age(&shared, &outstanding);
+                stored = store(&shared, stored).await;
+            }
+            _ = stopped.changed() => {
+                break stopped.borrow().unwrap_or_default();
+            }
+        }
+    };
+
+    // Stopping: let what is in flight finish within the grace period, then store.
+    let drain = async {
+        while let Some((seq, _)) = in_flight.next().await {
+            outstanding.remove(&seq);
+            shared.remove_entries(1);
+            shared.metrics.spool.forwarded.inc();
+            let confirmed = outstanding.keys().next().copied().unwrap_or(read_up_to);
+            advance(&shared, confirmed);
+        }
+    };
+    let _ = tokio::time::timeout(grace, drain).await;
+    store(&shared, stored).await;
+}
+
+fn read_batch(reader: &mut Reader, until: u64, max: usize) -> std::io::Result<Vec<Frame>> {
+    let mut frames = Vec::new();
+    while frames.len() < max {
+        match reader.next(until)? {
+            Some(frame) => frames.push(frame),
+            None => break,
+        }
+    }
+    Ok(frames)
+}
+
+/// Everything before `confirmed` is forwarded.
+fn advance(shared: &Shared, confirmed: u64) {
+    shared.forwarded.fetch_max(confirmed, Ordering::AcqRel);
+}
+
+fn update_age(shared: &Shared, outstanding: &BTreeMap<u64, u64>) {
+    let age = outstanding.values().next().map_or(0.0, |&appended| {
+        unix_millis().saturating_sub(appended) as f64 / 1000.0
+    });
+    shared.metrics.spool.oldest_entry_age_seconds.set(age);
+}
+
+/// Stores the forwarded position if it moved since `stored`, then deletes the segments
+/// behind it. Returns the position now stored.
+async fn store(shared: &Arc<Shared>, stored: u64) -> u64 {
+    let forwarded = shared.forwarded.load(Ordering::Acquire);
+    if forwarded <= stored {
+        return stored;
+    }
+    let task_shared = shared.clone();
+    let result = tokio::task::spawn_blocking(move || {
+        checkpoint::store(&task_shared.dir, forwarded)?;
+        log::remove_forwarded(&task_shared.dir, &task_shared.index, forwarded)
+    })
+    .await;
+    match result {
+        Ok(Ok(freed)) => {
+            shared.remove_bytes(freed);
+            forwarded
+        }
+        Ok(Err(error)) => {
+            tracing::error!(error = %error, "storing the spool position failed; will retry");
+            stored
+        }
+        Err(error) => {
+            tracing::error!(error = %error, "storing the spool position failed; will retry");
+            stored
+        }
+    }
+}
+
+/// Writes one record to every sink that has not confirmed it yet, until all have.
+fn forward(shared: Arc<Shared>, sinks: Vec<Arc<dyn Sink>>, pending: Pending) -> Forwarding {
+    Box::pin(async move {
+        let config = &shared.config;
+        let mut backoff = config.retry_initial_backoff;
+        let mut waiting: Vec<&Arc<dyn Sink>> = sinks.iter().collect();
+        loop {
+            let record = pending.record.record();
+            let writes = waiting.iter().map(|sink| {
+                let record = &record;
+                async move {
+                    let result = tokio::time::timeout(config.forward_timeout, sink.write(record)).await;
+                    match result {
+                        Ok(Ok(())) => true,
+                        Ok(Err(error)) => {
+                            tracing::warn!(sink = sink.name(), seq = pending.seq, error = %error, "forwarding a spooled record failed; will retry");
+                            false
+                        }
+                        Err(_) => {
+                            tracing::warn!(sink = sink.name(), seq = pending.seq, "forwarding a spooled record timed out; will retry");
+                            false
+                        }
+                    }
+                }
+            });
+            let confirmed = join_all(writes).await;
+            let mut confirmed = confirmed.into_iter();
+            waiting.retain(|sink| {
+                let ok = confirmed.next().unwrap_or(false);
+                if !ok {
+                    shared
+                        .metrics
+                        .spool
+                        .forward_failures
+                        .with_label_values(&[sink.name()])
+                        .inc();
+                }
+                !ok
+            });
+            if waiting.is_empty() {
+                return (pending.seq, pending.key);
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(config.retry_max_backoff);
+        }
+    })
+}

@@ -1,0 +1,293 @@
+//! A durable local spool: records are appended to a write-ahead log on local disk
+//! (fsync'd, group-committed) and a forwarder publishes them to the sinks in order,
+//! releasing them only once every sink confirmed. It lets the bridge answer while a
+//! broker is away, and keeps what it answered for through crashes.
+//!
+//! - [`format`]: frames and segment files;
+//! - [`log`]: the segmented log, its recovery and the removal of forwarded segments;
+//! - [`reader`]: reading entries back in order, following the writer;
+//! - [`checkpoint`]: the forwarded position;
+//! - [`entry`]: a sink record as bytes and back;
+//! - [`writer`]: the group-commit thread behind [`Spool::append`];
+//! - [`forwarder`]: the task that publishes spooled records.
+
+pub mod checkpoint;
+pub mod entry;
+pub mod format;
+mod forwarder;
+pub mod log;
+pub mod reader;
+mod writer;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use crate::sinks::{Record, Sink};
+use crate::telemetry::Metrics;
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SpoolConfig {
+    /// Directory of the spool; unset (the default) means no spool. It must be on a
+    /// disk that survives a restart of the process (a persistent volume in Kubernetes).
+    pub dir: Option<PathBuf>,
+    /// Bytes the spool may take on disk; when full, webhooks are answered 503.
+    pub max_bytes: u64,
+    /// Size past which the log starts a new segment file; whole segments are deleted
+    /// once forwarded.
+    pub segment_bytes: u64,
+    /// Records the forwarder keeps in flight at once (records of one container are
+    /// always forwarded one after the other).
+    pub forward_concurrency: usize,
+    /// How long every sink together may take to confirm one forwarded record.
+    #[serde(with = "humantime_serde")]
+    pub forward_timeout: Duration,
+    /// First wait before forwarding a record again after a failure; it doubles up to
+    /// `retry_max_backoff`.
+    #[serde(with = "humantime_serde")]
+    pub retry_initial_backoff: Duration,
+    #[serde(with = "humantime_serde")]
+    pub retry_max_backoff: Duration,
+}
+
+impl Default for SpoolConfig {
+    fn default() -> Self {
+        Self {
+            dir: None,
+            max_bytes: 1024 * 1024 * 1024,
+            segment_bytes: 64 * 1024 * 1024,
+            forward_concurrency: 256,
+            forward_timeout: Duration::from_secs(10),
+            retry_initial_backoff: Duration::from_millis(100),
+            retry_max_backoff: Duration::from_secs(30),
+        }
+    }
+}
+
+impl SpoolConfig {
+    /// What is wrong with these settings, one line per problem.
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if self.dir.is_none() {
+            return problems;
+        }
+        if self.segment_bytes < 4096 {
+            problems.push("`spool.segment_bytes` must be at least 4096".into());
+        }
+        if self.max_bytes < 2 * self.segment_bytes {
+            problems.push("`spool.max_bytes` must be at least twice `spool.segment_bytes`".into());
+        }
+        if self.forward_concurrency == 0 {
+            problems.push("`spool.forward_concurrency` must be above 0".into());
+        }
+        if self.forward_timeout.is_zero() {
+            problems.push("`spool.forward_timeout` must be above 0".into());
+        }
+        if self.retry_initial_backoff.is_zero()
+            || self.retry_max_backoff < self.retry_initial_backoff
+        {
+            problems.push(
+                "`spool.retry_initial_backoff` must be above 0 and at most `spool.retry_max_backoff`"
+                    .into(),
+            );
+        }
+        problems
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SpoolError {
+    #[error("the spool is full ({max_bytes} bytes)")]
+    Full { max_bytes: u64 },
+    #[error("the spool is closed")]
+    Closed,
+    #[error("spool I/O failed: {0}")]
+    Io(String),
+}
+
+/// What `/readyz` shows of the spool.
+#[derive(Debug, Clone, Serialize)]
+pub struct SpoolState {
+    pub accepting: bool,
+    pub entries: u64,
+    pub bytes: u64,
+    pub max_bytes: u64,
+    pub oldest_entry_age_seconds: f64,
+}
+
+/// State shared by the writer, the forwarder and the handle.
+struct Shared {
+    dir: PathBuf,
+    config: SpoolConfig,
+    metrics: Metrics,
+    index: log::SegmentIndex,
+    /// Bytes on disk plus bytes of appends under way.
+    bytes: AtomicU64,
+    /// Records appended and not yet forwarded.
+    entries: AtomicU64,
+    /// The first sequence number not yet durable: everything before it may be read.
+    committed: watch::Sender<u64>,
+    /// Everything before it was confirmed by every sink.
+    forwarded: AtomicU64,
+    /// False once the writer stopped.
+    writable: AtomicBool,
+    /// Set when an append was refused for want of room, until room is freed.
+    full: AtomicBool,
+}
+
+impl Shared {
+    fn add_entries(&self, n: u64) {
+        let now = self.entries.fetch_add(n, Ordering::AcqRel) + n;
+        self.metrics.spool.entries.set(now as i64);
+    }
+
+    fn remove_entries(&self, n: u64) {
+        let now = self.entries.fetch_sub(n, Ordering::AcqRel) - n;
+        self.metrics.spool.entries.set(now as i64);
+    }
+
+    fn add_bytes(&self, n: u64) {
+        let now = self.bytes.fetch_add(n, Ordering::AcqRel) + n;
+        self.metrics.spool.bytes.set(now as i64);
+    }
+
+    fn remove_bytes(&self, n: u64) {
+        let now = self.bytes.fetch_sub(n, Ordering::AcqRel) - n;
+        self.metrics.spool.bytes.set(now as i64);
+        if n > 0 {
+            self.full.store(false, Ordering::Release);
+        }
+    }
+
+    /// Takes room for `n` bytes, unless that would pass `max_bytes`.
+    fn reserve(&self, n: u64) -> Result<(), SpoolError> {
+        let max = self.config.max_bytes;
+        self.bytes
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                (used + n <= max).then_some(used + n)
+            })
+            .map_err(|_| {
+                self.full.store(true, Ordering::Release);
+                SpoolError::Full { max_bytes: max }
+            })?;
+        self.metrics
+            .spool
+            .bytes
+            .set(self.bytes.load(Ordering::Acquire) as i64);
+        Ok(())
+    }
+}
+
+pub struct Spool {
+    shared: Arc<Shared>,
+    writer: writer::Writer,
+    forwarder: Mutex<Option<forwarder::Handle>>,
+}
+
+impl Spool {
+    /// Opens the spool in `config.dir`, recovering what a previous run left: torn tails
+    /// are cut and counted, unforwarded records counted. Forwarding starts with
+    /// [`Spool::start_forwarding`].
+    pub fn open(config: &SpoolConfig, metrics: Metrics) -> Result<Self, SpoolError> {
+        let dir = config
+            .dir
+            .clone()
+            .ok_or_else(|| SpoolError::Io("`spool.dir` is not set".into()))?;
+        let io = |e: std::io::Error| SpoolError::Io(format!("{}: {e}", dir.display()));
+        std::fs::create_dir_all(&dir).map_err(io)?;
+        let forwarded = checkpoint::load(&dir);
+        let (log, recovery) = log::Log::open(&dir, config.segment_bytes, forwarded).map_err(io)?;
+        if recovery.entries > 0 || recovery.torn_tails > 0 {
+            tracing::info!(
+                entries = recovery.entries,
+                torn_tails = recovery.torn_tails,
+                torn_bytes = recovery.torn_bytes,
+                "spool recovered; forwarding what it holds"
+            );
+        }
+        metrics.spool.recovered_entries.inc_by(recovery.entries);
+        metrics.spool.torn_tails.inc_by(recovery.torn_tails);
+        let (committed, _) = watch::channel(log.next_seq());
+        let shared = Arc::new(Shared {
+            dir: dir.clone(),
+            config: config.clone(),
+            metrics: metrics.clone(),
+            index: log.index().clone(),
+            bytes: AtomicU64::new(0),
+            entries: AtomicU64::new(0),
+            committed,
+            forwarded: AtomicU64::new(forwarded),
+            writable: AtomicBool::new(true),
+            full: AtomicBool::new(false),
+        });
+        shared.add_bytes(log.index().total_bytes());
+        shared.add_entries(recovery.entries);
+        let writer = writer::Writer::start(log, shared.clone()).map_err(io)?;
+        Ok(Self {
+            shared,
+            writer,
+            forwarder: Mutex::new(None),
+        })
+    }
+
+    /// Starts publishing spooled records to `sinks`, oldest first.
+    pub fn start_forwarding(&self, sinks: Vec<Arc<dyn Sink>>) {
+        let handle = forwarder::start(self.shared.clone(), sinks);
+        *self.forwarder.lock().expect("forwarder lock poisoned") = Some(handle);
+    }
+
+    /// Appends `record` and returns once it is on disk.
+    pub async fn append(&self, record: &Record<'_>) -> Result<(), SpoolError> {
+        self.writer.append(entry::encode(record)).await
+    }
+
+    /// True while records wait to be forwarded: a newer record must queue behind them.
+    pub fn has_backlog(&self) -> bool {
+        self.shared.entries.load(Ordering::Acquire) > 0
+    }
+
+    /// False once the writer stopped, and from a refusal for want of room until
+    /// forwarding frees some.
+    pub fn is_accepting(&self) -> bool {
+        self.shared.writable.load(Ordering::Acquire) && !self.shared.full.load(Ordering::Acquire)
+    }
+
+    pub fn state(&self) -> SpoolState {
+        SpoolState {
+            accepting: self.is_accepting(),
+            entries: self.shared.entries.load(Ordering::Acquire),
+            bytes: self.shared.bytes.load(Ordering::Acquire),
+            max_bytes: self.shared.config.max_bytes,
+            oldest_entry_age_seconds: self.shared.metrics.spool.oldest_entry_age_seconds.get(),
+        }
+    }
+
+    /// Stops forwarding (letting records in flight finish within `grace`), stores the
+    /// forwarded position, and closes the log after the appends already queued.
+    /// What is left is forwarded by the next run.
+    pub async fn close(&self, grace: Duration) {
+        let forwarder = self
+            .forwarder
+            .lock()
+            .expect("forwarder lock poisoned")
+            .take();
+        if let Some(forwarder) = forwarder {
+            forwarder.stop(grace).await;
+        }
+        self.writer.close().await;
+    }
+}
+
+fn unix_millis() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,196 @@
+//! The log against crashes: a torn last record at every byte offset, and a model-based
+//! property test of append, crash, recover, forward and read.
+
+use std::path::Path;
+
+use proptest::prelude::*;
+
+use super::checkpoint;
+use super::format::{self, HEADER_LEN};
+use super::log::Log;
+use super::reader::Reader;
+
+/// Every entry from `from` on, read back in order.
+fn read_all(log: &Log, from: u64) -> Vec<Vec<u8>> {
+    let mut reader = Reader::new(log.dir(), log.index().clone(), from);
+    let mut out = Vec::new();
+    while let Some(frame) = reader.next(log.next_seq()).unwrap() {
+        out.push(frame.payload);
+    }
+    out
+}
+
+fn payload(i: usize) -> Vec<u8> {
+    format!("record-{i}-{}", "x".repeat(i % 37)).into_bytes()
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+    }
+}
+
+#[test]
+fn a_torn_last_record_is_cut_at_every_byte_offset_and_the_rest_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let records: Vec<Vec<u8>> = (0..40).map(payload).collect();
+    let last_len = (HEADER_LEN + records[39].len()) as u64;
+    {
+        // Small segments, so that the log spans several files.
+        let (mut log, _) = Log::open(dir.path(), 512, 0).unwrap();
+        for (i, record) in records.iter().enumerate() {
+            // One batch of two, the rest alone: batches and single appends alike.
+            if i == 10 {
+                continue;
+            }
+            if i == 9 {
+                log.append(&[record, &records[10]], 1).unwrap();
+            } else {
+                log.append(&[record], 1).unwrap();
+            }
+        }
+    }
+    // The segment holding the last record; with it filling the segment a new, empty
+    // one follows.
+    let segments = format::list_segments(dir.path()).unwrap();
+    let (_, last_path) = segments
+        .iter()
+        .rev()
+        .find(|(_, p)| std::fs::metadata(p).unwrap().len() > 0)
+        .unwrap()
+        .clone();
+    let full_len = std::fs::metadata(&last_path).unwrap().len();
+    let record_start = full_len - last_len;
+    for cut in record_start..full_len {
+        let copy = tempfile::tempdir().unwrap();
+        copy_dir(dir.path(), copy.path());
+        let path = copy.path().join(last_path.file_name().unwrap());
+        let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        file.set_len(cut).unwrap();
+        drop(file);
+        let (log, recovery) = Log::open(copy.path(), 512, 0).unwrap();
+        assert_eq!(recovery.entries, 39, "cut at {cut}");
+        assert_eq!(
+            recovery.torn_tails,
+            u64::from(cut > record_start),
+            "cut at {cut}"
+        );
+        assert_eq!(read_all(&log, 0), records[..39].to_vec(), "cut at {cut}");
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), record_start);
+    }
+}
+
+#[test]
+fn garbage_after_the_last_record_is_cut_and_appending_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (mut log, _) = Log::open(dir.path(), 1 << 20, 0).unwrap();
+        log.append(&[b"one", b"two"], 1).unwrap();
+    }
+    let (_, path) = format::list_segments(dir.path()).unwrap().remove(0);
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes.extend_from_slice(&[0u8; 4096]);
+    std::fs::write(&path, bytes).unwrap();
+    let (mut log, recovery) = Log::open(dir.path(), 1 << 20, 0).unwrap();
+    assert_eq!((recovery.entries, recovery.torn_tails), (2, 1));
+    log.append(&[b"three"], 2).unwrap();
+    assert_eq!(
+        read_all(&log, 0),
+        vec![b"one".to_vec(), b"two".to_vec(), b"three".to_vec()]
+    );
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Append(Vec<Vec<u8>>),
+    /// Appends, then a crash leaves only `cut` bytes (modulo the batch) of that write.
+    CrashDuringAppend(Vec<Vec<u8>>, usize),
+    /// The forwarder confirms the next `n` pending entries and stores its position.
+    Forward(usize),
+    Restart,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let batch = prop::collection::vec(prop::collection::vec(any::<u8>(), 0..300), 1..6);
+    prop_oneof![
+        4 => batch.clone().prop_map(Op::Append),
+        1 => (batch, any::<usize>()).prop_map(|(b, cut)| Op::CrashDuringAppend(b, cut)),
+        2 => (0usize..8).prop_map(Op::Forward),
+        1 => Just(Op::Restart),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    #[test]
+    fn the_log_keeps_what_a_model_keeps_through_crashes(ops in prop::collection::vec(op(), 1..40)) {
+        let dir = tempfile::tempdir().unwrap();
+        const SEGMENT: u64 = 700;
+        // The model: entries not yet forwarded, in order.
+        let mut pending: std::collections::VecDeque<Vec<u8>> = Default::default();
+        let mut forwarded = checkpoint::load(dir.path());
+        let (mut log, _) = Log::open(dir.path(), SEGMENT, forwarded).unwrap();
+        for op in ops {
+            match op {
+                Op::Append(batch) => {
+                    let refs: Vec<&[u8]> = batch.iter().map(Vec::as_slice).collect();
+                    log.append(&refs, 7).unwrap();
+                    pending.extend(batch);
+                }
+                Op::CrashDuringAppend(batch, cut) => {
+                    let refs: Vec<&[u8]> = batch.iter().map(Vec::as_slice).collect();
+                    let first = log.append(&refs, 7).unwrap();
+                    let frame_lens: Vec<u64> =
+                        batch.iter().map(|p| (HEADER_LEN + p.len()) as u64).collect();
+                    let batch_len: u64 = frame_lens.iter().sum();
+                    let keep = cut as u64 % batch_len;
+                    let segment = log.index().locate(first).unwrap();
+                    drop(log);
+                    let path = format::segment_path(dir.path(), segment);
+                    let len = std::fs::metadata(&path).unwrap().len();
+                    let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+                    file.set_len(len - batch_len + keep).unwrap();
+                    drop(file);
+                    // Whole frames that reached the disk come back; the torn one does not.
+                    let mut covered = 0;
+                    for (record, frame_len) in batch.into_iter().zip(frame_lens) {
+                        if covered + frame_len > keep {
+                            break;
+                        }
+                        covered += frame_len;
+                        pending.push_back(record);
+                    }
+                    let (reopened, recovery) = Log::open(dir.path(), SEGMENT, forwarded).unwrap();
+                    prop_assert_eq!(recovery.entries, pending.len() as u64);
+                    prop_assert_eq!(recovery.torn_tails, u64::from(covered < keep));
+                    log = reopened;
+                }
+                Op::Forward(n) => {
+                    let mut reader = Reader::new(log.dir(), log.index().clone(), forwarded);
+                    let n = n.min(pending.len());
+                    for _ in 0..n {
+                        let frame = reader.next(log.next_seq()).unwrap().unwrap();
+                        prop_assert_eq!(Some(frame.payload), pending.pop_front());
+                        forwarded = frame.seq + 1;
+                    }
+                    checkpoint::store(dir.path(), forwarded).unwrap();
+                    log.remove_forwarded(forwarded).unwrap();
+                }
+                Op::Restart => {
+                    drop(log);
+                    forwarded = checkpoint::load(dir.path());
+                    let (reopened, recovery) = Log::open(dir.path(), SEGMENT, forwarded).unwrap();
+                    prop_assert_eq!(recovery.entries, pending.len() as u64);
+                    prop_assert_eq!(recovery.torn_tails, 0);
+                    log = reopened;
+                }
+            }
+            prop_assert_eq!(read_all(&log, forwarded), Vec::from(pending.clone()));
+            // Never more than the pending entries plus one partly forwarded segment and
+            // the active one stay on disk.
+            prop_assert!(log.index().len() <= pending.len() + 2);
+        }
+    }
+}
