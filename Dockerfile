@@ -6,7 +6,7 @@
 # `builder` (dependencies first, in a layer of their own that survives source
 # changes, then the binaries), `runtime` (Debian slim, non-root, no toolchain).
 
-ARG RUST_VERSION=1.88
+ARG RUST_VERSION=1.89
 ARG DEBIAN_RELEASE=bookworm
 
 FROM rust:${RUST_VERSION}-${DEBIAN_RELEASE} AS chef

@@ -108,6 +108,28 @@ pub enum SpoolError {
     Closed,
     #[error("spool I/O failed: {0}")]
     Io(String),
+    #[error("{0} is in use by another process (one process per spool directory)")]
+    Locked(String),
+}
+
+/// Takes the directory's lock file, or says that another process holds it.
+fn lock_dir(dir: &std::path::Path) -> Result<std::fs::File, SpoolError> {
+    let path = dir.join("LOCK");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| SpoolError::Io(format!("{}: {e}", path.display())))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => {
+            Err(SpoolError::Locked(dir.display().to_string()))
+        }
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(SpoolError::Io(format!("{}: {e}", path.display())))
+        }
+    }
 }
 
 /// What `/readyz` shows of the spool.
@@ -187,6 +209,10 @@ pub struct Spool {
     shared: Arc<Shared>,
     writer: writer::Writer,
     forwarder: Mutex<Option<forwarder::Handle>>,
+    /// Held open with an exclusive lock for as long as the spool is open: two processes
+    /// appending to one directory would corrupt it. The system drops the lock when the
+    /// process ends, also on `kill -9`.
+    _lock: std::fs::File,
 }
 
 impl Spool {
@@ -200,6 +226,7 @@ impl Spool {
             .ok_or_else(|| SpoolError::Io("`spool.dir` is not set".into()))?;
         let io = |e: std::io::Error| SpoolError::Io(format!("{}: {e}", dir.display()));
         std::fs::create_dir_all(&dir).map_err(io)?;
+        let lock = lock_dir(&dir)?;
         let forwarded = checkpoint::load(&dir);
         let (log, recovery) = log::Log::open(&dir, config.segment_bytes, forwarded).map_err(io)?;
         if recovery.entries > 0 || recovery.torn_tails > 0 {
@@ -232,6 +259,7 @@ impl Spool {
             shared,
             writer,
             forwarder: Mutex::new(None),
+            _lock: lock,
         })
     }
 

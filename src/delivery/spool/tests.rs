@@ -194,3 +194,23 @@ proptest! {
         }
     }
 }
+
+/// Two processes appending to one directory would corrupt it: a second opener is
+/// refused while the first holds it, and gets it once the first is closed.
+#[test]
+fn one_opener_at_a_time_holds_a_spool_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = super::SpoolConfig {
+        dir: Some(dir.path().to_path_buf()),
+        ..Default::default()
+    };
+    let first = super::Spool::open(&config, crate::telemetry::Metrics::new()).unwrap();
+    let second = super::Spool::open(&config, crate::telemetry::Metrics::new());
+    assert!(
+        matches!(second, Err(super::SpoolError::Locked(_))),
+        "a second opener was not refused"
+    );
+    drop(first);
+    super::Spool::open(&config, crate::telemetry::Metrics::new())
+        .expect("the directory opens again once the first spool is closed");
+}
