@@ -81,13 +81,14 @@ fn print_report(report: &PollReport, json: bool) {
     }
     println!(
         "references: {}, updates: {}, accepted: {}, duplicates: {}, dead-lettered: {}, \
-         not stored: {}, unreadable references: {}",
+         not stored: {}, unreadable references: {}, older than dedup.ttl (skipped): {}",
         report.references,
         report.updates,
         report.accepted,
         report.duplicates,
         report.dead_lettered,
         report.unavailable,
-        report.failed_references
+        report.failed_references,
+        report.older_than_dedup
     );
 }

@@ -251,6 +251,11 @@ impl Dedup {
         }
     }
 
+    /// How long an id is remembered.
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
     /// Ids kept as configured: in Redis when `dedup.redis_url` is set, else in
     /// `data_dir` unless `dedup.persist` is off. A file is read back here.
     pub fn open(config: &DedupConfig, data_dir: &Path) -> Result<Self, DedupError> {

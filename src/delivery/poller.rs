@@ -91,6 +91,23 @@ pub struct PollReport {
     pub unavailable: usize,
     /// References whose updates could not be read.
     pub failed_references: usize,
+    /// Updates older than `dedup.ttl`, not taken: their ids may be forgotten already, so
+    /// taking them would publish them again on every pass.
+    pub older_than_dedup: usize,
+}
+
+/// When an update was last changed (`updated_at`, else `created_at`), if it says.
+fn update_time(update: &str) -> Option<OffsetDateTime> {
+    #[derive(Deserialize)]
+    struct Stamps<'a> {
+        #[serde(borrow, default)]
+        updated_at: Option<&'a str>,
+        #[serde(borrow, default)]
+        created_at: Option<&'a str>,
+    }
+    let stamps: Stamps<'_> = serde_json::from_str(update).ok()?;
+    let text = stamps.updated_at.or(stamps.created_at)?;
+    OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()
 }
 
 impl PollReport {
@@ -105,6 +122,7 @@ impl PollReport {
         self.dead_lettered += other.dead_lettered;
         self.unavailable += other.unavailable;
         self.failed_references += other.failed_references;
+        self.older_than_dedup += other.older_than_dedup;
     }
 }
 
@@ -175,6 +193,7 @@ impl Poller {
             duplicates = report.duplicates,
             unavailable = report.unavailable,
             failed_references = report.failed_references,
+            older_than_dedup = report.older_than_dedup,
             "poll pass done"
         );
         report
@@ -191,11 +210,20 @@ impl Poller {
             }
         };
         let client_ip = peer.map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |p| p.ip());
+        let horizon = OffsetDateTime::now_utc() - self.intake.delivery().dedup().ttl();
         for update in &updates {
             if self.halted() {
                 break;
             }
             report.updates += 1;
+            if update_time(update.get()).is_some_and(|at| at < horizon) {
+                report.older_than_dedup += 1;
+                self.metrics
+                    .poll_updates
+                    .with_label_values(&["older_than_dedup"])
+                    .inc();
+                continue;
+            }
             let receipt = Receipt {
                 request_id: format!("poll-{}", uuid::Uuid::new_v4()),
                 received_at: OffsetDateTime::now_utc(),
@@ -281,5 +309,21 @@ mod tests {
         assert!(PollScope::WithoutCallback.includes(&without));
         assert!(PollScope::All.includes(&with));
         assert!(!PollScope::All.includes(&inactive));
+    }
+
+    #[test]
+    fn an_update_is_dated_by_updated_at_else_created_at() {
+        let both = r#"{"id":"u","created_at":"2021-07-31T21:34:09.003Z","updated_at":"2021-08-01T00:00:00Z"}"#;
+        let created = r#"{"id":"u","created_at":"2021-07-31T21:34:09.003Z","payload":{}}"#;
+        assert_eq!(
+            update_time(both).map(|t| t.unix_timestamp()),
+            Some(1_627_776_000)
+        );
+        assert_eq!(
+            update_time(created).map(|t| t.unix_timestamp()),
+            Some(1_627_767_249)
+        );
+        assert!(update_time(r#"{"id":"u","updated_at":"yesterday"}"#).is_none());
+        assert!(update_time("not json").is_none());
     }
 }

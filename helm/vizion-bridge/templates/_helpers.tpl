@@ -164,6 +164,9 @@ paths, secret files) set on top.
 {{- fail "secrets.rabbitmqUrl.enabled is true but secrets.rabbitmqUrl.value is empty" }}
 {{- end }}
 {{- end }}
+{{- if and .Values.spool.enabled .Values.autoscaling.enabled }}
+{{- fail "spool.enabled and autoscaling.enabled together would strand spooled updates: a scaled-down pod keeps its records on a volume no pod reads; scale a spooling StatefulSet by hand, after vizion_bridge_spool_entries reads 0" }}
+{{- end }}
 {{- if and .Values.ingress.enabled (not .Values.ingress.host) }}
 {{- fail "ingress.enabled needs ingress.host (the host of Vizion's callback_url)" }}
 {{- end }}

@@ -399,8 +399,10 @@ impl VizionApi {
                         || (status.is_server_error() && repeatable);
                     if status == StatusCode::TOO_MANY_REQUESTS {
                         if let Some(wait) = retry_after {
-                            // Every request of this client waits, not just this one.
-                            self.pacer.hold_for(wait);
+                            // Every request of this client waits, not just this one; but
+                            // never longer than a retry may wait, so that one answer
+                            // cannot stop polling and unsubscribing for a day.
+                            self.pacer.hold_for(wait.min(self.max_retry_backoff));
                         }
                     }
                     self.count(operation, status.as_str());

@@ -33,7 +33,10 @@ impl Pacer {
 
     /// No request starts within `pause` from now.
     pub(crate) fn hold_for(&self, pause: Duration) {
-        let until = Instant::now() + pause;
+        // A pause too long to represent is as good as the longest one that is.
+        let until = Instant::now()
+            .checked_add(pause)
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(365 * 24 * 3600));
         let mut next = self.next.lock().expect("pacer lock poisoned");
         *next = (*next).max(until);
     }
@@ -65,5 +68,11 @@ mod tests {
         pacer.hold_for(Duration::from_millis(80));
         pacer.wait().await;
         assert!(started.elapsed() >= Duration::from_millis(80));
+    }
+
+    #[test]
+    fn an_absurd_hold_does_not_panic() {
+        let pacer = Pacer::new(None);
+        pacer.hold_for(Duration::MAX);
     }
 }
