@@ -11,14 +11,17 @@
 # gives every figure as a ratio to the lower of the two ceilings.
 #
 # Usage: scripts/bench.sh [--quick] [--duration S] [--warmup S] [--clients N]
-#                         [--sinks "file rabbitmq kafka"] [--results DIR]
+#                         [--sinks "file rabbitmq kafka"] [--results DIR] [--drain N]
 #
 #   --quick   a few seconds per sink on a debug build: checks that the benchmark works
 #             (every accepted update read back), judges nothing on speed.
 #
-# Spool modes (`delivery.mode` = spool, broker_then_spool) are measured too when the
-# bridge knows that key. Results: a Markdown table on stdout, and results.json,
-# results.md and the raw outputs in the results directory.
+# Spool modes (`delivery.mode` = spool, broker_then_spool) are measured too; after their
+# load the run waits until the spool has forwarded everything, and reports how long that
+# took. --drain N (RabbitMQ) fills a spool with at least N updates while the broker is
+# unreachable, then restarts the bridge with the broker back and times the drain.
+# Results: a Markdown table on stdout, and results.json, results.md and the raw outputs
+# in the results directory.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,6 +34,7 @@ warmup=5
 clients=64
 sinks=""
 results=""
+drain=0
 while [ $# -gt 0 ]; do
     case "$1" in
         --quick) quick=1 ;;
@@ -39,7 +43,8 @@ while [ $# -gt 0 ]; do
         --clients) clients=$2; shift ;;
         --sinks) sinks=$2; shift ;;
         --results) results=$2; shift ;;
-        -h | --help) sed -n '2,22p' "$0"; exit 0 ;;
+        --drain) drain=$2; shift ;;
+        -h | --help) sed -n '2,26p' "$0"; exit 0 ;;
         *) echo "unknown option: $1" >&2; exit 2 ;;
     esac
     shift
@@ -99,14 +104,9 @@ secret=bench-secret
 export VIZION_BENCH_SECRET=$secret
 rabbit_url="amqp://guest:guest@127.0.0.1:5672/%2f"
 
-# The modes to measure: sinks always; spool modes when the bridge knows the key.
+# The runs: each sink alone, then the brokers behind the spool in both spool modes.
 if [ -z "$sinks" ]; then
-    sinks="file rabbitmq kafka"
-    probe="$results/probe.toml"
-    printf 'sinks = ["file"]\n[delivery]\nmode = "spool"\n' >"$probe"
-    if "$bridge" check-config --config "$probe" >/dev/null 2>&1; then
-        sinks="$sinks rabbitmq+spool kafka+spool rabbitmq+broker_then_spool kafka+broker_then_spool"
-    fi
+    sinks="file rabbitmq kafka rabbitmq+spool kafka+spool rabbitmq+broker_then_spool kafka+broker_then_spool"
 fi
 if [ "$kafka" = 0 ]; then
     sinks=$(printf '%s\n' $sinks | grep -v '^kafka' | tr '\n' ' ')
@@ -150,8 +150,28 @@ topic_partitions = 3
 url = "$rabbit_url"
 EOF
     if [ -n "$mode" ]; then
-        printf '\n[delivery]\nmode = "%s"\n' "$mode" >>"$file"
+        printf '\n[delivery]\nmode = "%s"\n\n[spool]\ndir = "%s/spool"\n' "$mode" "$data" >>"$file"
     fi
+}
+
+# A gauge of the running bridge, by its full name.
+gauge() {
+    curl -fsS "http://127.0.0.1:$metrics_port/metrics" | awk -v name="$1" '$1 == name { print $2 }'
+}
+
+# Waits until the bridge's spool is empty; prints the seconds it took.
+wait_for_drain() {
+    local started=$(date +%s.%N)
+    for _ in $(seq 6000); do
+        local left=$(gauge vizion_bridge_spool_entries)
+        if [ "${left:-1}" = 0 ]; then
+            awk -v a="$started" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f\n", b - a }'
+            return 0
+        fi
+        sleep 0.1
+    done
+    echo "the spool did not drain within 10 minutes" >&2
+    return 1
 }
 
 # utime + stime of process $1, in clock ticks.
@@ -241,6 +261,10 @@ for run in $sinks; do
     sampler=$!
     run_load "http://127.0.0.1:$bridge_port/webhooks/vizion" "$run"
     wait "$sampler" || true
+    if [ "$run" != "${run%%+*}" ]; then
+        # Spooled updates are still on their way to the broker: read back after they are.
+        wait_for_drain >"$results/$run.drain_seconds" || failed=1
+    fi
     awk '/^VmHWM/ { print $2 }' "/proc/$bridge_pid/status" >"$results/$run.hwm_kib"
     stop_bridge
     if ! readback "$run"; then
@@ -249,6 +273,44 @@ for run in $sinks; do
         failed=1
     fi
 done
+
+if [ "$drain" -gt 0 ]; then
+    step "drain: fill a spool with $drain updates while RabbitMQ is unreachable, then time its drain"
+    run=rabbitmq+spool
+    dead_port=$(free_port 29700)
+    saved_url=$rabbit_url
+    rabbit_url="amqp://guest:guest@127.0.0.1:$dead_port/%2f"
+    start_bridge "$run"
+    rabbit_url=$saved_url
+    # The load tool runs for a fixed time: give it enough for N at the spool's rate.
+    fill_start=$(date +%s)
+    while :; do
+        "$sim" load --url "http://127.0.0.1:$bridge_port/webhooks/vizion" --key-id bench \
+            --secret-env VIZION_BENCH_SECRET --concurrency "$clients" --warmup 0s \
+            --duration 10s --json --accepted-ids "$results/drain.accepted.part" \
+            >>"$results/drain.fill.json" 2>>"$results/drain.fill.log"
+        cat "$results/drain.accepted.part" >>"$results/drain.accepted"
+        [ "$(wc -l <"$results/drain.accepted")" -ge "$drain" ] && break
+    done
+    filled=$(wc -l <"$results/drain.accepted")
+    spooled=$(gauge vizion_bridge_spool_entries)
+    spool_bytes=$(gauge vizion_bridge_spool_bytes)
+    echo "filled $filled accepted updates ($spooled spooled, $spool_bytes bytes) in $(( $(date +%s) - fill_start )) s"
+    stop_bridge
+    # Same data directory and spool, broker back: the drain is timed from the start.
+    sed "s|127.0.0.1:$dead_port|127.0.0.1:5672|" "$results/$run.toml" >"$results/$run.toml.drain"
+    drain_start=$(date +%s.%N)
+    "$bridge" serve --config "$results/$run.toml.drain" >"$results/drain.bridge.log" 2>&1 &
+    bridge_pid=$!
+    wait_for_port "$metrics_port" 60
+    wait_for_drain >/dev/null || failed=1
+    drain_seconds=$(awk -v a="$drain_start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
+    stop_bridge
+    mv "$results/drain.accepted" "$results/$run.accepted"
+    readback "$run" && found=$(jq .found "$results/$run.readback.json") || { failed=1; found="?"; }
+    echo "drained $filled updates in $drain_seconds s ($(awk -v n="$filled" -v t="$drain_seconds" 'BEGIN { printf "%.0f", n / t }') updates/s); read back: $found" |
+        tee "$results/drain.md"
+fi
 
 step "results ($results)"
 # The Markdown table: one row per ceiling and per run, each rate also as a ratio to
@@ -301,6 +363,15 @@ ticks=$(getconf CLK_TCK)
     >"$results/results.json"
 
 jq -r "$table" "$results/results.json" | tee "$results/results.md"
+for run in $sinks; do
+    if [ -s "$results/$run.drain_seconds" ]; then
+        echo "$run: the spool forwarded its last update $(cat "$results/$run.drain_seconds") s after the load ended" |
+            tee -a "$results/results.md"
+    fi
+done
+if [ -s "$results/drain.md" ]; then
+    cat "$results/drain.md" >>"$results/results.md"
+fi
 
 if [ "$failed" != 0 ]; then
     echo "bench: FAILED (see above)" >&2
