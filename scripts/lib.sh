@@ -8,12 +8,16 @@ step() { printf '\n==> %s\n' "$*"; }
 
 started_pids=()
 stop_rabbitmq=0
+stop_redis=0
 stop_started() {
     for pid in "${started_pids[@]}"; do
         kill -9 "$pid" 2>/dev/null || true
     done
     if [ "$stop_rabbitmq" = 1 ]; then
         rabbitmqctl -q stop >/dev/null 2>&1 || true
+    fi
+    if [ "$stop_redis" = 1 ]; then
+        redis-cli -p 6379 shutdown nosave >/dev/null 2>&1 || true
     fi
 }
 
@@ -81,6 +85,23 @@ ensure_rabbitmq() {
         echo "started a broker (stopped again at exit)"
     else
         echo "no RabbitMQ on 127.0.0.1:5672 and no rabbitmq-server to start: install RabbitMQ or start one (guest/guest)" >&2
+        exit 1
+    fi
+}
+
+# The shared-dedup and auto-unsubscribe tests need Redis on 127.0.0.1:6379.
+ensure_redis() {
+    step "Redis on 127.0.0.1:6379"
+    if port_is_open 6379; then
+        echo "using the running server"
+    elif command -v redis-server >/dev/null; then
+        redis-server --port 6379 --bind 127.0.0.1 --save '' --appendonly no --daemonize yes >/dev/null
+        stop_redis=1
+        for _ in $(seq 30); do port_is_open 6379 && break; sleep 0.2; done
+        port_is_open 6379 || { echo "Redis did not start listening on 6379" >&2; exit 1; }
+        echo "started a server (stopped again at exit)"
+    else
+        echo "no Redis on 127.0.0.1:6379 and no redis-server to start: install Redis or start one" >&2
         exit 1
     fi
 }

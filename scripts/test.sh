@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the whole test suite: formatting, lints, unit, integration and property tests.
-# Starts what the tests need and is not already running (RabbitMQ, a Kafka-protocol
-# broker), stops only what it started, and exits non-zero when anything failed.
+# Starts what the tests need and is not already running (RabbitMQ, Redis, a
+# Kafka-protocol broker), stops only what it started, and exits non-zero when anything failed.
 #
 # KAFKA_BOOTSTRAP=host:port reuses a running Kafka-protocol broker instead.
 set -euo pipefail
@@ -19,6 +19,7 @@ cargo clippy --all-targets --locked -- -D warnings
 
 # The RabbitMQ sink's integration tests need a broker on 127.0.0.1:5672 (guest/guest).
 ensure_rabbitmq
+ensure_redis
 start_kafka
 
 step "cargo test"
