@@ -91,6 +91,9 @@ async fn run(
                 tracing::error!("spool reader task failed; forwarding stops");
                 break Duration::ZERO;
             };
+            // Past a gap left by a refused batch, the reader stands beyond the last
+            // entry it returned.
+            let position = back.position();
             reader = Some(back);
             let frames = match frames {
                 Ok(frames) => frames,
@@ -128,6 +131,7 @@ async fn run(
                     }
                 }
             }
+            read_up_to = read_up_to.max(position);
             if outstanding.is_empty() {
                 advance(&shared, read_up_to);
             }
