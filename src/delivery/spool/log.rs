@@ -223,6 +223,12 @@ impl Log {
             // can be started, every append is refused.
             self.roll()?;
             self.sealed = false;
+        } else if self.active_len >= self.segment_bytes {
+            // A roll that failed after an earlier batch; the active segment is sound,
+            // so it takes this batch if the roll fails again.
+            if let Err(error) = self.roll() {
+                tracing::warn!(error = %error, "starting a new spool segment failed; appending to the current one");
+            }
         }
         self.buffer.clear();
         let first = self.next_seq;
@@ -260,7 +266,11 @@ impl Log {
         self.next_seq += payloads.len() as u64;
         self.index.set_last_bytes(self.active_len);
         if self.active_len >= self.segment_bytes {
-            self.roll()?;
+            // The batch is durable whatever happens here; a failed roll is retried by
+            // the next append.
+            if let Err(error) = self.roll() {
+                tracing::warn!(error = %error, "starting a new spool segment failed; will retry");
+            }
         }
         Ok(first)
     }

@@ -316,3 +316,40 @@ fn appends_are_refused_until_a_new_segment_starts_after_a_failed_write() {
     assert_eq!(recovered.last(), Some(&b"b0".to_vec()));
     assert!(!recovered.contains(&b"also-refused".to_vec()));
 }
+
+/// A batch that filled its segment is durable even when the next segment cannot be
+/// started: it is acknowledged, and the next append starts the segment.
+#[test]
+fn a_failed_roll_does_not_fail_the_batch_and_is_retried() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut log, _) = Log::open(dir.path(), 4096, 0).unwrap();
+    let big = vec![7u8; 5000];
+    log.faults.fail_rolls = 1;
+    assert_eq!(
+        log.append(&[&big], 1).unwrap(),
+        0,
+        "a durable batch was failed"
+    );
+    assert_eq!(log.index().len(), 1, "the failed roll added a segment");
+    log.append(&[b"after"], 2).unwrap();
+    assert_eq!(
+        log.index().len(),
+        2,
+        "the next append did not start a segment"
+    );
+    assert_eq!(read_all(&log, 0), vec![big.clone(), b"after".to_vec()]);
+    drop(log);
+    let (log, recovery) = Log::open(dir.path(), 4096, 0).unwrap();
+    assert_eq!(recovery.entries, 2);
+    assert_eq!(read_all(&log, 0), vec![big, b"after".to_vec()]);
+}
+
+/// Taking more than a counter holds leaves it at zero: wrapped, the byte count would
+/// make the spool refuse every append for good.
+#[test]
+fn spool_counters_stop_at_zero() {
+    let counter = std::sync::atomic::AtomicU64::new(5);
+    assert_eq!(super::saturating_sub(&counter, 3), 2);
+    assert_eq!(super::saturating_sub(&counter, 10), 0);
+    assert_eq!(counter.load(std::sync::atomic::Ordering::Acquire), 0);
+}
