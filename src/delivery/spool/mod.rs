@@ -9,7 +9,8 @@
 //! - [`checkpoint`]: the forwarded position;
 //! - [`entry`]: a sink record as bytes and back;
 //! - [`writer`]: the group-commit thread behind [`Spool::append`];
-//! - [`forwarder`]: the task that publishes spooled records.
+//! - [`forwarder`]: the task that publishes spooled records;
+//! - [`undecodable`]: where records this version cannot decode are kept.
 
 pub mod checkpoint;
 pub mod entry;
@@ -17,6 +18,7 @@ pub mod format;
 mod forwarder;
 pub mod log;
 pub mod reader;
+pub mod undecodable;
 mod writer;
 
 use std::path::PathBuf;

@@ -353,3 +353,89 @@ fn spool_counters_stop_at_zero() {
     assert_eq!(super::saturating_sub(&counter, 10), 0);
     assert_eq!(counter.load(std::sync::atomic::Ordering::Acquire), 0);
 }
+
+/// Sink that keeps the kind of every record it is given.
+#[derive(Default)]
+struct KeepingSink(std::sync::Mutex<Vec<String>>);
+
+#[async_trait::async_trait]
+impl crate::sinks::Sink for KeepingSink {
+    fn name(&self) -> &'static str {
+        "keeping"
+    }
+    async fn write(
+        &self,
+        record: &crate::sinks::Record<'_>,
+    ) -> Result<(), crate::sinks::SinkError> {
+        self.0.lock().unwrap().push(format!("{record:?}"));
+        Ok(())
+    }
+    fn is_ready(&self) -> bool {
+        true
+    }
+    async fn close(&self) -> Result<(), crate::sinks::SinkError> {
+        Ok(())
+    }
+}
+
+/// A record this version cannot decode is kept, as its frame, under `undecodable/` and
+/// counted before the forwarder moves past it; the records after it are forwarded.
+#[tokio::test]
+async fn an_undecodable_record_is_kept_aside_counted_and_the_rest_forwarded() {
+    use std::sync::Arc;
+
+    let dir = tempfile::tempdir().unwrap();
+    let unreadable = b"a record of some other version".to_vec();
+    {
+        let (mut log, _) = Log::open(dir.path(), 1 << 20, 0).unwrap();
+        log.append(&[&unreadable], 99).unwrap();
+    }
+    let config = super::SpoolConfig {
+        dir: Some(dir.path().to_path_buf()),
+        ..Default::default()
+    };
+    let metrics = crate::telemetry::Metrics::new();
+    let spool = super::Spool::open(&config, metrics.clone()).unwrap();
+    let body = b"{not json";
+    let dead = crate::vizion::parse(body).unwrap_err();
+    let receipt = crate::sinks::Receipt {
+        request_id: "req-1".into(),
+        received_at: time::OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap(),
+        client_ip: std::net::Ipv4Addr::LOCALHOST.into(),
+        key_id: None,
+        traceparent: None,
+    };
+    let event = crate::events::dead_letter_event(
+        &dead,
+        body,
+        receipt.received_at,
+        &crate::events::EventContext::default(),
+    );
+    let record = crate::sinks::Record::DeadLetter {
+        event: &event,
+        reason: dead.reason.as_str(),
+        receipt: &receipt,
+    };
+    spool.append(&record).await.unwrap();
+    let sink = Arc::new(KeepingSink::default());
+    spool.start_forwarding(vec![sink.clone()]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while spool.has_backlog() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the spool did not drain"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    spool.close(std::time::Duration::from_secs(1)).await;
+
+    assert_eq!(*sink.0.lock().unwrap(), vec![format!("{record:?}")]);
+    assert_eq!(metrics.spool.undecodable.get(), 1);
+    let kept = std::fs::read(dir.path().join("undecodable").join("0.bin")).unwrap();
+    let format::Next::Frame(frame) = format::read_frame(&mut kept.as_slice()).unwrap() else {
+        panic!("the kept file is not a whole frame");
+    };
+    assert_eq!((frame.seq, frame.appended_at_ms), (0, 99));
+    assert_eq!(frame.payload, unreadable);
+    assert_eq!(checkpoint::load(dir.path()), 2);
+}
