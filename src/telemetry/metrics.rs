@@ -368,6 +368,7 @@ pub struct SpoolMetrics {
     pub forward_failures: IntCounterVec,
     pub recovered_entries: IntCounter,
     pub torn_tails: IntCounter,
+    pub undecodable: IntCounter,
 }
 
 impl SpoolMetrics {
@@ -408,6 +409,10 @@ impl SpoolMetrics {
                 "vizion_bridge_spool_torn_tails_total",
                 "Incomplete records cut from the end of a spool segment at start-up.",
             ),
+            undecodable: counter(
+                "vizion_bridge_spool_undecodable_total",
+                "Spooled records that could not be decoded, kept under undecodable/ in the spool directory and skipped.",
+            ),
         };
         for collector in [
             Box::new(metrics.bytes.clone()) as Box<dyn prometheus::core::Collector>,
@@ -417,6 +422,7 @@ impl SpoolMetrics {
             Box::new(metrics.forward_failures.clone()),
             Box::new(metrics.recovered_entries.clone()),
             Box::new(metrics.torn_tails.clone()),
+            Box::new(metrics.undecodable.clone()),
         ] {
             register(registry, families, collector);
         }

@@ -17,7 +17,7 @@ use tokio::task::JoinHandle;
 use super::entry::{self, StoredRecord};
 use super::format::Frame;
 use super::reader::Reader;
-use super::{checkpoint, log, unix_millis, Shared};
+use super::{checkpoint, log, undecodable, unix_millis, Shared};
 use crate::sinks::Sink;
 
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
@@ -74,7 +74,7 @@ async fn run(
     let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
-    let grace = loop {
+    let grace = 'forwarding: loop {
         let room = window.saturating_sub(outstanding.len());
         // Read in batches: not for every single record confirmed.
         let worth_reading = room > 0 && (room >= window / 8 || outstanding.is_empty());
@@ -91,6 +91,9 @@ async fn run(
                 tracing::error!("spool reader task failed; forwarding stops");
                 break Duration::ZERO;
             };
+            // Past a gap left by a refused batch, the reader stands beyond the last
+            // entry it returned.
+            let position = back.position();
             reader = Some(back);
             let frames = match frames {
                 Ok(frames) => frames,
@@ -102,9 +105,9 @@ async fn run(
             };
             exhausted = frames.len() < room.min(READ_BATCH);
             for frame in frames {
-                read_up_to = frame.seq + 1;
                 match entry::decode(&frame.payload) {
                     Ok(record) => {
+                        read_up_to = frame.seq + 1;
                         let key = entry::order_key(&record.record());
                         outstanding.insert(frame.seq, frame.appended_at_ms);
                         let pending = Pending {
@@ -122,12 +125,20 @@ async fn run(
                     }
                     Err(error) => {
                         // It passed its checksum, so it is what was written: a record
-                        // this version cannot read. Keeping it would stop the spool.
-                        tracing::error!(seq = frame.seq, error = %error, "skipping a spool entry that cannot be decoded");
+                        // this version cannot read. Keeping it in the log would stop the
+                        // spool, so it is kept aside before the forwarder moves on.
+                        tracing::error!(seq = frame.seq, error = %error, "a spool entry cannot be decoded; keeping it aside");
+                        if !keep_undecodable(&shared, &frame, &mut stopped).await {
+                            // Stopping before it was kept: the position stays before it.
+                            break 'forwarding stopped.borrow().unwrap_or_default();
+                        }
+                        read_up_to = frame.seq + 1;
+                        shared.metrics.spool.undecodable.inc();
                         shared.remove_entries(1);
                     }
                 }
             }
+            read_up_to = read_up_to.max(position);
             if outstanding.is_empty() {
                 advance(&shared, read_up_to);
             }
@@ -176,6 +187,35 @@ async fn run(
     };
     let _ = tokio::time::timeout(grace, drain).await;
     store(&shared, stored).await;
+}
+
+/// Keeps `frame` under `undecodable/`, retrying until it is on disk; false when asked to
+/// stop first.
+async fn keep_undecodable(
+    shared: &Arc<Shared>,
+    frame: &Frame,
+    stopped: &mut watch::Receiver<Option<Duration>>,
+) -> bool {
+    let mut backoff = shared.config.retry_initial_backoff;
+    loop {
+        let dir = shared.dir.clone();
+        let task_frame = frame.clone();
+        let kept = tokio::task::spawn_blocking(move || undecodable::keep(&dir, &task_frame)).await;
+        let error = match kept {
+            Ok(Ok(path)) => {
+                tracing::error!(seq = frame.seq, path = %path.display(), "an undecodable spool entry was kept aside and skipped");
+                return true;
+            }
+            Ok(Err(error)) => error.to_string(),
+            Err(error) => error.to_string(),
+        };
+        tracing::error!(seq = frame.seq, error = %error, "keeping an undecodable spool entry failed; will retry");
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = stopped.changed() => return false,
+        }
+        backoff = (backoff * 2).min(shared.config.retry_max_backoff);
+    }
 }
 
 fn read_batch(reader: &mut Reader, until: u64, max: usize) -> std::io::Result<Vec<Frame>> {

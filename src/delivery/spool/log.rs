@@ -54,6 +54,15 @@ impl SegmentIndex {
         self.lock().is_empty()
     }
 
+    /// The durable length of the segment starting at `first_seq`: what a reader may
+    /// read of it. Bytes past it may belong to a write that was refused.
+    pub fn durable_bytes(&self, first_seq: u64) -> Option<u64> {
+        self.lock()
+            .iter()
+            .find(|s| s.first_seq == first_seq)
+            .map(|s| s.bytes)
+    }
+
     fn set_last_bytes(&self, bytes: u64) {
         if let Some(last) = self.lock().last_mut() {
             last.bytes = bytes;
@@ -98,6 +107,23 @@ pub struct Log {
     active_len: u64,
     next_seq: u64,
     buffer: Vec<u8>,
+    /// Set when a write to the active segment failed: its end may hold refused bytes,
+    /// so nothing more is written to it; the next append starts a new segment first.
+    sealed: bool,
+    #[cfg(test)]
+    pub(super) faults: Faults,
+}
+
+/// Failures a test can ask the next operations to report.
+#[cfg(test)]
+#[derive(Debug, Default)]
+pub(super) struct Faults {
+    /// The fsync after the next write fails (the bytes are in the file).
+    pub fail_sync: bool,
+    /// Cutting the active segment back fails.
+    pub fail_cut: bool,
+    /// This many segment rolls fail.
+    pub fail_rolls: u32,
 }
 
 impl Log {
@@ -166,6 +192,9 @@ impl Log {
             active_len: 0,
             next_seq,
             buffer: Vec::new(),
+            sealed: false,
+            #[cfg(test)]
+            faults: Faults::default(),
         };
         log.remove_forwarded(forwarded)?;
         Ok((log, recovery))
@@ -185,9 +214,22 @@ impl Log {
     }
 
     /// Writes `payloads` as consecutive entries and fsyncs once; returns the sequence
-    /// number of the first. On an error nothing of the batch counts: the segment is cut
-    /// back to where it was.
+    /// number of the first. On an error nothing of the batch counts, and neither its
+    /// sequence numbers nor the segment are used again: a reader may already have seen
+    /// its bytes, and a later entry must never be mistaken for one of them.
     pub fn append(&mut self, payloads: &[&[u8]], appended_at_ms: u64) -> io::Result<u64> {
+        if self.sealed {
+            // Never write after bytes that may be refused ones: until a new segment
+            // can be started, every append is refused.
+            self.roll()?;
+            self.sealed = false;
+        } else if self.active_len >= self.segment_bytes {
+            // A roll that failed after an earlier batch; the active segment is sound,
+            // so it takes this batch if the roll fails again.
+            if let Err(error) = self.roll() {
+                tracing::warn!(error = %error, "starting a new spool segment failed; appending to the current one");
+            }
+        }
         self.buffer.clear();
         let first = self.next_seq;
         for (i, payload) in payloads.iter().enumerate() {
@@ -202,26 +244,61 @@ impl Log {
         let written = self
             .active
             .write_all(&self.buffer)
-            .and_then(|()| self.active.sync_data());
+            .and_then(|()| self.sync_active());
         if let Err(error) = written {
-            // The cut is best effort; recovery would cut a torn tail anyway.
-            let _ = self
-                .active
-                .set_len(self.active_len)
-                .and_then(|()| self.active.sync_data());
+            self.next_seq += payloads.len() as u64;
+            self.sealed = true;
+            // Cut the refused bytes so that a restart does not bring them back; if the
+            // cut fails they may come back as duplicates of refused updates, never in
+            // place of acknowledged ones (their numbers are not reused).
+            if let Err(cut) = self.cut_active() {
+                tracing::error!(error = %cut, "cutting a failed spool write failed");
+            }
+            match self.roll() {
+                Ok(()) => self.sealed = false,
+                Err(roll) => {
+                    tracing::error!(error = %roll, "starting a new spool segment after a failed write failed; refusing appends until one starts");
+                }
+            }
             return Err(error);
         }
         self.active_len += self.buffer.len() as u64;
         self.next_seq += payloads.len() as u64;
         self.index.set_last_bytes(self.active_len);
         if self.active_len >= self.segment_bytes {
-            self.roll()?;
+            // The batch is durable whatever happens here; a failed roll is retried by
+            // the next append.
+            if let Err(error) = self.roll() {
+                tracing::warn!(error = %error, "starting a new spool segment failed; will retry");
+            }
         }
         Ok(first)
     }
 
+    fn sync_active(&mut self) -> io::Result<()> {
+        #[cfg(test)]
+        if std::mem::take(&mut self.faults.fail_sync) {
+            return Err(io::Error::other("injected fsync failure"));
+        }
+        self.active.sync_data()
+    }
+
+    fn cut_active(&mut self) -> io::Result<()> {
+        #[cfg(test)]
+        if std::mem::take(&mut self.faults.fail_cut) {
+            return Err(io::Error::other("injected cut failure"));
+        }
+        self.active.set_len(self.active_len)?;
+        self.active.sync_data()
+    }
+
     /// Starts a new segment at the next sequence number.
     fn roll(&mut self) -> io::Result<()> {
+        #[cfg(test)]
+        if self.faults.fail_rolls > 0 {
+            self.faults.fail_rolls -= 1;
+            return Err(io::Error::other("injected roll failure"));
+        }
         let file = open_segment(&self.dir, self.next_seq)?;
         self.active = file;
         self.active_first = self.next_seq;

@@ -9,7 +9,8 @@
 //! - [`checkpoint`]: the forwarded position;
 //! - [`entry`]: a sink record as bytes and back;
 //! - [`writer`]: the group-commit thread behind [`Spool::append`];
-//! - [`forwarder`]: the task that publishes spooled records.
+//! - [`forwarder`]: the task that publishes spooled records;
+//! - [`undecodable`]: where records this version cannot decode are kept.
 
 pub mod checkpoint;
 pub mod entry;
@@ -17,6 +18,7 @@ pub mod format;
 mod forwarder;
 pub mod log;
 pub mod reader;
+pub mod undecodable;
 mod writer;
 
 use std::path::PathBuf;
@@ -169,7 +171,7 @@ impl Shared {
     }
 
     fn remove_entries(&self, n: u64) {
-        let now = self.entries.fetch_sub(n, Ordering::AcqRel) - n;
+        let now = saturating_sub(&self.entries, n);
         self.metrics.spool.entries.set(now as i64);
     }
 
@@ -179,7 +181,7 @@ impl Shared {
     }
 
     fn remove_bytes(&self, n: u64) {
-        let now = self.bytes.fetch_sub(n, Ordering::AcqRel) - n;
+        let now = saturating_sub(&self.bytes, n);
         self.metrics.spool.bytes.set(now as i64);
         if n > 0 {
             self.full.store(false, Ordering::Release);
@@ -203,6 +205,20 @@ impl Shared {
             .set(self.bytes.load(Ordering::Acquire) as i64);
         Ok(())
     }
+}
+
+/// Takes `n` from `counter`, stopping at zero, and returns what is left: a counter that
+/// wrapped would make the spool look full for good.
+fn saturating_sub(counter: &AtomicU64, n: u64) -> u64 {
+    let before = counter
+        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |now| {
+            Some(now.saturating_sub(n))
+        })
+        .expect("the update always succeeds");
+    if before < n {
+        tracing::error!(before, n, "a spool counter would have gone below zero");
+    }
+    before.saturating_sub(n)
 }
 
 pub struct Spool {

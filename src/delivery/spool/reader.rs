@@ -1,8 +1,10 @@
 //! Reads entries back in order, one segment at a time, following the writer: never
-//! more than one frame of the spool in memory.
+//! more than one frame of the spool in memory, and never a byte of a segment past its
+//! durable length (what lies beyond may be a write that was refused). Sequence numbers
+//! may jump between segments: a refused batch's numbers are never used.
 
 use std::fs::File;
-use std::io::{self, BufReader, Seek, SeekFrom};
+use std::io::{self, BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use super::format::{self, Frame, Next};
@@ -46,7 +48,14 @@ impl Reader {
                 self.open = Some(self.open_segment(first_seq, 0)?);
             }
             let segment = self.open.as_mut().expect("segment opened above");
-            match format::read_frame(&mut segment.reader)? {
+            let durable = self.index.durable_bytes(segment.first_seq).unwrap_or(0);
+            let next = if segment.offset < durable {
+                let mut limited = (&mut segment.reader).take(durable - segment.offset);
+                format::read_frame(&mut limited)?
+            } else {
+                Next::End
+            };
+            match next {
                 Next::Frame(frame) => {
                     segment.offset += frame.disk_len();
                     retried = false;
@@ -60,7 +69,11 @@ impl Reader {
                     // Past this segment's last entry: the rest is in a later one.
                     let current = segment.first_seq;
                     match self.index.after(current) {
-                        Some(next) => self.open = Some(self.open_segment(next, 0)?),
+                        Some(next) => {
+                            self.open = Some(self.open_segment(next, 0)?);
+                            // Numbers between the two segments were never acknowledged.
+                            self.next_seq = self.next_seq.max(next);
+                        }
                         None => return Ok(None),
                     }
                 }
@@ -84,6 +97,11 @@ impl Reader {
             }
         }
         Ok(None)
+    }
+
+    /// The next entry wanted: every entry before it was read or never written.
+    pub fn position(&self) -> u64 {
+        self.next_seq
     }
 
     fn open_segment(&self, first_seq: u64, offset: u64) -> io::Result<OpenSegment> {

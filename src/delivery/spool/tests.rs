@@ -175,6 +175,19 @@ proptest! {
                         prop_assert_eq!(Some(frame.payload), pending.pop_front());
                         forwarded = frame.seq + 1;
                     }
+                    // As the forwarder does: the position moves to the next entry still
+                    // pending, or past the last entry there is, over any gap that a cut
+                    // tail or a refused batch left between segments.
+                    match reader.next(log.next_seq()).unwrap() {
+                        Some(frame) => {
+                            prop_assert_eq!(pending.front(), Some(&frame.payload));
+                            forwarded = frame.seq;
+                        }
+                        None => {
+                            prop_assert!(pending.is_empty());
+                            forwarded = forwarded.max(reader.position());
+                        }
+                    }
                     checkpoint::store(dir.path(), forwarded).unwrap();
                     log.remove_forwarded(forwarded).unwrap();
                 }
@@ -190,7 +203,7 @@ proptest! {
             prop_assert_eq!(read_all(&log, forwarded), Vec::from(pending.clone()));
             // Never more than the pending entries plus one partly forwarded segment and
             // the active one stay on disk.
-            prop_assert!(log.index().len() <= pending.len() + 2);
+            prop_assert!(log.index().len() <= pending.len() + 2, "index {:?} pending {} forwarded {}", log.index(), pending.len(), forwarded);
         }
     }
 }
@@ -213,4 +226,216 @@ fn one_opener_at_a_time_holds_a_spool_directory() {
     drop(first);
     super::Spool::open(&config, crate::telemetry::Metrics::new())
         .expect("the directory opens again once the first spool is closed");
+}
+
+/// Every entry from `from` on that a reader following the writer sees, read through one
+/// reader that already buffered the log before `append` ran.
+fn read_with(reader: &mut Reader, committed: u64) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    while let Some(frame) = reader.next(committed).unwrap() {
+        out.push(frame.payload);
+    }
+    out
+}
+
+/// A batch whose fsync failed was refused: a reader that follows the writer, and the
+/// log reopened after it, see exactly the acknowledged entries, in order, whether the
+/// refused bytes could be cut or not.
+#[test]
+fn a_failed_append_is_never_read_and_later_entries_are_not_skipped() {
+    for cut_fails in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, _) = Log::open(dir.path(), 1 << 20, 0).unwrap();
+        log.append(&[b"a0", b"a1"], 1).unwrap();
+        let mut reader = Reader::new(log.dir(), log.index().clone(), 0);
+        assert_eq!(read_with(&mut reader, 1), vec![b"a0".to_vec()]);
+
+        log.faults.fail_sync = true;
+        log.faults.fail_cut = cut_fails;
+        let refused = log.append(&[b"refused-0", b"refused-1"], 2);
+        assert!(refused.is_err(), "the failed fsync was not reported");
+        // The refused bytes are in the file if the cut failed; the reader must stop at
+        // the durable end all the same.
+        assert_eq!(read_with(&mut reader, log.next_seq()), vec![b"a1".to_vec()]);
+
+        log.append(&[b"c0", b"c1"], 3).unwrap();
+        log.append(&[b"d0"], 4).unwrap();
+        assert_eq!(
+            read_with(&mut reader, log.next_seq()),
+            vec![b"c0".to_vec(), b"c1".to_vec(), b"d0".to_vec()],
+            "cut_fails = {cut_fails}"
+        );
+        let acknowledged: Vec<Vec<u8>> = ["a0", "a1", "c0", "c1", "d0"]
+            .iter()
+            .map(|s| s.as_bytes().to_vec())
+            .collect();
+        assert_eq!(read_all(&log, 0), acknowledged);
+        drop(log);
+
+        let (log, recovery) = Log::open(dir.path(), 1 << 20, 0).unwrap();
+        let recovered = read_all(&log, 0);
+        if cut_fails {
+            // The refused entries may come back as duplicates of what the sender
+            // retries, but every acknowledged entry is there, in order.
+            let mut wanted = acknowledged.iter();
+            let mut next = wanted.next();
+            for entry in &recovered {
+                if Some(entry) == next {
+                    next = wanted.next();
+                }
+            }
+            assert_eq!(next, None, "an acknowledged entry was lost: {recovered:?}");
+        } else {
+            assert_eq!(recovered, acknowledged);
+            assert_eq!(recovery.entries, 5);
+        }
+    }
+}
+
+/// When no new segment can be started after a failed write, appends are refused (never
+/// written after the refused bytes) until one can.
+#[test]
+fn appends_are_refused_until_a_new_segment_starts_after_a_failed_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut log, _) = Log::open(dir.path(), 1 << 20, 0).unwrap();
+    log.append(&[b"a0"], 1).unwrap();
+    log.faults.fail_sync = true;
+    log.faults.fail_cut = true;
+    log.faults.fail_rolls = 2;
+    assert!(log.append(&[b"refused"], 2).is_err());
+    assert!(
+        log.append(&[b"also-refused"], 3).is_err(),
+        "an append was written after the refused bytes"
+    );
+    log.append(&[b"b0"], 4).unwrap();
+    assert_eq!(read_all(&log, 0), vec![b"a0".to_vec(), b"b0".to_vec()]);
+    drop(log);
+    let (log, _) = Log::open(dir.path(), 1 << 20, 0).unwrap();
+    let recovered = read_all(&log, 0);
+    assert_eq!(recovered.first(), Some(&b"a0".to_vec()));
+    assert_eq!(recovered.last(), Some(&b"b0".to_vec()));
+    assert!(!recovered.contains(&b"also-refused".to_vec()));
+}
+
+/// A batch that filled its segment is durable even when the next segment cannot be
+/// started: it is acknowledged, and the next append starts the segment.
+#[test]
+fn a_failed_roll_does_not_fail_the_batch_and_is_retried() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut log, _) = Log::open(dir.path(), 4096, 0).unwrap();
+    let big = vec![7u8; 5000];
+    log.faults.fail_rolls = 1;
+    assert_eq!(
+        log.append(&[&big], 1).unwrap(),
+        0,
+        "a durable batch was failed"
+    );
+    assert_eq!(log.index().len(), 1, "the failed roll added a segment");
+    log.append(&[b"after"], 2).unwrap();
+    assert_eq!(
+        log.index().len(),
+        2,
+        "the next append did not start a segment"
+    );
+    assert_eq!(read_all(&log, 0), vec![big.clone(), b"after".to_vec()]);
+    drop(log);
+    let (log, recovery) = Log::open(dir.path(), 4096, 0).unwrap();
+    assert_eq!(recovery.entries, 2);
+    assert_eq!(read_all(&log, 0), vec![big, b"after".to_vec()]);
+}
+
+/// Taking more than a counter holds leaves it at zero: wrapped, the byte count would
+/// make the spool refuse every append for good.
+#[test]
+fn spool_counters_stop_at_zero() {
+    let counter = std::sync::atomic::AtomicU64::new(5);
+    assert_eq!(super::saturating_sub(&counter, 3), 2);
+    assert_eq!(super::saturating_sub(&counter, 10), 0);
+    assert_eq!(counter.load(std::sync::atomic::Ordering::Acquire), 0);
+}
+
+/// Sink that keeps the kind of every record it is given.
+#[derive(Default)]
+struct KeepingSink(std::sync::Mutex<Vec<String>>);
+
+#[async_trait::async_trait]
+impl crate::sinks::Sink for KeepingSink {
+    fn name(&self) -> &'static str {
+        "keeping"
+    }
+    async fn write(
+        &self,
+        record: &crate::sinks::Record<'_>,
+    ) -> Result<(), crate::sinks::SinkError> {
+        self.0.lock().unwrap().push(format!("{record:?}"));
+        Ok(())
+    }
+    fn is_ready(&self) -> bool {
+        true
+    }
+    async fn close(&self) -> Result<(), crate::sinks::SinkError> {
+        Ok(())
+    }
+}
+
+/// A record this version cannot decode is kept, as its frame, under `undecodable/` and
+/// counted before the forwarder moves past it; the records after it are forwarded.
+#[tokio::test]
+async fn an_undecodable_record_is_kept_aside_counted_and_the_rest_forwarded() {
+    use std::sync::Arc;
+
+    let dir = tempfile::tempdir().unwrap();
+    let unreadable = b"a record of some other version".to_vec();
+    {
+        let (mut log, _) = Log::open(dir.path(), 1 << 20, 0).unwrap();
+        log.append(&[&unreadable], 99).unwrap();
+    }
+    let config = super::SpoolConfig {
+        dir: Some(dir.path().to_path_buf()),
+        ..Default::default()
+    };
+    let metrics = crate::telemetry::Metrics::new();
+    let spool = super::Spool::open(&config, metrics.clone()).unwrap();
+    let body = b"{not json";
+    let dead = crate::vizion::parse(body).unwrap_err();
+    let receipt = crate::sinks::Receipt {
+        request_id: "req-1".into(),
+        received_at: time::OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap(),
+        client_ip: std::net::Ipv4Addr::LOCALHOST.into(),
+        key_id: None,
+        traceparent: None,
+    };
+    let event = crate::events::dead_letter_event(
+        &dead,
+        body,
+        receipt.received_at,
+        &crate::events::EventContext::default(),
+    );
+    let record = crate::sinks::Record::DeadLetter {
+        event: &event,
+        reason: dead.reason.as_str(),
+        receipt: &receipt,
+    };
+    spool.append(&record).await.unwrap();
+    let sink = Arc::new(KeepingSink::default());
+    spool.start_forwarding(vec![sink.clone()]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while spool.has_backlog() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the spool did not drain"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    spool.close(std::time::Duration::from_secs(1)).await;
+
+    assert_eq!(*sink.0.lock().unwrap(), vec![format!("{record:?}")]);
+    assert_eq!(metrics.spool.undecodable.get(), 1);
+    let kept = std::fs::read(dir.path().join("undecodable").join("0.bin")).unwrap();
+    let format::Next::Frame(frame) = format::read_frame(&mut kept.as_slice()).unwrap() else {
+        panic!("the kept file is not a whole frame");
+    };
+    assert_eq!((frame.seq, frame.appended_at_ms), (0, 99));
+    assert_eq!(frame.payload, unreadable);
+    assert_eq!(checkpoint::load(dir.path()), 2);
 }

@@ -1,0 +1,62 @@
+//! Records this version cannot decode: each is kept, as the frame it was on disk, in
+//! `undecodable/<seq>.bin` under the spool directory before the forwarder moves past it,
+//! so that an update that was acknowledged is never simply gone (a newer version, or a
+//! person, can still read it).
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use super::format::{self, Frame};
+
+const DIR: &str = "undecodable";
+
+/// Writes `frame` to `<dir>/undecodable/<seq>.bin` and makes it durable; returns the
+/// file's path. Written under a temporary name and renamed, so that the file is either
+/// whole or absent.
+pub fn keep(dir: &Path, frame: &Frame) -> io::Result<PathBuf> {
+    let kept = dir.join(DIR);
+    if !kept.is_dir() {
+        std::fs::create_dir_all(&kept)?;
+        File::open(dir)?.sync_all()?;
+    }
+    let mut bytes = Vec::with_capacity(format::HEADER_LEN + frame.payload.len());
+    format::encode_frame(&mut bytes, frame.seq, frame.appended_at_ms, &frame.payload);
+    let path = kept.join(format!("{}.bin", frame.seq));
+    let temporary = kept.join(format!("{}.bin.tmp", frame.seq));
+    let mut file = OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .open(&temporary)?;
+    file.write_all(&bytes)?;
+    file.sync_all()?;
+    drop(file);
+    std::fs::rename(&temporary, &path)?;
+    File::open(&kept)?.sync_all()?;
+    Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::delivery::spool::format::Next;
+
+    #[test]
+    fn a_kept_record_reads_back_as_the_frame_it_was() {
+        let dir = tempfile::tempdir().unwrap();
+        let frame = Frame {
+            seq: 42,
+            appended_at_ms: 1234,
+            payload: b"a record of a later version".to_vec(),
+        };
+        let path = keep(dir.path(), &frame).unwrap();
+        assert_eq!(path, dir.path().join("undecodable").join("42.bin"));
+        let bytes = std::fs::read(&path).unwrap();
+        let Next::Frame(read) = format::read_frame(&mut bytes.as_slice()).unwrap() else {
+            panic!("the kept file is not a whole frame");
+        };
+        assert_eq!(read, frame);
+        assert!(!dir.path().join("undecodable").join("42.bin.tmp").exists());
+    }
+}
