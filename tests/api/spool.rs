@@ -287,6 +287,8 @@ key_id = "{KEY_ID}"
 secret = "{SECRET}"
 [delivery]
 mode = "spool"
+[storage]
+data_dir = "{data}"
 [spool]
 dir = "{spool}"
 retry_max_backoff = "500ms"
@@ -301,6 +303,7 @@ reconnect_max = "1s"
 "#,
         metrics = free_port(),
         spool = dir.join("spool").display(),
+        data = dir.join("data").display(),
         exchange = names.exchange,
         unrouted = names.unrouted,
         connection = names.connection,
