@@ -35,6 +35,7 @@ clients=64
 sinks=""
 results=""
 drain=0
+spool_max_bytes=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --quick) quick=1 ;;
@@ -151,6 +152,9 @@ url = "$rabbit_url"
 EOF
     if [ -n "$mode" ]; then
         printf '\n[delivery]\nmode = "%s"\n\n[spool]\ndir = "%s/spool"\n' "$mode" "$data" >>"$file"
+        if [ -n "$spool_max_bytes" ]; then
+            printf 'max_bytes = %s\n' "$spool_max_bytes" >>"$file"
+        fi
     fi
 }
 
@@ -280,7 +284,10 @@ if [ "$drain" -gt 0 ]; then
     dead_port=$(free_port 29700)
     saved_url=$rabbit_url
     rabbit_url="amqp://guest:guest@127.0.0.1:$dead_port/%2f"
+    # Room for N records of up to about 20 kB each: a full spool would refuse the rest.
+    spool_max_bytes=$((drain * 20000 + 1073741824))
     start_bridge "$run"
+    spool_max_bytes=""
     rabbit_url=$saved_url
     # The load tool runs for a fixed time: give it enough for N at the spool's rate.
     fill_start=$(date +%s)
@@ -291,6 +298,10 @@ if [ "$drain" -gt 0 ]; then
             >>"$results/drain.fill.json" 2>>"$results/drain.fill.log"
         cat "$results/drain.accepted.part" >>"$results/drain.accepted"
         [ "$(wc -l <"$results/drain.accepted")" -ge "$drain" ] && break
+        if [ $(( $(date +%s) - fill_start )) -gt 600 ]; then
+            echo "the spool took fewer than $drain updates in 10 minutes" >&2
+            exit 1
+        fi
     done
     filled=$(wc -l <"$results/drain.accepted")
     spooled=$(gauge vizion_bridge_spool_entries)
