@@ -61,7 +61,7 @@ const CHART: &str = "helm/vizion-bridge";
 const COMPOSE: &str = "docker-compose.yml";
 const COMPOSE_CONFIG: &str = "deploy/compose/vizion-bridge.toml";
 const ALERTS: &str = "helm/vizion-bridge/files/alerts.yml";
-const DASHBOARD: &str = "deploy/grafana/vizion-bridge.json";
+const DASHBOARD: &str = "helm/vizion-bridge/files/dashboard.json";
 
 fn chart_file(name: &str) -> String {
     format!("{CHART}/{name}")
@@ -225,6 +225,24 @@ fn schema_rejects_unknown_names_and_wrong_types() {
             "the schema accepted values with a {what}"
         );
     }
+}
+
+/// The chart's `config` takes every section of the bridge's configuration: the example
+/// configuration sets every key, and the schema refuses a `config` section it does not
+/// list, so each of the example's tables must be listed.
+#[test]
+fn schema_config_takes_every_section_of_the_configuration() {
+    let example = toml_file("config/vizion-bridge.example.toml");
+    let schema = json(&chart_file("values.schema.json"));
+    let sections = &schema["properties"]["config"]["properties"];
+    let missing: Vec<&String> = example
+        .keys()
+        .filter(|section| sections.get(section.as_str()).is_none())
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "values.schema.json refuses config sections the bridge has: {missing:?}"
+    );
 }
 
 /// Every `.Values.a.b` a template reads is a value of values.yaml, so that a typo in a
@@ -454,6 +472,34 @@ fn compose_refers_only_to_files_that_exist() {
     assert!(referenced.len() >= 8, "{referenced:?}");
     for (by, path) in referenced {
         assert!(root().join(&path).exists(), "{by} refers to missing {path}");
+    }
+}
+
+/// Kafka keeps its log where the `kafka-data` volume is mounted: without KAFKA_LOG_DIRS
+/// the apache/kafka image writes it inside the container, and recreating the container
+/// loses every message while the volume stays empty.
+#[test]
+fn compose_kafka_keeps_its_log_on_its_volume() {
+    let compose = compose();
+    let kafka = compose_service(&compose, "kafka");
+    let volume_targets: Vec<&str> = kafka["volumes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v.as_str())
+        .filter(|v| !v.starts_with("./"))
+        .filter_map(|v| v.split(':').nth(1))
+        .collect();
+    let log_dirs = kafka["environment"]["KAFKA_LOG_DIRS"]
+        .as_str()
+        .expect("kafka sets KAFKA_LOG_DIRS");
+    for dir in log_dirs.split(',') {
+        assert!(
+            volume_targets
+                .iter()
+                .any(|target| dir == *target || dir.starts_with(&format!("{target}/"))),
+            "Kafka's log directory {dir} is on no volume of kafka ({volume_targets:?})"
+        );
     }
 }
 
@@ -891,6 +937,143 @@ fn alert_rules_are_complete_and_fit_the_chart() {
     let template = read(&chart_file("templates/prometheusrule.yaml"));
     assert!(template.contains(&format!("replace \"[{window}]\"")));
     assert!(template.contains("files/alerts.yml"));
+}
+
+/// The outcomes named by the first `outcome="…"` or `outcome=~"a|b"` matcher of a query.
+fn outcomes_matched(expr: &str) -> Vec<String> {
+    for (prefix, regex) in [("outcome=~\"", true), ("outcome=\"", false)] {
+        if let Some(start) = expr.find(prefix) {
+            let rest = &expr[start + prefix.len()..];
+            let value = &rest[..rest.find('"').expect("a closed matcher")];
+            return if regex {
+                value.split('|').map(str::to_owned).collect()
+            } else {
+                vec![value.to_owned()]
+            };
+        }
+    }
+    Vec::new()
+}
+
+/// Every way a webhook is answered 503 is counted where 503s are watched: the alert on
+/// their share and the dashboard's "Share answered 503" panel; and the dashboard's
+/// description of the outcomes panel names every outcome.
+#[test]
+fn every_503_outcome_is_watched_by_the_alert_and_the_dashboard() {
+    use actix_web::ResponseError;
+    use vizion_bridge::delivery::{DeliveryError, SpoolError};
+    use vizion_bridge::ingest::IngestError;
+    use vizion_bridge::telemetry::Outcome;
+
+    let retry_after = Duration::from_secs(1);
+    let answered_503 = [
+        IngestError::Overloaded { retry_after },
+        IngestError::Unavailable {
+            cause: DeliveryError::Timeout {
+                sink: "kafka",
+                timeout: retry_after,
+            },
+            retry_after,
+        },
+        IngestError::Unavailable {
+            cause: DeliveryError::Spool(SpoolError::Full { max_bytes: 1 }),
+            retry_after,
+        },
+    ];
+    let rules = yaml(ALERTS);
+    let alert = rules["groups"][0]["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["alert"] == "VizionBridgeHighUnavailableRate")
+        .expect("the alert on the share of 503s");
+    let alert_outcomes = outcomes_matched(alert["expr"].as_str().unwrap());
+    let dashboard = json(DASHBOARD);
+    let panels: Vec<&Value> = dashboard["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| std::iter::once(p).chain(p["panels"].as_array().into_iter().flatten()))
+        .collect();
+    let panel = |title: &str| -> &Value {
+        panels
+            .iter()
+            .find(|p| p["title"] == title)
+            .unwrap_or_else(|| panic!("no panel {title:?}"))
+    };
+    let share = panel("Share answered 503");
+    let panel_outcomes = outcomes_matched(share["targets"][0]["expr"].as_str().unwrap());
+    for error in &answered_503 {
+        assert_eq!(error.status_code().as_u16(), 503, "{error}");
+        let outcome = error.outcome().as_str().to_owned();
+        assert!(
+            alert_outcomes.contains(&outcome),
+            "VizionBridgeHighUnavailableRate misses outcome {outcome} ({error})"
+        );
+        assert!(
+            panel_outcomes.contains(&outcome),
+            "the panel \"Share answered 503\" misses outcome {outcome} ({error})"
+        );
+    }
+    // A full spool stops growing: the spool alert must still see it.
+    let spool_growing = rules["groups"][0]["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["alert"] == "VizionBridgeSpoolGrowing")
+        .expect("the alert on a growing spool");
+    assert!(
+        outcomes_matched(spool_growing["expr"].as_str().unwrap()).contains(&"spool_full".into()),
+        "VizionBridgeSpoolGrowing stops firing once the spool is full"
+    );
+    let by_outcome = panel("Webhooks per second by outcome")["description"]
+        .as_str()
+        .unwrap();
+    for outcome in Outcome::ALL {
+        assert!(
+            by_outcome.contains(outcome.as_str()),
+            "the outcomes panel's description does not name {}",
+            outcome.as_str()
+        );
+    }
+}
+
+/// A panel whose unit is per second shows rates; a count (`increase`) in it is read
+/// against the wrong unit unless an override gives its query a unit of its own.
+#[test]
+fn dashboard_panels_do_not_mix_rates_and_counts_on_one_unit() {
+    let dashboard = json(DASHBOARD);
+    for panel in dashboard["panels"].as_array().unwrap() {
+        let title = panel["title"].as_str().unwrap_or("");
+        let targets = panel["targets"].as_array().into_iter().flatten();
+        let (rates, counts): (Vec<&Value>, Vec<&Value>) = targets
+            .filter(|t| t["expr"].is_string())
+            .partition(|t| !t["expr"].as_str().unwrap().contains("increase("));
+        if rates.is_empty() || counts.is_empty() {
+            continue;
+        }
+        let overridden: BTreeSet<&str> = panel["fieldConfig"]["overrides"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|o| o["matcher"]["id"] == "byFrameRefID")
+            .filter(|o| {
+                o["properties"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|p| p["id"] == "unit")
+            })
+            .filter_map(|o| o["matcher"]["options"].as_str())
+            .collect();
+        for count in counts {
+            let reference = count["refId"].as_str().unwrap();
+            assert!(
+                overridden.contains(reference),
+                "panel {title:?}: query {reference} is a count among rates, with no unit of its own"
+            );
+        }
+    }
 }
 
 #[test]
