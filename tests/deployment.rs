@@ -796,6 +796,14 @@ fn chart_config(values: &Value, dir: &Path) -> toml::Table {
         );
         section("rabbitmq", vec![("url_file", url)]);
     }
+    if secrets["redisUrl"]["enabled"] == true {
+        let url = secret_file("redis-url", "redis://:password@redis.example.com:6379/0");
+        section("dedup", vec![("redis_url_file", url)]);
+    }
+    if secrets["vizionApiKey"]["enabled"] == true {
+        let key = secret_file("vizion-api-key", "a-vizion-api-key");
+        section("vizion_api", vec![("api_key_file", key)]);
+    }
     if let Some(properties) = secrets["kafkaProperties"]
         .as_object()
         .filter(|p| !p.is_empty())
@@ -849,24 +857,36 @@ fn merged(mut base: Value, over: &Value) -> Value {
     }
 }
 
-/// The values files shown in docs/DEPLOYMENT.md pass the schema, and what the chart
-/// renders from them passes `check-config`.
+/// The values files shown in docs/DEPLOYMENT.md are files of helm/vizion-bridge/ci/
+/// (named in their first line), which scripts/check-deploy.sh lints, renders and
+/// validates with helm; here each also passes the schema, and what the chart renders
+/// from it passes `check-config`.
 #[test]
 fn values_examples_in_the_deployment_guide_are_valid() {
+    const MARK: &str = "# helm/vizion-bridge/ci/";
     let guide = read("docs/DEPLOYMENT.md");
-    let examples: Vec<&str> = guide
+    let examples: Vec<(&str, &str)> = guide
         .split("```yaml\n")
         .skip(1)
         .map(|block| block.split("```").next().unwrap())
-        .filter(|block| block.starts_with("image:"))
+        .filter_map(|block| {
+            let (first, rest) = block.split_once('\n')?;
+            Some((first.strip_prefix(MARK)?, rest))
+        })
         .collect();
-    assert_eq!(examples.len(), 2, "the Kafka and the RabbitMQ example");
-    for example in examples {
+    assert!(
+        examples.len() >= 6,
+        "Kafka, Strimzi (two), MSK, RabbitMQ and Redis examples: {}",
+        examples.len()
+    );
+    for (name, example) in examples {
+        let path = chart_file(&format!("ci/{name}"));
+        assert_eq!(example, read(&path), "the guide's copy of {path} differs");
         let example: Value = serde_yaml_ng::from_str(example).unwrap();
         let values = merged(default_values(), &example);
         let errors = schema_errors(&values);
-        assert!(errors.is_empty(), "{errors:#?}\nin {example}");
-        assert_chart_config_passes_check_config(&values, "a DEPLOYMENT.md example");
+        assert!(errors.is_empty(), "{errors:#?}\nin {path}");
+        assert_chart_config_passes_check_config(&values, &path);
     }
 }
 
