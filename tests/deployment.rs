@@ -1,7 +1,10 @@
 //! Static checks of what deploys the bridge: the Dockerfile, the compose stack, the Helm
-//! chart, the alert rules and the Grafana dashboard. Nothing here needs Docker or Helm:
-//! files are parsed, cross-checked with each other and with the real configuration
-//! loader, and the metric names they use are looked up on a running bridge's /metrics.
+//! chart, the alert rules and the Grafana dashboard. Nothing here needs Docker or Helm
+//! (scripts/check-deploy.sh runs those): files are parsed, cross-checked with each other
+//! and with the real configuration loader, and the metric names they use are looked up
+//! on a running bridge's /metrics. One test runs the bridge against the RabbitMQ broker
+//! on 127.0.0.1:5672 through TLS signed by a private CA, as the deployment guide
+//! describes (it needs the `openssl` and `socat` commands).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -1136,6 +1139,8 @@ fn dashboard_has_the_promised_rows() {
 struct RunningBridge {
     child: Child,
     metrics_port: u16,
+    /// Every line the bridge logged so far.
+    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
     _dir: tempfile::TempDir,
 }
 
@@ -1147,9 +1152,16 @@ impl Drop for RunningBridge {
 }
 
 fn start_bridge() -> RunningBridge {
+    start_bridge_with(r#"sinks = ["file"]"#, &[])
+}
+
+/// A bridge whose configuration starts with `sinks` (the `sinks = …` line, and any
+/// sink's own tables after it), with `env` set for the process.
+fn start_bridge_with(sinks: &str, env: &[(&str, &str)]) -> RunningBridge {
     let dir = tempfile::tempdir().unwrap();
+    let (sinks_line, sink_tables) = sinks.split_once('\n').unwrap_or((sinks, ""));
     let config = format!(
-        r#"sinks = ["file"]
+        r#"{sinks_line}
 [server]
 listen = "127.0.0.1:0"
 [metrics]
@@ -1162,6 +1174,7 @@ allowed_sources = ["127.0.0.1/32"]
 secret = "metrics-check-secret"
 [storage]
 data_dir = "{}"
+{sink_tables}
 "#,
         dir.path().join("data").display()
     );
@@ -1172,6 +1185,9 @@ data_dir = "{}"
         .arg(&path)
         .env_remove("VIZION_BRIDGE_CONFIG")
         .env_remove("RUST_LOG")
+        .env_remove("SSL_CERT_FILE")
+        .env_remove("SSL_CERT_DIR")
+        .envs(env.iter().copied())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -1179,8 +1195,11 @@ data_dir = "{}"
     // The start-up line names the ports it got.
     let stderr = child.stderr.take().unwrap();
     let (sender, receiver) = std::sync::mpsc::channel();
+    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let lines = log.clone();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            lines.lock().unwrap().push(line.clone());
             if let Ok(entry) = serde_json::from_str::<Value>(&line) {
                 let port = entry["metrics_port"]
                     .as_u64()
@@ -1197,7 +1216,34 @@ data_dir = "{}"
     RunningBridge {
         child,
         metrics_port,
+        log,
         _dir: dir,
+    }
+}
+
+impl RunningBridge {
+    /// Waits up to `within` for `/metrics` to show `line`; false if it never does.
+    fn wait_for_metric_line(&self, line: &str, within: Duration) -> bool {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if scrape(self.metrics_port).lines().any(|l| l == line) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        false
+    }
+
+    /// Waits up to `within` for a log line containing `needle`.
+    fn wait_for_log(&self, needle: &str, within: Duration) -> Option<String> {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Some(line) = self.log.lock().unwrap().iter().find(|l| l.contains(needle)) {
+                return Some(line.clone());
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        None
     }
 }
 
@@ -1312,4 +1358,151 @@ fn compose_simulator_command_uses_real_flags() {
     );
     let bridge_config = read(COMPOSE_CONFIG);
     assert!(bridge_config.contains("secret_file = \"/run/secrets/webhook-secret\""));
+}
+
+// ---------------------------------------------------------------- TLS to RabbitMQ
+
+/// A throw-away certificate authority and a certificate it signed for localhost, made
+/// with the `openssl` command.
+fn private_ca(dir: &Path) {
+    let openssl = |args: &[&str]| {
+        let output = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("the openssl command is installed");
+        assert!(
+            output.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=vizion-bridge test CA",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+    ]);
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=localhost",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+    ]);
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName = DNS:localhost, IP:127.0.0.1\n",
+    )
+    .unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "server.ext",
+        "-out",
+        "server.crt",
+    ]);
+}
+
+/// A TLS listener on a free port of 127.0.0.1, with the certificate in `dir`, in front
+/// of the RabbitMQ broker on 127.0.0.1:5672 (`socat`): an `amqps://` broker.
+struct TlsProxy {
+    child: Child,
+    port: u16,
+}
+
+impl TlsProxy {
+    fn start(dir: &Path) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new("socat")
+            .arg(format!(
+                "OPENSSL-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork,verify=0,cert={},key={}",
+                dir.join("server.crt").display(),
+                dir.join("server.key").display()
+            ))
+            .arg("TCP:127.0.0.1:5672")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("the socat command is installed");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "socat does not listen on {port}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Self { child, port }
+    }
+}
+
+impl Drop for TlsProxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// What the RabbitMQ example of the deployment guide relies on: `SSL_CERT_FILE` naming a
+/// private CA's certificate makes the bridge trust an `amqps://` broker that CA signed,
+/// and without it the same broker's certificate is refused and the sink stays down.
+#[test]
+fn rabbitmq_over_tls_trusts_a_private_ca_through_ssl_cert_file() {
+    let pki = tempfile::tempdir().unwrap();
+    private_ca(pki.path());
+    let proxy = TlsProxy::start(pki.path());
+    // Nothing declared: the test leaves nothing behind in the broker.
+    let sinks = format!(
+        r#"sinks = ["rabbitmq"]
+[rabbitmq]
+url = "amqps://guest:guest@localhost:{}/%2f"
+declare_topology = false
+"#,
+        proxy.port
+    );
+    let ca = pki.path().join("ca.crt").display().to_string();
+    let up = r#"vizion_bridge_sink_up{sink="rabbitmq"} 1"#;
+
+    let trusting = start_bridge_with(&sinks, &[("SSL_CERT_FILE", ca.as_str())]);
+    assert!(
+        trusting.wait_for_metric_line(up, Duration::from_secs(60)),
+        "with SSL_CERT_FILE naming the CA, the RabbitMQ sink never came up:\n{}",
+        trusting.log.lock().unwrap().join("\n")
+    );
+
+    let untrusting = start_bridge_with(&sinks, &[]);
+    let refusal = untrusting
+        .wait_for_log("cannot connect to RabbitMQ", Duration::from_secs(60))
+        .expect("without the CA, the connection is refused and logged");
+    assert!(
+        refusal.to_lowercase().contains("certificate") || refusal.contains("UnknownIssuer"),
+        "refused for another reason than the certificate: {refusal}"
+    );
+    assert!(!scrape(untrusting.metrics_port).lines().any(|l| l == up));
 }
