@@ -6,17 +6,28 @@
 # `builder` (dependencies first, in a layer of their own that survives source
 # changes, then the binaries), `runtime` (Debian slim, non-root, no toolchain).
 
-ARG RUST_VERSION=1.89
-ARG DEBIAN_RELEASE=bookworm
+# Base images, pinned to a release. A release pipeline can pin them by digest as well:
+#   --build-arg BUILD_IMAGE=rust:1.89.0-bookworm@sha256:… \
+#   --build-arg RUNTIME_IMAGE=debian:bookworm-slim@sha256:…
+# (`docker buildx imagetools inspect IMAGE` prints the digest).
+ARG BUILD_IMAGE=rust:1.89.0-bookworm
+ARG RUNTIME_IMAGE=debian:bookworm-slim
+# cargo-chef, pinned: the recipe format is its own.
+ARG CARGO_CHEF_VERSION=0.1.78
 
-FROM rust:${RUST_VERSION}-${DEBIAN_RELEASE} AS chef
+FROM ${BUILD_IMAGE} AS chef
+ARG CARGO_CHEF_VERSION
 # librdkafka is compiled from source by rdkafka-sys (its `configure` + make; no cmake):
 # it needs a C toolchain, perl, pkg-config, and the OpenSSL and zlib headers.
+# Package versions are those of the base image's Debian release, which only takes
+# security fixes; pinning exact versions would break the build whenever Debian
+# replaces one in its archive.
+# hadolint ignore=DL3008
 RUN apt-get update \
     && apt-get install -y --no-install-recommends \
         build-essential perl pkg-config libssl-dev zlib1g-dev \
     && rm -rf /var/lib/apt/lists/*
-RUN cargo install cargo-chef --locked --version ^0.1
+RUN cargo install cargo-chef --locked --version "${CARGO_CHEF_VERSION}"
 WORKDIR /src
 
 FROM chef AS planner
@@ -35,7 +46,7 @@ RUN cargo build --release --locked --bins \
     && mkdir -p /out \
     && cp target/release/vizion-bridge target/release/vizion-sim /out/
 
-FROM debian:${DEBIAN_RELEASE}-slim AS runtime
+FROM ${RUNTIME_IMAGE} AS runtime
 ARG VERSION=0.1.0
 ARG REVISION=unknown
 LABEL org.opencontainers.image.title="vizion-bridge" \
@@ -45,7 +56,9 @@ LABEL org.opencontainers.image.title="vizion-bridge" \
       org.opencontainers.image.revision="${REVISION}" \
       org.opencontainers.image.vendor="vizion-bridge"
 # libssl3 for librdkafka's TLS and SASL/SCRAM, ca-certificates for TLS to brokers and to
-# the Vizion API. zlib is part of the slim base already.
+# the Vizion API. zlib is part of the slim base already. Not pinned, for the reason
+# given in the build stage: the release's security fixes are wanted.
+# hadolint ignore=DL3008
 RUN apt-get update \
     && apt-get install -y --no-install-recommends ca-certificates libssl3 \
     && rm -rf /var/lib/apt/lists/* \

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs the whole test suite: formatting, lints, unit, integration and property tests.
+# Runs the whole test suite: formatting, lints, the deployment checks, unit, integration
+# and property tests.
 # Starts what the tests need and is not already running (RabbitMQ, Redis, a
 # Kafka-protocol broker), stops only what it started, and exits non-zero when anything failed.
 #
@@ -16,6 +17,12 @@ cargo fmt --all -- --check
 
 step "cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets --locked -- -D warnings
+
+# The chart, compose stack, Dockerfile, alerts and dashboard, checked with helm,
+# kubernetes-validate, docker-compose, hadolint and a PromQL parser (about two minutes
+# once the tools are cached; installing them takes about a minute more).
+step "scripts/check-deploy.sh"
+scripts/check-deploy.sh
 
 # The RabbitMQ sink's integration tests need a broker on 127.0.0.1:5672 (guest/guest).
 ensure_rabbitmq

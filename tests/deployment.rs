@@ -1,7 +1,10 @@
 //! Static checks of what deploys the bridge: the Dockerfile, the compose stack, the Helm
-//! chart, the alert rules and the Grafana dashboard. Nothing here needs Docker or Helm:
-//! files are parsed, cross-checked with each other and with the real configuration
-//! loader, and the metric names they use are looked up on a running bridge's /metrics.
+//! chart, the alert rules and the Grafana dashboard. Nothing here needs Docker or Helm
+//! (scripts/check-deploy.sh runs those): files are parsed, cross-checked with each other
+//! and with the real configuration loader, and the metric names they use are looked up
+//! on a running bridge's /metrics. One test runs the bridge against the RabbitMQ broker
+//! on 127.0.0.1:5672 through TLS signed by a private CA, as the deployment guide
+//! describes (it needs the `openssl` and `socat` commands).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -61,7 +64,7 @@ const CHART: &str = "helm/vizion-bridge";
 const COMPOSE: &str = "docker-compose.yml";
 const COMPOSE_CONFIG: &str = "deploy/compose/vizion-bridge.toml";
 const ALERTS: &str = "helm/vizion-bridge/files/alerts.yml";
-const DASHBOARD: &str = "deploy/grafana/vizion-bridge.json";
+const DASHBOARD: &str = "helm/vizion-bridge/files/dashboard.json";
 
 fn chart_file(name: &str) -> String {
     format!("{CHART}/{name}")
@@ -225,6 +228,24 @@ fn schema_rejects_unknown_names_and_wrong_types() {
             "the schema accepted values with a {what}"
         );
     }
+}
+
+/// The chart's `config` takes every section of the bridge's configuration: the example
+/// configuration sets every key, and the schema refuses a `config` section it does not
+/// list, so each of the example's tables must be listed.
+#[test]
+fn schema_config_takes_every_section_of_the_configuration() {
+    let example = toml_file("config/vizion-bridge.example.toml");
+    let schema = json(&chart_file("values.schema.json"));
+    let sections = &schema["properties"]["config"]["properties"];
+    let missing: Vec<&String> = example
+        .keys()
+        .filter(|section| sections.get(section.as_str()).is_none())
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "values.schema.json refuses config sections the bridge has: {missing:?}"
+    );
 }
 
 /// Every `.Values.a.b` a template reads is a value of values.yaml, so that a typo in a
@@ -454,6 +475,34 @@ fn compose_refers_only_to_files_that_exist() {
     assert!(referenced.len() >= 8, "{referenced:?}");
     for (by, path) in referenced {
         assert!(root().join(&path).exists(), "{by} refers to missing {path}");
+    }
+}
+
+/// Kafka keeps its log where the `kafka-data` volume is mounted: without KAFKA_LOG_DIRS
+/// the apache/kafka image writes it inside the container, and recreating the container
+/// loses every message while the volume stays empty.
+#[test]
+fn compose_kafka_keeps_its_log_on_its_volume() {
+    let compose = compose();
+    let kafka = compose_service(&compose, "kafka");
+    let volume_targets: Vec<&str> = kafka["volumes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v.as_str())
+        .filter(|v| !v.starts_with("./"))
+        .filter_map(|v| v.split(':').nth(1))
+        .collect();
+    let log_dirs = kafka["environment"]["KAFKA_LOG_DIRS"]
+        .as_str()
+        .expect("kafka sets KAFKA_LOG_DIRS");
+    for dir in log_dirs.split(',') {
+        assert!(
+            volume_targets
+                .iter()
+                .any(|target| dir == *target || dir.starts_with(&format!("{target}/"))),
+            "Kafka's log directory {dir} is on no volume of kafka ({volume_targets:?})"
+        );
     }
 }
 
@@ -750,6 +799,14 @@ fn chart_config(values: &Value, dir: &Path) -> toml::Table {
         );
         section("rabbitmq", vec![("url_file", url)]);
     }
+    if secrets["redisUrl"]["enabled"] == true {
+        let url = secret_file("redis-url", "redis://:password@redis.example.com:6379/0");
+        section("dedup", vec![("redis_url_file", url)]);
+    }
+    if secrets["vizionApiKey"]["enabled"] == true {
+        let key = secret_file("vizion-api-key", "a-vizion-api-key");
+        section("vizion_api", vec![("api_key_file", key)]);
+    }
     if let Some(properties) = secrets["kafkaProperties"]
         .as_object()
         .filter(|p| !p.is_empty())
@@ -803,24 +860,36 @@ fn merged(mut base: Value, over: &Value) -> Value {
     }
 }
 
-/// The values files shown in docs/DEPLOYMENT.md pass the schema, and what the chart
-/// renders from them passes `check-config`.
+/// The values files shown in docs/DEPLOYMENT.md are files of helm/vizion-bridge/ci/
+/// (named in their first line), which scripts/check-deploy.sh lints, renders and
+/// validates with helm; here each also passes the schema, and what the chart renders
+/// from it passes `check-config`.
 #[test]
 fn values_examples_in_the_deployment_guide_are_valid() {
+    const MARK: &str = "# helm/vizion-bridge/ci/";
     let guide = read("docs/DEPLOYMENT.md");
-    let examples: Vec<&str> = guide
+    let examples: Vec<(&str, &str)> = guide
         .split("```yaml\n")
         .skip(1)
         .map(|block| block.split("```").next().unwrap())
-        .filter(|block| block.starts_with("image:"))
+        .filter_map(|block| {
+            let (first, rest) = block.split_once('\n')?;
+            Some((first.strip_prefix(MARK)?, rest))
+        })
         .collect();
-    assert_eq!(examples.len(), 2, "the Kafka and the RabbitMQ example");
-    for example in examples {
+    assert!(
+        examples.len() >= 6,
+        "Kafka, Strimzi (two), MSK, RabbitMQ and Redis examples: {}",
+        examples.len()
+    );
+    for (name, example) in examples {
+        let path = chart_file(&format!("ci/{name}"));
+        assert_eq!(example, read(&path), "the guide's copy of {path} differs");
         let example: Value = serde_yaml_ng::from_str(example).unwrap();
         let values = merged(default_values(), &example);
         let errors = schema_errors(&values);
-        assert!(errors.is_empty(), "{errors:#?}\nin {example}");
-        assert_chart_config_passes_check_config(&values, "a DEPLOYMENT.md example");
+        assert!(errors.is_empty(), "{errors:#?}\nin {path}");
+        assert_chart_config_passes_check_config(&values, &path);
     }
 }
 
@@ -893,6 +962,143 @@ fn alert_rules_are_complete_and_fit_the_chart() {
     assert!(template.contains("files/alerts.yml"));
 }
 
+/// The outcomes named by the first `outcome="…"` or `outcome=~"a|b"` matcher of a query.
+fn outcomes_matched(expr: &str) -> Vec<String> {
+    for (prefix, regex) in [("outcome=~\"", true), ("outcome=\"", false)] {
+        if let Some(start) = expr.find(prefix) {
+            let rest = &expr[start + prefix.len()..];
+            let value = &rest[..rest.find('"').expect("a closed matcher")];
+            return if regex {
+                value.split('|').map(str::to_owned).collect()
+            } else {
+                vec![value.to_owned()]
+            };
+        }
+    }
+    Vec::new()
+}
+
+/// Every way a webhook is answered 503 is counted where 503s are watched: the alert on
+/// their share and the dashboard's "Share answered 503" panel; and the dashboard's
+/// description of the outcomes panel names every outcome.
+#[test]
+fn every_503_outcome_is_watched_by_the_alert_and_the_dashboard() {
+    use actix_web::ResponseError;
+    use vizion_bridge::delivery::{DeliveryError, SpoolError};
+    use vizion_bridge::ingest::IngestError;
+    use vizion_bridge::telemetry::Outcome;
+
+    let retry_after = Duration::from_secs(1);
+    let answered_503 = [
+        IngestError::Overloaded { retry_after },
+        IngestError::Unavailable {
+            cause: DeliveryError::Timeout {
+                sink: "kafka",
+                timeout: retry_after,
+            },
+            retry_after,
+        },
+        IngestError::Unavailable {
+            cause: DeliveryError::Spool(SpoolError::Full { max_bytes: 1 }),
+            retry_after,
+        },
+    ];
+    let rules = yaml(ALERTS);
+    let alert = rules["groups"][0]["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["alert"] == "VizionBridgeHighUnavailableRate")
+        .expect("the alert on the share of 503s");
+    let alert_outcomes = outcomes_matched(alert["expr"].as_str().unwrap());
+    let dashboard = json(DASHBOARD);
+    let panels: Vec<&Value> = dashboard["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| std::iter::once(p).chain(p["panels"].as_array().into_iter().flatten()))
+        .collect();
+    let panel = |title: &str| -> &Value {
+        panels
+            .iter()
+            .find(|p| p["title"] == title)
+            .unwrap_or_else(|| panic!("no panel {title:?}"))
+    };
+    let share = panel("Share answered 503");
+    let panel_outcomes = outcomes_matched(share["targets"][0]["expr"].as_str().unwrap());
+    for error in &answered_503 {
+        assert_eq!(error.status_code().as_u16(), 503, "{error}");
+        let outcome = error.outcome().as_str().to_owned();
+        assert!(
+            alert_outcomes.contains(&outcome),
+            "VizionBridgeHighUnavailableRate misses outcome {outcome} ({error})"
+        );
+        assert!(
+            panel_outcomes.contains(&outcome),
+            "the panel \"Share answered 503\" misses outcome {outcome} ({error})"
+        );
+    }
+    // A full spool stops growing: the spool alert must still see it.
+    let spool_growing = rules["groups"][0]["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["alert"] == "VizionBridgeSpoolGrowing")
+        .expect("the alert on a growing spool");
+    assert!(
+        outcomes_matched(spool_growing["expr"].as_str().unwrap()).contains(&"spool_full".into()),
+        "VizionBridgeSpoolGrowing stops firing once the spool is full"
+    );
+    let by_outcome = panel("Webhooks per second by outcome")["description"]
+        .as_str()
+        .unwrap();
+    for outcome in Outcome::ALL {
+        assert!(
+            by_outcome.contains(outcome.as_str()),
+            "the outcomes panel's description does not name {}",
+            outcome.as_str()
+        );
+    }
+}
+
+/// A panel whose unit is per second shows rates; a count (`increase`) in it is read
+/// against the wrong unit unless an override gives its query a unit of its own.
+#[test]
+fn dashboard_panels_do_not_mix_rates_and_counts_on_one_unit() {
+    let dashboard = json(DASHBOARD);
+    for panel in dashboard["panels"].as_array().unwrap() {
+        let title = panel["title"].as_str().unwrap_or("");
+        let targets = panel["targets"].as_array().into_iter().flatten();
+        let (rates, counts): (Vec<&Value>, Vec<&Value>) = targets
+            .filter(|t| t["expr"].is_string())
+            .partition(|t| !t["expr"].as_str().unwrap().contains("increase("));
+        if rates.is_empty() || counts.is_empty() {
+            continue;
+        }
+        let overridden: BTreeSet<&str> = panel["fieldConfig"]["overrides"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|o| o["matcher"]["id"] == "byFrameRefID")
+            .filter(|o| {
+                o["properties"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|p| p["id"] == "unit")
+            })
+            .filter_map(|o| o["matcher"]["options"].as_str())
+            .collect();
+        for count in counts {
+            let reference = count["refId"].as_str().unwrap();
+            assert!(
+                overridden.contains(reference),
+                "panel {title:?}: query {reference} is a count among rates, with no unit of its own"
+            );
+        }
+    }
+}
+
 #[test]
 fn dashboard_has_the_promised_rows() {
     let dashboard = json(DASHBOARD);
@@ -933,6 +1139,8 @@ fn dashboard_has_the_promised_rows() {
 struct RunningBridge {
     child: Child,
     metrics_port: u16,
+    /// Every line the bridge logged so far.
+    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
     _dir: tempfile::TempDir,
 }
 
@@ -944,9 +1152,16 @@ impl Drop for RunningBridge {
 }
 
 fn start_bridge() -> RunningBridge {
+    start_bridge_with(r#"sinks = ["file"]"#, &[])
+}
+
+/// A bridge whose configuration starts with `sinks` (the `sinks = …` line, and any
+/// sink's own tables after it), with `env` set for the process.
+fn start_bridge_with(sinks: &str, env: &[(&str, &str)]) -> RunningBridge {
     let dir = tempfile::tempdir().unwrap();
+    let (sinks_line, sink_tables) = sinks.split_once('\n').unwrap_or((sinks, ""));
     let config = format!(
-        r#"sinks = ["file"]
+        r#"{sinks_line}
 [server]
 listen = "127.0.0.1:0"
 [metrics]
@@ -959,6 +1174,7 @@ allowed_sources = ["127.0.0.1/32"]
 secret = "metrics-check-secret"
 [storage]
 data_dir = "{}"
+{sink_tables}
 "#,
         dir.path().join("data").display()
     );
@@ -969,6 +1185,9 @@ data_dir = "{}"
         .arg(&path)
         .env_remove("VIZION_BRIDGE_CONFIG")
         .env_remove("RUST_LOG")
+        .env_remove("SSL_CERT_FILE")
+        .env_remove("SSL_CERT_DIR")
+        .envs(env.iter().copied())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -976,8 +1195,11 @@ data_dir = "{}"
     // The start-up line names the ports it got.
     let stderr = child.stderr.take().unwrap();
     let (sender, receiver) = std::sync::mpsc::channel();
+    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let lines = log.clone();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            lines.lock().unwrap().push(line.clone());
             if let Ok(entry) = serde_json::from_str::<Value>(&line) {
                 let port = entry["metrics_port"]
                     .as_u64()
@@ -994,7 +1216,34 @@ data_dir = "{}"
     RunningBridge {
         child,
         metrics_port,
+        log,
         _dir: dir,
+    }
+}
+
+impl RunningBridge {
+    /// Waits up to `within` for `/metrics` to show `line`; false if it never does.
+    fn wait_for_metric_line(&self, line: &str, within: Duration) -> bool {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if scrape(self.metrics_port).lines().any(|l| l == line) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        false
+    }
+
+    /// Waits up to `within` for a log line containing `needle`.
+    fn wait_for_log(&self, needle: &str, within: Duration) -> Option<String> {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Some(line) = self.log.lock().unwrap().iter().find(|l| l.contains(needle)) {
+                return Some(line.clone());
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        None
     }
 }
 
@@ -1109,4 +1358,151 @@ fn compose_simulator_command_uses_real_flags() {
     );
     let bridge_config = read(COMPOSE_CONFIG);
     assert!(bridge_config.contains("secret_file = \"/run/secrets/webhook-secret\""));
+}
+
+// ---------------------------------------------------------------- TLS to RabbitMQ
+
+/// A throw-away certificate authority and a certificate it signed for localhost, made
+/// with the `openssl` command.
+fn private_ca(dir: &Path) {
+    let openssl = |args: &[&str]| {
+        let output = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("the openssl command is installed");
+        assert!(
+            output.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=vizion-bridge test CA",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+    ]);
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=localhost",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+    ]);
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName = DNS:localhost, IP:127.0.0.1\n",
+    )
+    .unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "server.ext",
+        "-out",
+        "server.crt",
+    ]);
+}
+
+/// A TLS listener on a free port of 127.0.0.1, with the certificate in `dir`, in front
+/// of the RabbitMQ broker on 127.0.0.1:5672 (`socat`): an `amqps://` broker.
+struct TlsProxy {
+    child: Child,
+    port: u16,
+}
+
+impl TlsProxy {
+    fn start(dir: &Path) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new("socat")
+            .arg(format!(
+                "OPENSSL-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork,verify=0,cert={},key={}",
+                dir.join("server.crt").display(),
+                dir.join("server.key").display()
+            ))
+            .arg("TCP:127.0.0.1:5672")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("the socat command is installed");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "socat does not listen on {port}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Self { child, port }
+    }
+}
+
+impl Drop for TlsProxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// What the RabbitMQ example of the deployment guide relies on: `SSL_CERT_FILE` naming a
+/// private CA's certificate makes the bridge trust an `amqps://` broker that CA signed,
+/// and without it the same broker's certificate is refused and the sink stays down.
+#[test]
+fn rabbitmq_over_tls_trusts_a_private_ca_through_ssl_cert_file() {
+    let pki = tempfile::tempdir().unwrap();
+    private_ca(pki.path());
+    let proxy = TlsProxy::start(pki.path());
+    // Nothing declared: the test leaves nothing behind in the broker.
+    let sinks = format!(
+        r#"sinks = ["rabbitmq"]
+[rabbitmq]
+url = "amqps://guest:guest@localhost:{}/%2f"
+declare_topology = false
+"#,
+        proxy.port
+    );
+    let ca = pki.path().join("ca.crt").display().to_string();
+    let up = r#"vizion_bridge_sink_up{sink="rabbitmq"} 1"#;
+
+    let trusting = start_bridge_with(&sinks, &[("SSL_CERT_FILE", ca.as_str())]);
+    assert!(
+        trusting.wait_for_metric_line(up, Duration::from_secs(60)),
+        "with SSL_CERT_FILE naming the CA, the RabbitMQ sink never came up:\n{}",
+        trusting.log.lock().unwrap().join("\n")
+    );
+
+    let untrusting = start_bridge_with(&sinks, &[]);
+    let refusal = untrusting
+        .wait_for_log("cannot connect to RabbitMQ", Duration::from_secs(60))
+        .expect("without the CA, the connection is refused and logged");
+    assert!(
+        refusal.to_lowercase().contains("certificate") || refusal.contains("UnknownIssuer"),
+        "refused for another reason than the certificate: {refusal}"
+    );
+    assert!(!scrape(untrusting.metrics_port).lines().any(|l| l == up));
 }

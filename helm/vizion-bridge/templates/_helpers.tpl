@@ -3,16 +3,21 @@
 {{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
 {{- end }}
 
-{{/* Full name of the release's resources, at most 63 characters. */}}
+{{/*
+Full name of the release's resources, at most 52 characters rather than the usual 63:
+the metrics and headless Services append "-metrics" and "-headless" (9 characters),
+and a StatefulSet's pods carry the label controller-revision-hash, its name plus "-"
+and a 10-character hash, which must fit in 63.
+*/}}
 {{- define "vizion-bridge.fullname" -}}
 {{- if .Values.fullnameOverride }}
-{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- .Values.fullnameOverride | trunc 52 | trimSuffix "-" }}
 {{- else }}
 {{- $name := default .Chart.Name .Values.nameOverride }}
 {{- if contains $name .Release.Name }}
-{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- .Release.Name | trunc 52 | trimSuffix "-" }}
 {{- else }}
-{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- printf "%s-%s" .Release.Name $name | trunc 52 | trimSuffix "-" }}
 {{- end }}
 {{- end }}
 {{- end }}
@@ -67,8 +72,12 @@ place, through nested tables and arrays of tables.
 {{- $node := . }}
 {{- if kindIs "map" $node }}
 {{- range $key, $value := $node }}
-{{- if and (kindIs "float64" $value) (eq (float64 (int64 $value)) $value) }}
+{{- /* Nested ifs, not `and`: before helm 3.11 `and` evaluated every argument, and the
+comparison failed on values that are not numbers. */}}
+{{- if kindIs "float64" $value }}
+{{- if eq (float64 (int64 $value)) $value }}
 {{- $_ := set $node $key (int64 $value) }}
+{{- end }}
 {{- else if or (kindIs "map" $value) (kindIs "slice" $value) }}
 {{- include "vizion-bridge.wholeNumbersAsIntegers" $value }}
 {{- end }}
@@ -122,6 +131,11 @@ paths, secret files) set on top.
 {{- $_ := set $rabbitmq "url_file" (printf "%s/rabbitmq-url" $secretsDir) }}
 {{- $_ := set $config "rabbitmq" $rabbitmq }}
 {{- end }}
+{{- if .Values.secrets.redisUrl.enabled }}
+{{- $dedup := default (dict) $config.dedup }}
+{{- $_ := set $dedup "redis_url_file" (printf "%s/redis-url" $secretsDir) }}
+{{- $_ := set $config "dedup" $dedup }}
+{{- end }}
 {{- if .Values.secrets.vizionApiKey.enabled }}
 {{- $api := default (dict) (get $config "vizion_api") }}
 {{- $_ := set $api "api_key_file" (printf "%s/vizion-api-key" $secretsDir) }}
@@ -138,6 +152,28 @@ paths, secret files) set on top.
 {{- end }}
 {{- include "vizion-bridge.wholeNumbersAsIntegers" $config }}
 {{- toToml $config }}
+{{- end }}
+
+{{/*
+The startup probe's failureThreshold: startupProbe.failureThreshold when set, else a
+minute of periods plus, with the spool, enough periods to read all of
+config.spool.max_bytes (the bridge's default, 1 GiB, when unset) at
+startupProbe.replayBytesPerSecond: the bridge reads the spool back before it listens.
+*/}}
+{{- define "vizion-bridge.startupFailureThreshold" -}}
+{{- $probe := .Values.startupProbe }}
+{{- $period := int64 $probe.periodSeconds }}
+{{- if gt (int64 $probe.failureThreshold) 0 }}
+{{- int64 $probe.failureThreshold }}
+{{- else }}
+{{- $periods := div (add 60 $period -1) $period }}
+{{- if .Values.spool.enabled }}
+{{- $spoolBytes := int64 (default 1073741824 (get (default (dict) (get .Values.config "spool")) "max_bytes")) }}
+{{- $bytesPerPeriod := mul (int64 $probe.replayBytesPerSecond) $period }}
+{{- $periods = add $periods (div (add $spoolBytes $bytesPerPeriod -1) $bytesPerPeriod) }}
+{{- end }}
+{{- $periods }}
+{{- end }}
 {{- end }}
 
 {{/* An address as the host part of host:port: IPv6 in brackets. */}}
@@ -162,6 +198,9 @@ paths, secret files) set on top.
 {{- end }}
 {{- if and .Values.secrets.rabbitmqUrl.enabled (not .Values.secrets.rabbitmqUrl.value) }}
 {{- fail "secrets.rabbitmqUrl.enabled is true but secrets.rabbitmqUrl.value is empty" }}
+{{- end }}
+{{- if and .Values.secrets.redisUrl.enabled (not .Values.secrets.redisUrl.value) }}
+{{- fail "secrets.redisUrl.enabled is true but secrets.redisUrl.value is empty" }}
 {{- end }}
 {{- end }}
 {{- if and .Values.spool.enabled .Values.autoscaling.enabled }}
