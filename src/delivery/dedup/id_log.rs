@@ -155,11 +155,15 @@ impl LogFile {
         }
         let mut out = out.into_inner().map_err(|e| e.into_error())?;
         out.sync_all()?;
+        // The lines appended meanwhile, most of them without holding appends up; those
+        // appended after this first copy (the rest of a line it caught half-written
+        // included) follow under the lock. They are not fsync'd here, as they were not
+        // where they were appended either.
+        let mut old = std::fs::File::open(&self.path)?;
+        old.seek(SeekFrom::Start(covered))?;
+        std::io::copy(&mut old, &mut out)?;
         {
             let mut appender = self.lock();
-            let mut old = std::fs::File::open(&self.path)?;
-            old.seek(SeekFrom::Start(covered))?;
-            // These lines were not fsync'd where they were either.
             std::io::copy(&mut old, &mut out)?;
             std::fs::rename(&temp, &self.path)?;
             *appender = open_append(&self.path)?;
