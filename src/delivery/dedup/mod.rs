@@ -329,6 +329,33 @@ mod tests {
         assert!(dedup.in_flight.lock().unwrap().is_empty());
     }
 
+    #[test]
+    fn the_breaker_settings_are_checked_when_redis_is_configured() {
+        let config = DedupConfig {
+            redis_url: Some(InlineSecret::new("redis://127.0.0.1:6379/0")),
+            redis_breaker_failures: 0,
+            redis_breaker_open: Duration::ZERO,
+            ..DedupConfig::default()
+        };
+        let problems = config.problems();
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.contains("redis_breaker_failures")),
+            "{problems:?}"
+        );
+        assert!(
+            problems.iter().any(|p| p.contains("redis_breaker_open")),
+            "{problems:?}"
+        );
+        assert!(DedupConfig {
+            redis_url: Some(InlineSecret::new("redis://127.0.0.1:6379/0")),
+            ..DedupConfig::default()
+        }
+        .problems()
+        .is_empty());
+    }
+
     #[tokio::test]
     async fn remembers_until_the_ttl_passes() {
         let dedup = Dedup::new(&DedupConfig {
