@@ -315,7 +315,7 @@ impl Pipeline {
     ) -> Result<Self, StartupError> {
         let mut delivery = Delivery::new(
             sinks,
-            Dedup::open(&settings.dedup, &settings.storage.data_dir)?,
+            Dedup::open(&settings.dedup, &settings.storage.data_dir, metrics)?,
             &settings.delivery,
             metrics.clone(),
         );

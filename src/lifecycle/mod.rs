@@ -105,6 +105,8 @@ impl AutoUnsubscribe {
         }
         let message = match self.api.unsubscribe(reference_id).await {
             Ok(answer) => answer.message,
+            // A 404 to a retry of ours is a success, told by the client; this one
+            // answered the first attempt: someone else removed the reference.
             Err(e) if e.status() == Some(404) => {
                 tracing::info!(
                     reference_id,

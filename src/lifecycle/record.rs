@@ -1,5 +1,8 @@
 //! Which references the bridge has unsubscribed: a file under the storage directory
 //! for one instance, or Redis (`SET NX`) so that several replicas issue one `DELETE`.
+//! The Redis record shares deduplication's connection, and so its timeout and its
+//! circuit breaker: while Redis is not asked, nothing is claimed and a later update of
+//! the completed journey tries again.
 
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader, Write};
@@ -88,7 +91,11 @@ impl UnsubscribeRecord {
             }
             UnsubscribeRecord::Redis(redis) => {
                 let key = redis_key(redis, reference_id);
-                if redis.set_if_absent(&key, "pending", CLAIM_TTL).await? {
+                let claimed = redis
+                    .set_if_absent(&key, "pending", CLAIM_TTL)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                if claimed {
                     Ok(Claimed::Mine)
                 } else {
                     Ok(Claimed::Elsewhere)
@@ -115,11 +122,10 @@ impl UnsubscribeRecord {
                 state.done.insert(reference_id.to_owned());
                 Ok(())
             }
-            UnsubscribeRecord::Redis(redis) => {
-                redis
-                    .set(&redis_key(redis, reference_id), "done", DONE_TTL)
-                    .await
-            }
+            UnsubscribeRecord::Redis(redis) => redis
+                .set(&redis_key(redis, reference_id), "done", DONE_TTL)
+                .await
+                .map_err(|e| e.to_string()),
         }
     }
 
@@ -131,7 +137,10 @@ impl UnsubscribeRecord {
                 state.pending.remove(reference_id);
                 Ok(())
             }
-            UnsubscribeRecord::Redis(redis) => redis.delete(&redis_key(redis, reference_id)).await,
+            UnsubscribeRecord::Redis(redis) => redis
+                .delete(&redis_key(redis, reference_id))
+                .await
+                .map_err(|e| e.to_string()),
         }
     }
 }

@@ -92,6 +92,8 @@ pub struct Metrics {
     pub poll_updates: IntCounterVec,
     pub poll_runs: IntCounterVec,
     pub unsubscriptions: IntCounterVec,
+    pub dedup_breaker_state: IntGauge,
+    pub dedup_breaker_transitions: IntCounterVec,
     pub spool: SpoolMetrics,
 }
 
@@ -259,11 +261,26 @@ impl Metrics {
             &["outcome"],
         )
         .expect("valid metric");
+        let dedup_breaker_state = IntGauge::new(
+            "vizion_bridge_dedup_breaker_state",
+            "The Redis circuit breaker (dedup and unsubscription record): 0 closed (Redis asked), 1 open (not asked; updates count as unseen), 2 half-open (one probe under way). 0 when Redis is not configured.",
+        )
+        .expect("valid metric");
+        let dedup_breaker_transitions = IntCounterVec::new(
+            Opts::new(
+                "vizion_bridge_dedup_breaker_transitions_total",
+                "Changes of the Redis circuit breaker, by the state entered (open, half_open, closed).",
+            ),
+            &["state"],
+        )
+        .expect("valid metric");
         for collector in [
             Box::new(vizion_api_requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(poll_updates.clone()),
             Box::new(poll_runs.clone()),
             Box::new(unsubscriptions.clone()),
+            Box::new(dedup_breaker_state.clone()),
+            Box::new(dedup_breaker_transitions.clone()),
         ] {
             register(&registry, &mut families, collector);
         }
@@ -299,6 +316,8 @@ impl Metrics {
             poll_updates,
             poll_runs,
             unsubscriptions,
+            dedup_breaker_state,
+            dedup_breaker_transitions,
             spool,
         }
     }

@@ -159,3 +159,75 @@ async fn two_bridges_sharing_redis_unsubscribe_once() {
     assert_eq!(deletes(&sim, &reference).await, 1);
     assert_eq!(events, 1);
 }
+
+#[tokio::test]
+async fn an_unsubscribe_whose_answer_was_lost_is_counted_and_announced() {
+    // This simulated Vizion answers 404 to a DELETE of a reference it already
+    // unsubscribed, and carries out the first DELETE but answers it 502.
+    let sim = spawn_simulator_with(SimulatorOptions {
+        extra: vec!["--forget-unsubscribed".into()],
+        ..Default::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = test_settings(dir.path());
+    use_simulator(&mut settings, &sim);
+    settings.lifecycle.auto_unsubscribe = true;
+    let app = spawn_app_from(settings).await;
+    let reference = sim.track("MSKU7890123", &app.webhook_url()).await;
+    for _ in 1..JOURNEY.len() {
+        sim.advance(&reference).await;
+    }
+    let set = sim
+        .client
+        .post(sim.url("/_sim/faults"))
+        .json(&serde_json::json!({"lose_answer_next": 1, "status": 502}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(set.status().as_u16(), 200);
+    let last = sim.advance(&reference).await;
+    assert_eq!(last["delivery"]["status"], 200, "{last}");
+
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let outcome = |name: &'static str| {
+        let app = &app;
+        async move {
+            app.metric(
+                "vizion_bridge_unsubscriptions_total",
+                &format!("outcome=\"{name}\""),
+            )
+            .await
+        }
+    };
+    while outcome("unsubscribed").await + outcome("already_gone").await + outcome("failed").await
+        == 0.0
+    {
+        assert!(Instant::now() < deadline, "the unsubscription never ended");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The event is written after the outcome is counted.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while unsubscribed_events(&app).is_empty() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let statuses: Vec<Value> = sim
+        .requests()
+        .await
+        .iter()
+        .filter(|r| r["method"] == "DELETE" && r["path"] == format!("/references/{reference}"))
+        .map(|r| r["status"].clone())
+        .collect();
+    assert_eq!(
+        statuses,
+        [502, 404],
+        "the first answer lost, the retry finds it gone"
+    );
+    assert_eq!(outcome("unsubscribed").await, 1.0);
+    assert_eq!(outcome("already_gone").await, 0.0);
+    let events = unsubscribed_events(&app);
+    app.stop().await;
+    assert_eq!(events.len(), 1, "{events:#?}");
+    assert_eq!(events[0]["data"]["reference_id"], reference.as_str());
+    assert_eq!(events[0]["data"]["reason"], "journey_complete");
+}

@@ -2,6 +2,7 @@ mod auth;
 mod auto_unsubscribe;
 mod cli;
 mod dedup_persistence;
+mod dedup_redis_outage;
 mod delivery;
 mod health_and_metrics;
 mod helpers;

@@ -23,6 +23,8 @@ pub struct AppState {
     pub deliverer: Arc<Deliverer>,
     pub api_key: SecretString,
     pub rate_limit: Option<RateLimit>,
+    /// A `DELETE` of an inactive reference answers `404` instead of `200`.
+    pub forget_unsubscribed: bool,
     pub faults: Mutex<Faults>,
 }
 
@@ -63,18 +65,40 @@ pub struct Faults {
     pub fail_rate: f64,
     /// The next this many API requests fail, whatever the rate.
     pub fail_next: u32,
+    /// The next this many API requests (after those of `fail_next`) are carried out,
+    /// but answered with `status`: the client cannot tell that they took effect, as
+    /// when an answer is lost on its way back.
+    pub lose_answer_next: u32,
     pub status: u16,
     pub rng: Rng,
 }
 
+/// What an injected failure does to one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fault {
+    /// Refused with this status before it is carried out.
+    Refuse(u16),
+    /// Carried out, then answered with this status instead of its result.
+    LoseAnswer(u16),
+}
+
 impl Faults {
-    fn roll(&mut self) -> Option<u16> {
+    fn roll(&mut self) -> Option<Fault> {
         if self.fail_next > 0 {
             self.fail_next -= 1;
-            return Some(self.status);
+            return Some(Fault::Refuse(self.status));
         }
-        (self.fail_rate > 0.0 && self.rng.unit() < self.fail_rate).then_some(self.status)
+        if self.lose_answer_next > 0 {
+            self.lose_answer_next -= 1;
+            return Some(Fault::LoseAnswer(self.status));
+        }
+        (self.fail_rate > 0.0 && self.rng.unit() < self.fail_rate)
+            .then_some(Fault::Refuse(self.status))
     }
+}
+
+fn injected(status: u16) -> ApiError {
+    ApiError::Injected(StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -176,8 +200,8 @@ async fn vizion_gate(
         .clone();
     let method = req.method().to_string();
     let path = req.path().to_owned();
-    let refused = admit(&state, req.request());
-    let response = match refused {
+    let admitted = admit(&state, req.request());
+    let response = match admitted {
         Err(error) => {
             if let ApiError::Unauthorized = error {
                 tracing::warn!(%method, %path, "refused: missing or wrong API key");
@@ -185,7 +209,14 @@ async fn vizion_gate(
             req.into_response(error.error_response())
                 .map_into_right_body()
         }
-        Ok(()) => next.call(req).await?.map_into_left_body(),
+        Ok(Some(lost_with)) => {
+            let done = next.call(req).await?;
+            tracing::info!(%method, %path, status = done.status().as_u16(), "carried out; answer replaced by an injected failure");
+            let (request, _) = done.into_parts();
+            ServiceResponse::new(request, injected(lost_with).error_response())
+                .map_into_right_body()
+        }
+        Ok(None) => next.call(req).await?.map_into_left_body(),
     };
     let status = response.status().as_u16();
     state.store.record_request(&method, &path, status);
@@ -193,7 +224,8 @@ async fn vizion_gate(
     Ok(response)
 }
 
-fn admit(state: &AppState, req: &HttpRequest) -> Result<(), ApiError> {
+/// `Ok(Some(status))`: carry the request out, then answer `status` instead.
+fn admit(state: &AppState, req: &HttpRequest) -> Result<Option<u16>, ApiError> {
     let given = req
         .headers()
         .get("x-api-key")
@@ -208,17 +240,16 @@ fn admit(state: &AppState, req: &HttpRequest) -> Result<(), ApiError> {
             .admit()
             .map_err(|retry_after| ApiError::RateLimited { retry_after })?;
     }
-    let injected = state
+    let fault = state
         .faults
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .roll();
-    if let Some(status) = injected {
-        return Err(ApiError::Injected(
-            StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE),
-        ));
+    match fault {
+        Some(Fault::Refuse(status)) => Err(injected(status)),
+        Some(Fault::LoseAnswer(status)) => Ok(Some(status)),
+        None => Ok(None),
     }
-    Ok(())
 }
 
 // ---------------------------------------------------------------------------------
@@ -399,6 +430,9 @@ async fn delete_reference(
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_id(&id)?;
+    if state.forget_unsubscribed && !state.store.get(&id)?.active {
+        return Err(ApiError::NotFound);
+    }
     let was_active = state.store.deactivate(&id, "customer_unsubscribed")?;
     tracing::info!(reference_id = %id, was_active, "reference unsubscribed");
     let message = if was_active {
@@ -633,11 +667,14 @@ async fn sim_check(
 struct FaultsBody {
     #[serde(default)]
     fail_next: u32,
+    #[serde(default)]
+    lose_answer_next: u32,
     status: Option<u16>,
     fail_rate: Option<f64>,
 }
 
-/// Makes the next `fail_next` API requests fail with `status` (and optionally
+/// Makes the next `fail_next` API requests fail with `status`, the next
+/// `lose_answer_next` after them take effect but answer `status` (and optionally
 /// changes the random failure rate).
 async fn sim_faults(
     state: web::Data<AppState>,
@@ -658,6 +695,7 @@ async fn sim_faults(
     }
     let mut faults = state.faults.lock().unwrap_or_else(|e| e.into_inner());
     faults.fail_next = body.fail_next;
+    faults.lose_answer_next = body.lose_answer_next;
     if let Some(status) = body.status {
         faults.status = status;
     }
@@ -666,6 +704,7 @@ async fn sim_faults(
     }
     Ok(HttpResponse::Ok().json(FaultsBody {
         fail_next: faults.fail_next,
+        lose_answer_next: faults.lose_answer_next,
         status: Some(faults.status),
         fail_rate: Some(faults.fail_rate),
     }))

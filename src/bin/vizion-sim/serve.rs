@@ -64,6 +64,11 @@ pub struct ServeArgs {
     #[arg(long)]
     pub auto_unsubscribe: bool,
 
+    /// Answer `404` to a `DELETE` of a reference already unsubscribed (inactive), as an
+    /// API that forgets unsubscribed references does.
+    #[arg(long)]
+    pub forget_unsubscribed: bool,
+
     /// Timeout of one delivery.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     pub delivery_timeout: Duration,
@@ -183,9 +188,11 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         rate_limit: args
             .rate_limit
             .map(|requests| RateLimit::new(requests, args.rate_window)),
+        forget_unsubscribed: args.forget_unsubscribed,
         faults: Mutex::new(Faults {
             fail_rate: args.fail_rate,
             fail_next: 0,
+            lose_answer_next: 0,
             status: args.fail_status,
             rng: Rng::new(seed ^ 0x5eed),
         }),

@@ -144,6 +144,9 @@ pub enum ApiError {
         status: u16,
         message: String,
         retry_after: Option<Duration>,
+        /// An earlier attempt of the same call got no usable answer (a 5xx, or a
+        /// connection lost after sending), so it may have taken effect.
+        after_unanswered_attempt: bool,
     },
     #[error("cannot reach Vizion for {operation}: {reason}")]
     Transport { operation: String, reason: String },
@@ -263,11 +266,29 @@ impl VizionApi {
     }
 
     /// `DELETE /references/{id}`: stops tracking a reference.
+    ///
+    /// A `404` to a retry, after an attempt whose answer was lost, is a success: that
+    /// attempt removed the reference.
     pub async fn unsubscribe(&self, id: &str) -> Result<Unsubscribed, ApiError> {
         let path = format!("references/{}", segment(id));
-        let answer = self
+        let answer = match self
             .call(Method::DELETE, "unsubscribe", &path, &[], None::<&()>)
-            .await?;
+            .await
+        {
+            Ok(answer) => answer,
+            Err(ApiError::Status {
+                status: 404,
+                after_unanswered_attempt: true,
+                ..
+            }) => {
+                tracing::info!(
+                    reference_id = id,
+                    "unsubscribed: an earlier attempt, whose answer was lost, removed the reference"
+                );
+                return Ok(Unsubscribed { message: None });
+            }
+            Err(e) => return Err(e),
+        };
         if answer.body.iter().all(u8::is_ascii_whitespace) {
             return Ok(Unsubscribed { message: None });
         }
@@ -369,6 +390,7 @@ impl VizionApi {
         // before any work) is safe to repeat.
         let repeatable = method != Method::POST;
         let mut attempt = 0;
+        let mut unanswered = false;
         loop {
             self.pacer.wait().await;
             let mut request = self.http.request(method.clone(), url.clone()).query(query);
@@ -394,6 +416,7 @@ impl VizionApi {
                         status: status.as_u16(),
                         message: error_message(status, &text),
                         retry_after,
+                        after_unanswered_attempt: unanswered,
                     };
                     let retryable = status == StatusCode::TOO_MANY_REQUESTS
                         || (status.is_server_error() && repeatable);
@@ -406,10 +429,13 @@ impl VizionApi {
                         }
                     }
                     self.count(operation, status.as_str());
+                    unanswered |= status.is_server_error();
                     (error, retryable, retry_after)
                 }
                 Err(e) => {
                     let retryable = repeatable || e.is_connect();
+                    // A request that never connected was never sent.
+                    unanswered |= !e.is_connect();
                     self.count(operation, "transport_error");
                     let error = ApiError::Transport {
                         operation: describe.clone(),

@@ -1,22 +1,26 @@
 //! Remembers the ids of updates already written, so that a resend is not written twice,
 //! also across a restart: the ids are kept in memory and, by default, in an append-only
-//! file under the storage directory (loaded at start, compacted as it grows), or in
-//! Redis when several replicas share the work.
+//! file under the storage directory (loaded at start, compacted in the background as it
+//! grows), or in Redis when several replicas share the work.
+
+mod breaker;
+mod id_log;
+mod redis_store;
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use moka::sync::Cache;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
 
+use self::id_log::IdLog;
+pub use self::redis_store::{RedisError, RedisStore};
 use crate::config::secret::{self, InlineSecret, SecretError};
+use crate::telemetry::Metrics;
 
 type InFlight = Arc<Mutex<HashMap<String, Arc<AsyncMutex<()>>>>>;
 
@@ -45,6 +49,12 @@ pub struct DedupConfig {
     /// Longest a Redis command may take before the id is treated as unseen.
     #[serde(with = "humantime_serde")]
     pub redis_timeout: Duration,
+    /// Failed Redis commands in a row after which Redis is not asked for
+    /// `redis_breaker_open` (ids count as unseen meanwhile).
+    pub redis_breaker_failures: u32,
+    /// How long Redis is not asked once the breaker opened; then one command probes it.
+    #[serde(with = "humantime_serde")]
+    pub redis_breaker_open: Duration,
 }
 
 impl Default for DedupConfig {
@@ -60,6 +70,11 @@ impl Default for DedupConfig {
             redis_url_file: None,
             redis_key_prefix: "vizion-bridge:".into(),
             redis_timeout: Duration::from_secs(2),
+            // Three timeouts cost a few seconds once; five seconds of not asking keeps
+            // a dead Redis from costing more than a probe per period, and a Redis back
+            // from a restart is used again within seconds.
+            redis_breaker_failures: 3,
+            redis_breaker_open: Duration::from_secs(5),
         }
     }
 }
@@ -80,13 +95,20 @@ impl DedupConfig {
                 .map(drop)
                 .map_err(|e| DedupError::BadRedisUrl(format!("{:?}", e.kind())))
         });
-        match checked {
-            Ok(()) if self.redis_timeout.is_zero() => {
-                vec!["`dedup.redis_timeout` must be above 0".into()]
-            }
+        let mut problems = match checked {
             Ok(()) => Vec::new(),
             Err(e) => vec![e.to_string()],
+        };
+        if self.redis_timeout.is_zero() {
+            problems.push("`dedup.redis_timeout` must be above 0".into());
         }
+        if self.redis_breaker_failures == 0 {
+            problems.push("`dedup.redis_breaker_failures` must be above 0".into());
+        }
+        if self.redis_breaker_open.is_zero() {
+            problems.push("`dedup.redis_breaker_open` must be above 0".into());
+        }
+        problems
     }
 
     fn redis_url(&self) -> Result<secrecy::SecretString, DedupError> {
@@ -99,17 +121,12 @@ impl DedupConfig {
     }
 
     /// The Redis store, when Redis is configured. It connects on first use.
-    pub fn redis(&self) -> Result<Option<RedisStore>, DedupError> {
+    pub fn redis(&self, metrics: &Metrics) -> Result<Option<RedisStore>, DedupError> {
         if !self.uses_redis() {
             return Ok(None);
         }
         let url = self.redis_url()?;
-        RedisStore::new(
-            url.expose_secret(),
-            &self.redis_key_prefix,
-            self.redis_timeout,
-        )
-        .map(Some)
+        RedisStore::new(url.expose_secret(), self, metrics).map(Some)
     }
 }
 
@@ -121,85 +138,6 @@ pub enum DedupError {
     BadRedisUrl(String),
     #[error("cannot keep update ids in {path}: {reason}")]
     File { path: String, reason: String },
-}
-
-/// A shared Redis connection that connects on first use and reconnects by itself.
-#[derive(Clone)]
-pub struct RedisStore {
-    connection: ConnectionManager,
-    prefix: String,
-    timeout: Duration,
-}
-
-impl RedisStore {
-    fn new(url: &str, prefix: &str, timeout: Duration) -> Result<Self, DedupError> {
-        // The URL may hold a password: the error names only what is wrong.
-        let client = redis::Client::open(url)
-            .map_err(|e| DedupError::BadRedisUrl(format!("{:?}", e.kind())))?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(timeout))
-            .set_response_timeout(Some(timeout))
-            .set_number_of_retries(2);
-        let connection = client
-            .get_connection_manager_lazy(config)
-            .map_err(|e| DedupError::BadRedisUrl(format!("{:?}", e.kind())))?;
-        Ok(Self {
-            connection,
-            prefix: prefix.to_owned(),
-            timeout,
-        })
-    }
-
-    /// The full key of `name` (the configured prefix in front).
-    pub fn key(&self, name: &str) -> String {
-        format!("{}{name}", self.prefix)
-    }
-
-    async fn run<T: redis::FromRedisValue>(&self, command: redis::Cmd) -> Result<T, String> {
-        let mut connection = self.connection.clone();
-        match tokio::time::timeout(self.timeout, command.query_async(&mut connection)).await {
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(e)) => Err(e.to_string()),
-            Err(_) => Err(format!("no answer within {:?}", self.timeout)),
-        }
-    }
-
-    pub async fn exists(&self, key: &str) -> Result<bool, String> {
-        self.run(redis::cmd("EXISTS").arg(key).clone()).await
-    }
-
-    /// `SET key value EX ttl`.
-    pub async fn set(&self, key: &str, value: &str, ttl: Duration) -> Result<(), String> {
-        let mut command = redis::cmd("SET");
-        command
-            .arg(key)
-            .arg(value)
-            .arg("EX")
-            .arg(ttl.as_secs().max(1));
-        self.run::<()>(command).await
-    }
-
-    /// `SET key value NX EX ttl`: true when this call set it.
-    pub async fn set_if_absent(
-        &self,
-        key: &str,
-        value: &str,
-        ttl: Duration,
-    ) -> Result<bool, String> {
-        let mut command = redis::cmd("SET");
-        command
-            .arg(key)
-            .arg(value)
-            .arg("NX")
-            .arg("EX")
-            .arg(ttl.as_secs().max(1));
-        let answer: Option<String> = self.run(command).await?;
-        Ok(answer.is_some())
-    }
-
-    pub async fn delete(&self, key: &str) -> Result<(), String> {
-        self.run::<()>(redis::cmd("DEL").arg(key).clone()).await
-    }
 }
 
 /// Where remembered ids live beyond this process.
@@ -258,12 +196,21 @@ impl Dedup {
 
     /// Ids kept as configured: in Redis when `dedup.redis_url` is set, else in
     /// `data_dir` unless `dedup.persist` is off. A file is read back here.
-    pub fn open(config: &DedupConfig, data_dir: &Path) -> Result<Self, DedupError> {
+    pub fn open(
+        config: &DedupConfig,
+        data_dir: &Path,
+        metrics: &Metrics,
+    ) -> Result<Self, DedupError> {
         let mut dedup = Self::new(config);
-        if let Some(redis) = config.redis()? {
+        if let Some(redis) = config.redis(metrics)? {
             dedup.store = Store::Redis(redis);
         } else if config.persist {
-            let log = IdLog::open(&data_dir.join(DEDUP_FILE), config.capacity, &dedup)?;
+            let log = IdLog::open(
+                &data_dir.join(DEDUP_FILE),
+                config.capacity,
+                &dedup.seen,
+                dedup.ttl,
+            )?;
             dedup.store = Store::File(Arc::new(log));
         }
         Ok(dedup)
@@ -284,8 +231,9 @@ impl Dedup {
         }
     }
 
-    /// Whether `key` was written within the TTL. When Redis cannot answer, the key
-    /// counts as unseen: writing an update twice beats losing it.
+    /// Whether `key` was written within the TTL. When Redis cannot answer (or is not
+    /// asked, its breaker being open), the key counts as unseen: writing an update
+    /// twice beats losing it.
     pub async fn contains(&self, key: &str) -> bool {
         if self.seen.get(key).is_some_and(|at| self.is_fresh(at)) {
             return true;
@@ -299,6 +247,8 @@ impl Dedup {
                 true
             }
             Ok(false) => false,
+            // Counted and logged once by the breaker, not per update.
+            Err(RedisError::BreakerOpen) => false,
             Err(e) => {
                 tracing::warn!(error = %e, "Redis did not answer whether an update was seen; writing it");
                 false
@@ -313,16 +263,17 @@ impl Dedup {
         match &self.store {
             Store::Memory => {}
             Store::File(log) => {
-                if let Err(e) = log.append(key, now, self) {
+                if let Err(e) = log.append(key, now) {
                     tracing::warn!(error = %e, "cannot keep an update id on disk");
                 }
             }
             Store::Redis(redis) => {
-                if let Err(e) = redis
+                match redis
                     .set(&redis.key(&format!("dedup:{key}")), "1", self.ttl)
                     .await
                 {
-                    tracing::warn!(error = %e, "cannot keep an update id in Redis");
+                    Ok(()) | Err(RedisError::BreakerOpen) => {}
+                    Err(e) => tracing::warn!(error = %e, "cannot keep an update id in Redis"),
                 }
             }
         }
@@ -337,111 +288,13 @@ impl Dedup {
     }
 
     fn is_fresh(&self, seen_at: u64) -> bool {
-        unix_now().saturating_sub(seen_at) < self.ttl.as_secs().max(1)
+        is_fresh(seen_at, self.ttl)
     }
 }
 
-/// The append-only file of remembered ids: one `<unix seconds> <id as JSON string>`
-/// line each. Rewritten with only the live ids when it has grown by `capacity` lines.
-struct IdLog {
-    path: PathBuf,
-    file: Mutex<std::fs::File>,
-    appended: AtomicU64,
-    capacity: u64,
-}
-
-impl IdLog {
-    fn open(path: &Path, capacity: u64, into: &Dedup) -> Result<Self, DedupError> {
-        let fail = |e: std::io::Error| DedupError::File {
-            path: path.display().to_string(),
-            reason: e.to_string(),
-        };
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(fail)?;
-        }
-        let mut loaded = 0u64;
-        match std::fs::File::open(path) {
-            Ok(file) => {
-                for line in BufReader::new(file).lines() {
-                    // A line cut short by a crash ends the useful part.
-                    let Ok(line) = line else { break };
-                    let Some((at, key)) = parse_line(&line) else {
-                        continue;
-                    };
-                    if into.is_fresh(at) {
-                        into.seen.insert(key, at);
-                        loaded += 1;
-                    }
-                }
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(fail(e)),
-        }
-        let log = Self {
-            path: path.to_owned(),
-            file: Mutex::new(open_append(path).map_err(fail)?),
-            appended: AtomicU64::new(0),
-            capacity,
-        };
-        {
-            let mut file = log.file.lock().expect("dedup file lock poisoned");
-            log.compact(&mut file, into).map_err(fail)?;
-        }
-        tracing::info!(path = %path.display(), loaded, "update ids read back");
-        Ok(log)
-    }
-
-    fn append(&self, key: &str, at: u64, dedup: &Dedup) -> std::io::Result<()> {
-        let mut line = format!("{at} ");
-        line.push_str(&serde_json::to_string(key).unwrap_or_default());
-        line.push('\n');
-        let mut file = self.file.lock().expect("dedup file lock poisoned");
-        file.write_all(line.as_bytes())?;
-        if self.appended.fetch_add(1, Ordering::Relaxed) + 1 >= self.capacity {
-            self.compact(&mut file, dedup)?;
-        }
-        Ok(())
-    }
-
-    /// Rewrites the file with the live ids only, oldest first, and appends from there.
-    fn compact(&self, file: &mut std::fs::File, dedup: &Dedup) -> std::io::Result<()> {
-        dedup.seen.run_pending_tasks();
-        let mut live: Vec<(u64, String)> = dedup
-            .seen
-            .iter()
-            .filter(|(_, at)| dedup.is_fresh(*at))
-            .map(|(key, at)| (at, key.as_ref().clone()))
-            .collect();
-        live.sort();
-        let temp = self.path.with_extension("log.tmp");
-        {
-            let mut out = std::io::BufWriter::new(std::fs::File::create(&temp)?);
-            for (at, key) in &live {
-                writeln!(
-                    out,
-                    "{at} {}",
-                    serde_json::to_string(key).unwrap_or_default()
-                )?;
-            }
-            out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
-        }
-        std::fs::rename(&temp, &self.path)?;
-        *file = open_append(&self.path)?;
-        self.appended.store(0, Ordering::Relaxed);
-        Ok(())
-    }
-}
-
-fn open_append(path: &Path) -> std::io::Result<std::fs::File> {
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-}
-
-fn parse_line(line: &str) -> Option<(u64, String)> {
-    let (at, key) = line.split_once(' ')?;
-    Some((at.parse().ok()?, serde_json::from_str(key).ok()?))
+/// Whether an id written at `seen_at` (unix seconds) is still remembered.
+fn is_fresh(seen_at: u64, ttl: Duration) -> bool {
+    unix_now().saturating_sub(seen_at) < ttl.as_secs().max(1)
 }
 
 fn unix_now() -> u64 {
@@ -474,6 +327,33 @@ mod tests {
             "the second sees what the first remembered"
         );
         assert!(dedup.in_flight.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn the_breaker_settings_are_checked_when_redis_is_configured() {
+        let config = DedupConfig {
+            redis_url: Some(InlineSecret::new("redis://127.0.0.1:6379/0")),
+            redis_breaker_failures: 0,
+            redis_breaker_open: Duration::ZERO,
+            ..DedupConfig::default()
+        };
+        let problems = config.problems();
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.contains("redis_breaker_failures")),
+            "{problems:?}"
+        );
+        assert!(
+            problems.iter().any(|p| p.contains("redis_breaker_open")),
+            "{problems:?}"
+        );
+        assert!(DedupConfig {
+            redis_url: Some(InlineSecret::new("redis://127.0.0.1:6379/0")),
+            ..DedupConfig::default()
+        }
+        .problems()
+        .is_empty());
     }
 
     #[tokio::test]
@@ -509,22 +389,23 @@ mod tests {
             ),
         )
         .unwrap();
-        let dedup = Dedup::open(&config, dir.path()).unwrap();
+        let dedup = Dedup::open(&config, dir.path(), &Metrics::new()).unwrap();
         assert!(dedup.contains("recent").await);
         assert!(!dedup.contains("old").await);
         let text = std::fs::read_to_string(&path).unwrap();
         assert_eq!(text.lines().count(), 1, "compacted at start: {text}");
 
-        // The fifth line written since the start compacts the file again.
+        // The fifth line written since the start wakes the compactor, which has
+        // rewritten the file by the time the dedup is dropped.
         for key in ["a\nb", "c", "d", "e", "c"] {
             dedup.remember(key).await;
         }
         drop(dedup);
-        let again = Dedup::open(&config, dir.path()).unwrap();
+        let again = Dedup::open(&config, dir.path(), &Metrics::new()).unwrap();
         for key in ["recent", "a\nb", "c", "d", "e"] {
             assert!(again.contains(key).await, "{key}");
         }
         let lines = std::fs::read_to_string(&path).unwrap().lines().count();
-        assert!(lines <= 5, "bounded by compaction: {lines} lines");
+        assert!(lines <= 5, "compacted: {lines} lines");
     }
 }

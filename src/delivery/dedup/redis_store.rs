@@ -1,0 +1,162 @@
+//! The Redis connection shared by deduplication and the auto-unsubscription record:
+//! every command is bounded by `dedup.redis_timeout` and goes through one circuit
+//! breaker, so that an unreachable Redis holds answers up only until the breaker opens.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+
+use super::breaker::{Breaker, BreakerState, Observer, Transition};
+use super::{DedupConfig, DedupError};
+use crate::telemetry::Metrics;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RedisError {
+    /// Redis failed repeatedly and is not asked until the breaker probes it again.
+    #[error("Redis is not asked for now: it failed repeatedly")]
+    BreakerOpen,
+    #[error("no answer from Redis within {0:?}")]
+    Timeout(Duration),
+    #[error("Redis: {0}")]
+    Command(String),
+}
+
+/// A shared Redis connection that connects on first use and reconnects by itself.
+#[derive(Clone)]
+pub struct RedisStore {
+    connection: ConnectionManager,
+    prefix: String,
+    timeout: Duration,
+    breaker: Arc<Breaker>,
+}
+
+impl RedisStore {
+    pub(super) fn new(
+        url: &str,
+        config: &DedupConfig,
+        metrics: &Metrics,
+    ) -> Result<Self, DedupError> {
+        // The URL may hold a password: the error names only what is wrong.
+        let client = redis::Client::open(url)
+            .map_err(|e| DedupError::BadRedisUrl(format!("{:?}", e.kind())))?;
+        let timeout = config.redis_timeout;
+        let manager = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(timeout))
+            .set_response_timeout(Some(timeout))
+            .set_number_of_retries(2);
+        let connection = client
+            .get_connection_manager_lazy(manager)
+            .map_err(|e| DedupError::BadRedisUrl(format!("{:?}", e.kind())))?;
+        let breaker = Breaker::new(
+            config.redis_breaker_failures,
+            config.redis_breaker_open,
+            report_transitions(metrics, config),
+        );
+        Ok(Self {
+            connection,
+            prefix: config.redis_key_prefix.clone(),
+            timeout,
+            breaker: Arc::new(breaker),
+        })
+    }
+
+    /// The full key of `name` (the configured prefix in front).
+    pub fn key(&self, name: &str) -> String {
+        format!("{}{name}", self.prefix)
+    }
+
+    async fn run<T: redis::FromRedisValue>(&self, command: redis::Cmd) -> Result<T, RedisError> {
+        let permit = self
+            .breaker
+            .admit(Instant::now())
+            .map_err(|_| RedisError::BreakerOpen)?;
+        let mut connection = self.connection.clone();
+        let answer = tokio::time::timeout(self.timeout, command.query_async(&mut connection)).await;
+        // Any error counts against Redis: an error answer that repeats (a wrong
+        // password, a full memory) would hold up every request just the same.
+        match answer {
+            Ok(Ok(value)) => {
+                permit.succeeded(Instant::now());
+                Ok(value)
+            }
+            Ok(Err(e)) => {
+                permit.failed(Instant::now());
+                Err(RedisError::Command(e.to_string()))
+            }
+            Err(_) => {
+                permit.failed(Instant::now());
+                Err(RedisError::Timeout(self.timeout))
+            }
+        }
+    }
+
+    pub async fn exists(&self, key: &str) -> Result<bool, RedisError> {
+        self.run(redis::cmd("EXISTS").arg(key).clone()).await
+    }
+
+    /// `SET key value EX ttl`.
+    pub async fn set(&self, key: &str, value: &str, ttl: Duration) -> Result<(), RedisError> {
+        let mut command = redis::cmd("SET");
+        command
+            .arg(key)
+            .arg(value)
+            .arg("EX")
+            .arg(ttl.as_secs().max(1));
+        self.run::<()>(command).await
+    }
+
+    /// `SET key value NX EX ttl`: true when this call set it.
+    pub async fn set_if_absent(
+        &self,
+        key: &str,
+        value: &str,
+        ttl: Duration,
+    ) -> Result<bool, RedisError> {
+        let mut command = redis::cmd("SET");
+        command
+            .arg(key)
+            .arg(value)
+            .arg("NX")
+            .arg("EX")
+            .arg(ttl.as_secs().max(1));
+        let answer: Option<String> = self.run(command).await?;
+        Ok(answer.is_some())
+    }
+
+    pub async fn delete(&self, key: &str) -> Result<(), RedisError> {
+        self.run::<()>(redis::cmd("DEL").arg(key).clone()).await
+    }
+}
+
+/// Each transition of the breaker: the state gauge, the transitions counter, and one
+/// log line.
+fn report_transitions(metrics: &Metrics, config: &DedupConfig) -> Observer {
+    let state = metrics.dedup_breaker_state.clone();
+    let transitions = metrics.dedup_breaker_transitions.clone();
+    let failures = config.redis_breaker_failures;
+    let open_for = config.redis_breaker_open;
+    state.set(BreakerState::Closed.gauge_value());
+    // Series that exist from the start read 0 rather than "no data" in alerts.
+    for entered in BreakerState::ALL {
+        transitions.with_label_values(&[entered.as_str()]);
+    }
+    Arc::new(move |Transition { from, to }| {
+        state.set(to.gauge_value());
+        transitions.with_label_values(&[to.as_str()]).inc();
+        match (from, to) {
+            (BreakerState::Closed, BreakerState::Open) => tracing::warn!(
+                failures,
+                open_for = ?open_for,
+                "Redis failed {failures} times in a row; not asking it for {open_for:?}: \
+                 updates count as unseen meanwhile and unsubscriptions wait"
+            ),
+            (_, BreakerState::Open) => tracing::info!(
+                open_for = ?open_for,
+                "Redis still not answering; not asking it for another {open_for:?}"
+            ),
+            (_, BreakerState::HalfOpen) => tracing::info!("asking Redis again (one probe)"),
+            (_, BreakerState::Closed) => tracing::info!("Redis answers again; using it"),
+        }
+    })
+}
