@@ -369,6 +369,7 @@ pub struct SpoolMetrics {
     pub recovered_entries: IntCounter,
     pub torn_tails: IntCounter,
     pub undecodable: IntCounter,
+    pub quarantined: IntCounterVec,
 }
 
 impl SpoolMetrics {
@@ -413,6 +414,14 @@ impl SpoolMetrics {
                 "vizion_bridge_spool_undecodable_total",
                 "Spooled records that could not be decoded, kept under undecodable/ in the spool directory and skipped.",
             ),
+            quarantined: IntCounterVec::new(
+                Opts::new(
+                    "vizion_bridge_spool_quarantined_total",
+                    "Spooled records a sink refused for good (or past spool.max_attempts), kept under quarantine/ in the spool directory, by sink and reason.",
+                ),
+                &["sink", "reason"],
+            )
+            .expect("valid metric"),
         };
         for collector in [
             Box::new(metrics.bytes.clone()) as Box<dyn prometheus::core::Collector>,
@@ -423,6 +432,7 @@ impl SpoolMetrics {
             Box::new(metrics.recovered_entries.clone()),
             Box::new(metrics.torn_tails.clone()),
             Box::new(metrics.undecodable.clone()),
+            Box::new(metrics.quarantined.clone()),
         ] {
             register(registry, families, collector);
         }
