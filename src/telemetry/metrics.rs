@@ -397,7 +397,7 @@ impl SpoolMetrics {
             forward_failures: IntCounterVec::new(
                 Opts::new(
                     "vizion_bridge_spool_forward_failures_total",
-                    "Failed attempts to forward a spooled record, by sink; each is retried.",
+                    "Failed attempts to forward a spooled record, by sink; each is retried unless the record is quarantined.",
                 ),
                 &["sink"],
             )
