@@ -227,8 +227,11 @@ async fn during_a_kafka_cut_readyz_and_sink_up_turn_down_together() {
             || async { app.metric("vizion_bridge_sink_up", "sink=\"kafka\"").await == 0.0 },
         )
         .await;
+        println!(
+            "sink_up turned 0 {:?} after /readyz turned 503",
+            readyz_down.elapsed()
+        );
     }
-    println!("readyz down; sink_up 0 {:?} later", readyz_down.elapsed());
 
     proxy.restore();
     app.wait_until_ready(Duration::from_secs(30)).await;
