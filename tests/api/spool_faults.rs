@@ -424,3 +424,50 @@ async fn a_second_update_of_a_container_is_published_after_a_first_that_went_to_
     );
     reader.delete(&names).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_rabbitmq_refuses_for_want_of_its_exchange_is_quarantined_and_the_file_sink_keeps_it(
+) {
+    let names = Names::new("spool-not-found");
+    let app = spawn_app_with(|s| {
+        names.configure(s);
+        s.sinks = vec![SinkKind::File, SinkKind::Rabbitmq];
+        s.spool.dir = Some(s.storage.data_dir.join("spool"));
+        s.spool.retry_initial_backoff = Duration::from_millis(50);
+        s.spool.retry_max_backoff = Duration::from_millis(300);
+        s.delivery.mode = Some(DeliveryMode::Spool);
+    })
+    .await;
+    wait_for_rabbitmq(&app, true).await;
+    // The exchange goes away under the running bridge: RabbitMQ closes the channel of
+    // every publish to it with NOT_FOUND.
+    Reader::connect().await.delete(&names).await;
+
+    let body = update_of("not-found-1", "NOTF0000001", 0);
+    assert_eq!(app.post_signed(&body).await.status(), 200);
+    wait_for(
+        Duration::from_secs(30),
+        "the record is quarantined for RabbitMQ",
+        || async {
+            app.metric(
+                "vizion_bridge_spool_quarantined_total",
+                "sink=\"rabbitmq\",reason=\"not_found\"",
+            )
+            .await
+                == 1.0
+        },
+    )
+    .await;
+    wait_for_empty_spool(&app).await;
+    let kept: Vec<Value> = app
+        .raw_records()
+        .into_iter()
+        .filter(|r| r["delivery_id"] == "not-found-1")
+        .collect();
+    assert_eq!(kept.len(), 1, "the file sink holds the record once");
+    let notes = quarantine_notes(&app.data_dir.join("spool"));
+    assert_eq!(notes.len(), 1, "{notes:?}");
+    assert_eq!(notes[0]["sink"], "rabbitmq");
+    assert_eq!(notes[0]["reason"], "not_found");
+    app.stop().await;
+}
