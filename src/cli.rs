@@ -76,6 +76,37 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Look after the local spool (`[spool]`).
+    Spool {
+        /// Configuration file (TOML), for `spool.dir`. Defaults to $VIZION_BRIDGE_CONFIG.
+        #[arg(long, value_name = "FILE", global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        command: SpoolCommand,
+    },
+}
+
+/// `vizion-bridge spool …`.
+#[derive(Debug, Subcommand)]
+pub enum SpoolCommand {
+    /// Records a sink refused for good, kept aside so that the others go on.
+    Quarantine {
+        #[command(subcommand)]
+        command: QuarantineCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum QuarantineCommand {
+    /// List the quarantined records: sequence number, sink, reason, time, container.
+    List {
+        /// Print them as JSON lines (for scripts) instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Append every quarantined record back to the spool, for the forwarder to send to
+    /// every sink again. Run it while the service is stopped.
+    Requeue,
 }
 
 /// `vizion-bridge poll --references`.

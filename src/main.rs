@@ -42,6 +42,10 @@ fn main() -> ExitCode {
             }
             Err(code) => code,
         },
+        Command::Spool { config, command } => match load(config) {
+            Ok(settings) => commands::spool::run(&settings, command),
+            Err(code) => code,
+        },
     }
 }
 

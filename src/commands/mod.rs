@@ -2,3 +2,4 @@
 
 pub mod poll;
 pub mod references;
+pub mod spool;

@@ -4,6 +4,7 @@
 
 mod dedup;
 mod intake;
+mod key_lock;
 pub mod poller;
 pub mod spool;
 
@@ -15,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 pub use self::dedup::{Claim, Dedup, DedupConfig, DedupError, RedisStore, DEDUP_FILE};
 pub use self::intake::{CompletedJourney, Intake, OnComplete, Taken};
+use self::key_lock::KeyLocks;
 pub use self::spool::{Spool, SpoolConfig, SpoolError, SpoolState};
 use crate::sinks::{Record, Sink, SinkError};
 use crate::telemetry::Metrics;
@@ -148,6 +150,24 @@ pub struct Delivery {
     mode: DeliveryMode,
     broker_deadline: Duration,
     spool: Option<Spool>,
+    /// In `broker_then_spool` mode: one record per order key (container) at a time
+    /// between arrival and durability, so that the second update of a container never
+    /// reaches the brokers while the first is on its way to the spool.
+    in_order: KeyLocks,
+}
+
+/// What writing one record to every sink came to.
+struct Written {
+    /// The sinks that confirmed it.
+    confirmed: Vec<&'static str>,
+    /// The first failure, if any sink did not confirm.
+    failure: Option<DeliveryError>,
+}
+
+impl Written {
+    fn into_result(self) -> Result<(), DeliveryError> {
+        self.failure.map_or(Ok(()), Err)
+    }
 }
 
 impl Delivery {
@@ -165,6 +185,7 @@ impl Delivery {
             mode: DeliveryMode::Broker,
             broker_deadline: config.broker_deadline,
             spool: None,
+            in_order: KeyLocks::default(),
         }
     }
 
@@ -182,27 +203,25 @@ impl Delivery {
 
     /// Writes `record` where the mode says.
     async fn deliver(&self, record: &Record<'_>) -> Result<(), DeliveryError> {
-        let spool = match (&self.spool, self.mode) {
-            (Some(spool), DeliveryMode::Spool) => spool,
+        match (&self.spool, self.mode) {
+            (Some(spool), DeliveryMode::Spool) => Ok(spool.append(record).await?),
             (Some(spool), DeliveryMode::BrokerThenSpool) => {
+                let _turn = self.in_order.lock(&spool::entry::order_key(record)).await;
                 // Older records wait in the spool: this one queues behind them. With a sink
                 // known to be down, trying it would only add the deadline to the answer.
                 if spool.has_backlog() || !self.sinks.iter().all(|s| s.is_ready()) {
-                    spool
-                } else {
-                    match self.write_all(record, self.broker_deadline).await {
-                        Ok(()) => return Ok(()),
-                        Err(error) => {
-                            tracing::warn!(error = %error, "sinks did not confirm in time; spooling");
-                            spool
-                        }
-                    }
+                    return Ok(spool.append(record).await?);
                 }
+                let written = self.write_all(record, self.broker_deadline).await;
+                let Some(error) = written.failure else {
+                    return Ok(());
+                };
+                tracing::warn!(error = %error, confirmed_by = ?written.confirmed, "sinks did not confirm in time; spooling");
+                // The forwarder sends it only to the sinks that did not confirm it.
+                Ok(spool.append_confirmed_by(record, written.confirmed).await?)
             }
-            _ => return self.write_all(record, self.timeout).await,
-        };
-        spool.append(record).await?;
-        Ok(())
+            _ => self.write_all(record, self.timeout).await.into_result(),
+        }
     }
 
     /// Starts delivering what `dedup_key` identifies. While the returned [`Attempt`]
@@ -224,7 +243,7 @@ impl Delivery {
         }
     }
 
-    async fn write_all(&self, record: &Record<'_>, timeout: Duration) -> Result<(), DeliveryError> {
+    async fn write_all(&self, record: &Record<'_>, timeout: Duration) -> Written {
         let writes = self
             .sinks
             .iter()
@@ -232,7 +251,19 @@ impl Delivery {
         // Every write is awaited, even after one fails, so that no write is left
         // running unobserved; the first failure is reported.
         let results = join_all(writes).await;
-        results.into_iter().collect()
+        let mut written = Written {
+            confirmed: Vec::with_capacity(results.len()),
+            failure: None,
+        };
+        for (sink, result) in self.sinks.iter().zip(results) {
+            match result {
+                Ok(()) => written.confirmed.push(sink.name()),
+                Err(error) => {
+                    written.failure.get_or_insert(error);
+                }
+            }
+        }
+        written
     }
 
     async fn write_one(

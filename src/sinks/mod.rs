@@ -3,6 +3,7 @@
 //! durable.
 
 pub mod file;
+mod health;
 pub mod kafka;
 mod message;
 pub mod rabbitmq;
@@ -14,6 +15,7 @@ use prometheus::{Histogram, IntCounter};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
+pub use self::health::SinkHealth;
 pub use self::message::{Message, MessageKind, DELIVERY_KIND_HEADER, REASON_HEADER};
 use crate::events::{CloudEvent, NormalizedBatch};
 use crate::telemetry::Metrics;
@@ -70,6 +72,9 @@ pub enum Record<'a> {
     },
 }
 
+/// Why a sink did not take a record. [`SinkError::Refused`] is the one permanent
+/// answer: sending that record to that sink again cannot succeed. Every other error is
+/// transient (a broker away, a disk error, a timeout) and worth retrying.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum SinkError {
     #[error("write failed: {0}")]
@@ -78,6 +83,13 @@ pub enum SinkError {
     Closed,
     #[error("{0}")]
     Broker(String),
+    /// The broker refused this record for good: too large, not authorized, no such
+    /// topic or exchange.
+    #[error("refused ({reason}): {detail}")]
+    Refused {
+        reason: &'static str,
+        detail: String,
+    },
 }
 
 impl SinkError {
@@ -87,7 +99,13 @@ impl SinkError {
             SinkError::Io(_) => "io",
             SinkError::Closed => "closed",
             SinkError::Broker(_) => "broker",
+            SinkError::Refused { reason, .. } => reason,
         }
+    }
+
+    /// True when retrying the same record cannot succeed.
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, SinkError::Refused { .. })
     }
 }
 

@@ -388,6 +388,7 @@ pub struct SpoolMetrics {
     pub recovered_entries: IntCounter,
     pub torn_tails: IntCounter,
     pub undecodable: IntCounter,
+    pub quarantined: IntCounterVec,
 }
 
 impl SpoolMetrics {
@@ -415,7 +416,7 @@ impl SpoolMetrics {
             forward_failures: IntCounterVec::new(
                 Opts::new(
                     "vizion_bridge_spool_forward_failures_total",
-                    "Failed attempts to forward a spooled record, by sink; each is retried.",
+                    "Failed attempts to forward a spooled record, by sink; each is retried unless the record is quarantined.",
                 ),
                 &["sink"],
             )
@@ -432,6 +433,14 @@ impl SpoolMetrics {
                 "vizion_bridge_spool_undecodable_total",
                 "Spooled records that could not be decoded, kept under undecodable/ in the spool directory and skipped.",
             ),
+            quarantined: IntCounterVec::new(
+                Opts::new(
+                    "vizion_bridge_spool_quarantined_total",
+                    "Spooled records a sink refused for good (or past spool.max_attempts), kept under quarantine/ in the spool directory, by sink and reason.",
+                ),
+                &["sink", "reason"],
+            )
+            .expect("valid metric"),
         };
         for collector in [
             Box::new(metrics.bytes.clone()) as Box<dyn prometheus::core::Collector>,
@@ -442,6 +451,7 @@ impl SpoolMetrics {
             Box::new(metrics.recovered_entries.clone()),
             Box::new(metrics.torn_tails.clone()),
             Box::new(metrics.undecodable.clone()),
+            Box::new(metrics.quarantined.clone()),
         ] {
             register(registry, families, collector);
         }

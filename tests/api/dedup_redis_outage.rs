@@ -44,7 +44,7 @@ async fn a_stalled_redis_stops_delaying_answers_and_dedup_resumes_when_it_is_bac
         0.0
     );
 
-    proxy.stall();
+    proxy.pause();
     // The first calls wait for the timeout; every update is still taken.
     for n in 0..3 {
         assert_eq!(

@@ -2,6 +2,7 @@
 //! scripts/test.sh), read back with a real consumer.
 
 use std::collections::HashMap;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{Consumer, StreamConsumer};
@@ -12,6 +13,7 @@ use vizion_bridge::config::Settings;
 use vizion_bridge::sinks::SinkKind;
 
 use crate::helpers::*;
+use crate::proxy::{free_port, Child, TcpProxy};
 
 pub fn bootstrap() -> String {
     std::env::var("KAFKA_BOOTSTRAP").expect(
@@ -41,6 +43,34 @@ pub fn use_kafka(settings: &mut Settings, brokers: &str) -> Topics {
     settings.kafka.topics.raw = topics.raw.clone();
     settings.kafka.topics.dead_letters = topics.dead_letters.clone();
     topics
+}
+
+/// Starts a fresh in-memory tansu broker that advertises a proxy in front of it, so that
+/// every connection, bootstrap or not, goes through the proxy.
+pub async fn kafka_behind_proxy() -> (TcpProxy, Child) {
+    let broker_port = free_port();
+    let proxy = TcpProxy::start(
+        "127.0.0.1:0".parse().unwrap(),
+        format!("127.0.0.1:{broker_port}").parse().unwrap(),
+    )
+    .await;
+    let broker = Child(
+        Command::new("tansu")
+            .args([
+                "broker",
+                "--listener-url",
+                &format!("tcp://127.0.0.1:{broker_port}"),
+                "--advertised-listener-url",
+                &format!("tcp://{}", proxy.addr),
+                "--storage-engine",
+                "memory://tansu/",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("the tansu broker is on PATH (scripts/test.sh installs it)"),
+    );
+    (proxy, broker)
 }
 
 #[derive(Clone)]

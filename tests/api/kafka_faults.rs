@@ -4,43 +4,18 @@
 //! by itself once the broker is back.
 
 use std::collections::HashSet;
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::helpers::*;
-use crate::kafka::{consume_until, use_kafka};
+use crate::kafka::{consume_until, kafka_behind_proxy, use_kafka};
 use crate::outage::{self, assert_all_delivered};
-use crate::proxy::{free_port, Child, TcpProxy};
 
 const DELIVERY_TIMEOUT: Duration = Duration::from_secs(3);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_2xx_is_delivered_through_a_kafka_cut() {
-    // The broker advertises the proxy, so that every connection, bootstrap or not,
-    // goes through it.
-    let broker_port = free_port();
-    let proxy = TcpProxy::start(
-        "127.0.0.1:0".parse().unwrap(),
-        format!("127.0.0.1:{broker_port}").parse().unwrap(),
-    )
-    .await;
-    let _broker = Child(
-        Command::new("tansu")
-            .args([
-                "broker",
-                "--listener-url",
-                &format!("tcp://127.0.0.1:{broker_port}"),
-                "--advertised-listener-url",
-                &format!("tcp://{}", proxy.addr),
-                "--storage-engine",
-                "memory://tansu/",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("the tansu broker is on PATH (scripts/test.sh installs it)"),
-    );
+    let (proxy, _broker) = kafka_behind_proxy().await;
     let brokers = proxy.addr.to_string();
     let mut topics = None;
     let app = spawn_app_with(|s| {

@@ -19,6 +19,7 @@ mod references_cli;
 mod simulator;
 mod source;
 mod spool;
+mod spool_faults;
 // Shared with the events tests: fixture bodies and the JSON Schema validators.
 #[path = "../fixtures/support.rs"]
 mod support;

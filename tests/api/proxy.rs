@@ -1,24 +1,25 @@
 //! A TCP proxy for fault tests: copies bytes both ways, and on command cuts every
-//! connection and refuses new ones, or stalls them (holds every connection open
-//! without passing a byte, like a network that drops packets), until restored.
+//! connection and refuses new ones until restored, or holds every byte in flight
+//! (the connections stay open, nothing arrives) until restored.
 
 use std::net::SocketAddr;
 
-use tokio::io::copy_bidirectional;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Mode {
-    Forward,
+enum State {
+    Open,
+    /// Bytes are read and held, not passed on.
+    Paused,
     Cut,
-    Stall,
 }
 
 pub struct TcpProxy {
     pub addr: SocketAddr,
     /// Every connection task watches it.
-    mode: watch::Sender<Mode>,
+    state: watch::Sender<State>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -27,73 +28,79 @@ impl TcpProxy {
     pub async fn start(listen: SocketAddr, upstream: SocketAddr) -> Self {
         let listener = TcpListener::bind(listen).await.expect("proxy binds");
         let addr = listener.local_addr().unwrap();
-        let (mode, _) = watch::channel(Mode::Forward);
-        let watcher = mode.subscribe();
+        let (state, _) = watch::channel(State::Open);
+        let watcher = state.subscribe();
         let task = tokio::spawn(async move {
             loop {
                 let Ok((client, _)) = listener.accept().await else {
                     return;
                 };
-                let current = *watcher.borrow();
-                match current {
-                    Mode::Cut => drop(client),
-                    Mode::Stall => {
-                        tokio::spawn(hold_while_stalled(client, None, watcher.clone()));
-                    }
-                    Mode::Forward => {
-                        tokio::spawn(pipe(client, upstream, watcher.clone()));
-                    }
+                if *watcher.borrow() == State::Cut {
+                    drop(client);
+                    continue;
                 }
+                tokio::spawn(pipe(client, upstream, watcher.clone()));
             }
         });
-        Self { addr, mode, task }
+        Self { addr, state, task }
     }
 
-    /// Closes every open connection and refuses new ones.
+    /// Closes every open connection (dropping the bytes held) and refuses new ones.
     pub fn cut(&self) {
-        self.mode.send_replace(Mode::Cut);
+        self.state.send_replace(State::Cut);
     }
 
-    /// Passes no more bytes, but keeps every connection open and accepts new ones:
-    /// whoever is on the other side waits for answers that never come.
-    pub fn stall(&self) {
-        self.mode.send_replace(Mode::Stall);
+    /// Holds every byte from now on, both ways, on open connections and new ones.
+    pub fn pause(&self) {
+        self.state.send_replace(State::Paused);
     }
 
-    /// Forwards again; connections held by a stall are closed.
+    /// Passes bytes again (what a pause held first).
     pub fn restore(&self) {
-        self.mode.send_replace(Mode::Forward);
+        self.state.send_replace(State::Open);
     }
 }
 
 impl Drop for TcpProxy {
     fn drop(&mut self) {
-        self.mode.send_replace(Mode::Cut);
+        self.state.send_replace(State::Cut);
         self.task.abort();
     }
 }
 
-async fn pipe(mut client: TcpStream, upstream: SocketAddr, mut mode: watch::Receiver<Mode>) {
-    let Ok(mut server) = TcpStream::connect(upstream).await else {
+async fn pipe(client: TcpStream, upstream: SocketAddr, mut state: watch::Receiver<State>) {
+    let Ok(server) = TcpStream::connect(upstream).await else {
         return;
     };
+    let (client_read, client_write) = client.into_split();
+    let (server_read, server_write) = server.into_split();
     tokio::select! {
-        _ = copy_bidirectional(&mut client, &mut server) => return,
-        _ = mode.wait_for(|mode| *mode != Mode::Forward) => {}
-    }
-    if *mode.borrow() == Mode::Stall {
-        hold_while_stalled(client, Some(server), mode).await;
+        _ = copy(client_read, server_write, state.clone()) => {}
+        _ = copy(server_read, client_write, state.clone()) => {}
+        _ = state.wait_for(|s| *s == State::Cut) => {}
     }
 }
 
-/// Keeps the sockets open, passing nothing, until the stall ends; then closes them.
-async fn hold_while_stalled(
-    client: TcpStream,
-    server: Option<TcpStream>,
-    mut mode: watch::Receiver<Mode>,
+/// Copies `from` to `to`, holding each chunk while paused.
+async fn copy(
+    mut from: impl AsyncRead + Unpin,
+    mut to: impl AsyncWrite + Unpin,
+    mut state: watch::Receiver<State>,
 ) {
-    let _ = mode.wait_for(|mode| *mode != Mode::Stall).await;
-    drop((client, server));
+    let mut buffer = vec![0u8; 64 * 1024];
+    loop {
+        let n = match from.read(&mut buffer).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        match state.wait_for(|s| *s != State::Paused).await {
+            Ok(s) if *s == State::Open => {}
+            _ => return,
+        }
+        if to.write_all(&buffer[..n]).await.is_err() {
+            return;
+        }
+    }
 }
 
 /// A port that is free now (for a listener that must know its address in advance).

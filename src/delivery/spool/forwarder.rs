@@ -1,8 +1,11 @@
 //! Publishes spooled records to the sinks: oldest first, records of one container one
 //! after the other, records of different containers side by side (up to
 //! `spool.forward_concurrency`), each retried with capped exponential backoff until
-//! every sink confirmed it. The forwarded position advances over the confirmed prefix
-//! of the log and is stored every [`CHECKPOINT_EVERY`]; segments behind it are deleted.
+//! every sink confirmed it, and only to the sinks that have not. A record a sink
+//! refuses for good (or has not taken within `spool.max_attempts`) is quarantined for
+//! that sink, so that it does not hold the records behind it. The forwarded position
+//! advances over the confirmed prefix of the log and is stored every
+//! [`CHECKPOINT_EVERY`]; segments behind it are deleted.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::Ordering;
@@ -16,9 +19,10 @@ use tokio::task::JoinHandle;
 
 use super::entry::{self, StoredRecord};
 use super::format::Frame;
+use super::quarantine::{self, Note};
 use super::reader::Reader;
 use super::{checkpoint, log, undecodable, unix_millis, Shared};
-use crate::sinks::Sink;
+use crate::sinks::{Sink, SinkError};
 
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
 /// Records read from disk at once.
@@ -47,12 +51,22 @@ pub(super) fn start(shared: Arc<Shared>, sinks: Vec<Arc<dyn Sink>>) -> Handle {
 }
 
 struct Pending {
-    seq: u64,
+    /// The entry as it is in the log, for the quarantine.
+    frame: Frame,
     key: String,
     record: StoredRecord,
+    /// Sinks that confirmed the record before it was spooled.
+    confirmed_before: Vec<&'static str>,
 }
 
-type Forwarding = BoxFuture<'static, (u64, String)>;
+/// A record that left the forwarder: every sink confirmed it, or some quarantined it.
+struct Released {
+    seq: u64,
+    key: String,
+    quarantined: bool,
+}
+
+type Forwarding = BoxFuture<'static, Released>;
 
 async fn run(
     shared: Arc<Shared>,
@@ -111,7 +125,8 @@ async fn run(
                         let key = entry::order_key(&record.record());
                         outstanding.insert(frame.seq, frame.appended_at_ms);
                         let pending = Pending {
-                            seq: frame.seq,
+                            confirmed_before: shared.take_confirmed_before(frame.seq),
+                            frame,
                             key: key.clone(),
                             record,
                         };
@@ -145,10 +160,12 @@ async fn run(
             continue;
         }
         tokio::select! {
-            Some((seq, key)) = in_flight.next() => {
+            Some(Released { seq, key, quarantined }) = in_flight.next() => {
                 outstanding.remove(&seq);
                 shared.remove_entries(1);
-                shared.metrics.spool.forwarded.inc();
+                if !quarantined {
+                    shared.metrics.spool.forwarded.inc();
+                }
                 let next = queues.get_mut(&key).and_then(VecDeque::pop_front);
                 match next {
                     Some(next) => in_flight.push(forward(shared.clone(), sinks.clone(), next)),
@@ -177,10 +194,12 @@ async fn run(
 
     // Stopping: let what is in flight finish within the grace period, then store.
     let drain = async {
-        while let Some((seq, _)) = in_flight.next().await {
-            outstanding.remove(&seq);
+        while let Some(released) = in_flight.next().await {
+            outstanding.remove(&released.seq);
             shared.remove_entries(1);
-            shared.metrics.spool.forwarded.inc();
+            if !released.quarantined {
+                shared.metrics.spool.forwarded.inc();
+            }
             let confirmed = outstanding.keys().next().copied().unwrap_or(read_up_to);
             advance(&shared, confirmed);
         }
@@ -270,50 +289,121 @@ async fn store(shared: &Arc<Shared>, stored: u64) -> u64 {
     }
 }
 
-/// Writes one record to every sink that has not confirmed it yet, until all have.
+/// Writes one record to every sink that has not confirmed it yet, until each has
+/// confirmed it or it was quarantined for that sink.
 fn forward(shared: Arc<Shared>, sinks: Vec<Arc<dyn Sink>>, pending: Pending) -> Forwarding {
     Box::pin(async move {
         let config = &shared.config;
+        let seq = pending.frame.seq;
         let mut backoff = config.retry_initial_backoff;
-        let mut waiting: Vec<&Arc<dyn Sink>> = sinks.iter().collect();
-        loop {
+        let mut waiting: Vec<&Arc<dyn Sink>> = sinks
+            .iter()
+            .filter(|sink| !pending.confirmed_before.contains(&sink.name()))
+            .collect();
+        let mut attempts = 0;
+        let mut quarantined = false;
+        while !waiting.is_empty() {
+            if attempts > 0 {
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(config.retry_max_backoff);
+            }
+            attempts += 1;
             let record = pending.record.record();
             let writes = waiting.iter().map(|sink| {
                 let record = &record;
                 async move {
-                    let result = tokio::time::timeout(config.forward_timeout, sink.write(record)).await;
-                    match result {
-                        Ok(Ok(())) => true,
-                        Ok(Err(error)) => {
-                            tracing::warn!(sink = sink.name(), seq = pending.seq, error = %error, "forwarding a spooled record failed; will retry");
-                            false
-                        }
-                        Err(_) => {
-                            tracing::warn!(sink = sink.name(), seq = pending.seq, "forwarding a spooled record timed out; will retry");
-                            false
-                        }
+                    match tokio::time::timeout(config.forward_timeout, sink.write(record)).await {
+                        Ok(result) => result,
+                        Err(_) => Err(SinkError::Broker(format!(
+                            "no confirmation within {:?}",
+                            config.forward_timeout
+                        ))),
                     }
                 }
             });
-            let confirmed = join_all(writes).await;
-            let mut confirmed = confirmed.into_iter();
-            waiting.retain(|sink| {
-                let ok = confirmed.next().unwrap_or(false);
-                if !ok {
-                    shared
-                        .metrics
-                        .spool
-                        .forward_failures
-                        .with_label_values(&[sink.name()])
-                        .inc();
+            let results = join_all(writes).await;
+            let mut still_waiting = Vec::with_capacity(waiting.len());
+            for (sink, result) in waiting.into_iter().zip(results) {
+                let Err(error) = result else { continue };
+                shared
+                    .metrics
+                    .spool
+                    .forward_failures
+                    .with_label_values(&[sink.name()])
+                    .inc();
+                let out_of_attempts = config.max_attempts > 0 && attempts >= config.max_attempts;
+                if error.is_permanent() || out_of_attempts {
+                    let reason = if error.is_permanent() {
+                        error.reason()
+                    } else {
+                        "max_attempts"
+                    };
+                    let note = Note {
+                        seq,
+                        sink: sink.name().to_owned(),
+                        reason: reason.to_owned(),
+                        detail: error.to_string(),
+                        attempts,
+                        quarantined_at: now_rfc3339(),
+                        order_key: pending.key.clone(),
+                    };
+                    keep_quarantined(&shared, &pending.frame, &note).await;
+                    quarantined = true;
+                } else {
+                    tracing::warn!(sink = sink.name(), seq, attempts, error = %error, "forwarding a spooled record failed; will retry");
+                    still_waiting.push(sink);
                 }
-                !ok
-            });
-            if waiting.is_empty() {
-                return (pending.seq, pending.key);
             }
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(config.retry_max_backoff);
+            waiting = still_waiting;
+        }
+        Released {
+            seq,
+            key: pending.key,
+            quarantined,
         }
     })
+}
+
+/// Quarantines `frame` for the sink `note` names, retrying until it is on disk (the
+/// record stays in the log until then), then counts and logs it.
+async fn keep_quarantined(shared: &Arc<Shared>, frame: &Frame, note: &Note) {
+    let mut backoff = shared.config.retry_initial_backoff;
+    loop {
+        let (dir, task_frame, task_note) = (shared.dir.clone(), frame.clone(), note.clone());
+        let kept =
+            tokio::task::spawn_blocking(move || quarantine::keep(&dir, &task_frame, &task_note))
+                .await;
+        let error = match kept {
+            Ok(Ok(path)) => {
+                shared
+                    .metrics
+                    .spool
+                    .quarantined
+                    .with_label_values(&[&note.sink, &note.reason])
+                    .inc();
+                tracing::error!(
+                    seq = note.seq,
+                    sink = %note.sink,
+                    reason = %note.reason,
+                    attempts = note.attempts,
+                    order_key = %note.order_key,
+                    error = %note.detail,
+                    path = %path.display(),
+                    "a sink refused a spooled record; quarantined it and going on (`vizion-bridge spool quarantine list`)"
+                );
+                return;
+            }
+            Ok(Err(error)) => error.to_string(),
+            Err(error) => error.to_string(),
+        };
+        tracing::error!(seq = note.seq, sink = %note.sink, error = %error, "quarantining a spooled record failed; will retry");
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(shared.config.retry_max_backoff);
+    }
+}
+
+fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
 }

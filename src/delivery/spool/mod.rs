@@ -10,17 +10,22 @@
 //! - [`entry`]: a sink record as bytes and back;
 //! - [`writer`]: the group-commit thread behind [`Spool::append`];
 //! - [`forwarder`]: the task that publishes spooled records;
-//! - [`undecodable`]: where records this version cannot decode are kept.
+//! - [`undecodable`]: where records this version cannot decode are kept;
+//! - [`quarantine`]: where records a sink refuses for good are kept, and taken back;
+//! - [`aside`]: writing a file kept aside from the log, whole or not at all.
 
+mod aside;
 pub mod checkpoint;
 pub mod entry;
 pub mod format;
 mod forwarder;
 pub mod log;
+pub mod quarantine;
 pub mod reader;
 pub mod undecodable;
 mod writer;
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -55,6 +60,11 @@ pub struct SpoolConfig {
     pub retry_initial_backoff: Duration,
     #[serde(with = "humantime_serde")]
     pub retry_max_backoff: Duration,
+    /// Attempts to forward one record to one sink before it is quarantined; 0 (the
+    /// default) retries a transient failure (a broker away) for as long as it lasts.
+    /// A permanent refusal (too large, not authorized, no such topic or exchange) is
+    /// quarantined at once whatever this says.
+    pub max_attempts: u32,
 }
 
 impl Default for SpoolConfig {
@@ -67,6 +77,7 @@ impl Default for SpoolConfig {
             forward_timeout: Duration::from_secs(10),
             retry_initial_backoff: Duration::from_millis(100),
             retry_max_backoff: Duration::from_secs(30),
+            max_attempts: 0,
         }
     }
 }
@@ -162,9 +173,22 @@ struct Shared {
     writable: AtomicBool,
     /// Set when an append was refused for want of room, until room is freed.
     full: AtomicBool,
+    /// Sinks that already confirmed a spooled record, by sequence number: the forwarder
+    /// sends the record only to the others. Kept in memory only: after a restart the
+    /// record goes to every sink again (at least once).
+    confirmed_before: Mutex<HashMap<u64, Vec<&'static str>>>,
 }
 
 impl Shared {
+    /// The sinks that confirmed entry `seq` before it was spooled, forgetting them.
+    fn take_confirmed_before(&self, seq: u64) -> Vec<&'static str> {
+        self.confirmed_before
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&seq)
+            .unwrap_or_default()
+    }
+
     fn add_entries(&self, n: u64) {
         let now = self.entries.fetch_add(n, Ordering::AcqRel) + n;
         self.metrics.spool.entries.set(now as i64);
@@ -267,6 +291,7 @@ impl Spool {
             forwarded: AtomicU64::new(forwarded),
             writable: AtomicBool::new(true),
             full: AtomicBool::new(false),
+            confirmed_before: Mutex::default(),
         });
         shared.add_bytes(log.index().total_bytes());
         shared.add_entries(recovery.entries);
@@ -287,7 +312,38 @@ impl Spool {
 
     /// Appends `record` and returns once it is on disk.
     pub async fn append(&self, record: &Record<'_>) -> Result<(), SpoolError> {
-        self.writer.append(entry::encode(record)).await
+        self.writer.append(entry::encode(record), Vec::new()).await
+    }
+
+    /// Appends `record`, which the sinks named `confirmed_by` already confirmed: it is
+    /// forwarded to the other sinks only (to all of them after a restart).
+    pub async fn append_confirmed_by(
+        &self,
+        record: &Record<'_>,
+        confirmed_by: Vec<&'static str>,
+    ) -> Result<(), SpoolError> {
+        self.writer
+            .append(entry::encode(record), confirmed_by)
+            .await
+    }
+
+    /// Appends every quarantined record back to the log, once per record however many
+    /// sinks refused it, removing each from the quarantine once it is on disk. The
+    /// forwarder sends them to every sink. Returns how many were requeued.
+    pub async fn requeue_quarantined(&self) -> Result<usize, SpoolError> {
+        let dir = self.shared.dir.clone();
+        let io = |e: std::io::Error| SpoolError::Io(format!("{}: {e}", dir.display()));
+        let mut requeued = 0;
+        for (seq, files) in quarantine::list_by_record(&dir).map_err(io)? {
+            let payload = quarantine::payload(&files[0].path).map_err(io)?;
+            self.writer.append(payload, Vec::new()).await?;
+            for file in &files {
+                quarantine::remove(&file.path).map_err(io)?;
+            }
+            tracing::info!(seq, "requeued a quarantined spool record");
+            requeued += 1;
+        }
+        Ok(requeued)
     }
 
     /// True while records wait to be forwarded: a newer record must queue behind them.

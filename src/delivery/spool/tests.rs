@@ -439,3 +439,254 @@ async fn an_undecodable_record_is_kept_aside_counted_and_the_rest_forwarded() {
     assert_eq!(frame.payload, unreadable);
     assert_eq!(checkpoint::load(dir.path()), 2);
 }
+
+/// A dead-letter event with `body`, received under `request_id`.
+fn dead_letter_parts(
+    body: &[u8],
+    request_id: &str,
+) -> (
+    crate::events::CloudEvent,
+    &'static str,
+    crate::sinks::Receipt,
+) {
+    let dead = crate::vizion::parse(body).unwrap_err();
+    let receipt = crate::sinks::Receipt {
+        request_id: request_id.into(),
+        received_at: time::OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap(),
+        client_ip: std::net::Ipv4Addr::LOCALHOST.into(),
+        key_id: None,
+        traceparent: None,
+    };
+    let event = crate::events::dead_letter_event(
+        &dead,
+        body,
+        receipt.received_at,
+        &crate::events::EventContext::default(),
+    );
+    (event, dead.reason.as_str(), receipt)
+}
+
+/// A sink that answers `refusal` (a clone of it) for records received under
+/// `refused_request`, and confirms the others, keeping their request ids.
+struct RefusingSink {
+    name: &'static str,
+    refused_request: &'static str,
+    refusal: crate::sinks::SinkError,
+    attempts: std::sync::atomic::AtomicUsize,
+    kept: std::sync::Mutex<Vec<String>>,
+}
+
+impl RefusingSink {
+    fn new(
+        name: &'static str,
+        refused_request: &'static str,
+        refusal: crate::sinks::SinkError,
+    ) -> Self {
+        Self {
+            name,
+            refused_request,
+            refusal,
+            attempts: Default::default(),
+            kept: Default::default(),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::sinks::Sink for RefusingSink {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+    async fn write(
+        &self,
+        record: &crate::sinks::Record<'_>,
+    ) -> Result<(), crate::sinks::SinkError> {
+        let crate::sinks::Record::DeadLetter { receipt, .. } = record else {
+            panic!("only dead letters here");
+        };
+        if receipt.request_id == self.refused_request {
+            self.attempts
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            return Err(self.refusal.clone());
+        }
+        self.kept.lock().unwrap().push(receipt.request_id.clone());
+        Ok(())
+    }
+    fn is_ready(&self) -> bool {
+        true
+    }
+    async fn close(&self) -> Result<(), crate::sinks::SinkError> {
+        Ok(())
+    }
+}
+
+/// Opens a spool in `dir` with quick retries, appends `first` (one container's
+/// dead letter) then `second` and forwards them to `sinks` until the spool is empty.
+async fn forward_two(
+    dir: &Path,
+    max_attempts: u32,
+    sinks: Vec<std::sync::Arc<dyn crate::sinks::Sink>>,
+    first_confirmed_by: Vec<&'static str>,
+) -> crate::telemetry::Metrics {
+    let config = super::SpoolConfig {
+        dir: Some(dir.to_path_buf()),
+        retry_initial_backoff: std::time::Duration::from_millis(1),
+        retry_max_backoff: std::time::Duration::from_millis(5),
+        max_attempts,
+        ..Default::default()
+    };
+    let metrics = crate::telemetry::Metrics::new();
+    let spool = super::Spool::open(&config, metrics.clone()).unwrap();
+    for (request, body, confirmed_by) in [
+        ("req-first", &b"{first"[..], first_confirmed_by),
+        ("req-second", &b"{second"[..], Vec::new()),
+    ] {
+        let (event, reason, receipt) = dead_letter_parts(body, request);
+        let record = crate::sinks::Record::DeadLetter {
+            event: &event,
+            reason,
+            receipt: &receipt,
+        };
+        spool
+            .append_confirmed_by(&record, confirmed_by)
+            .await
+            .unwrap();
+    }
+    spool.start_forwarding(sinks);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while spool.has_backlog() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the spool did not drain"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    spool.close(std::time::Duration::from_secs(1)).await;
+    metrics
+}
+
+#[tokio::test]
+async fn a_permanent_refusal_is_quarantined_at_once_and_the_next_record_forwarded() {
+    use std::sync::Arc;
+
+    let dir = tempfile::tempdir().unwrap();
+    let refusal = crate::sinks::SinkError::Refused {
+        reason: "too_large",
+        detail: "kafka refused the record: message too large".into(),
+    };
+    let picky = Arc::new(RefusingSink::new("kafka", "req-first", refusal));
+    let other = Arc::new(RefusingSink::new(
+        "file",
+        "none",
+        crate::sinks::SinkError::Closed,
+    ));
+    let metrics = forward_two(dir.path(), 0, vec![picky.clone(), other.clone()], vec![]).await;
+
+    assert_eq!(picky.attempts.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert_eq!(*picky.kept.lock().unwrap(), ["req-second"]);
+    assert_eq!(
+        *other.kept.lock().unwrap(),
+        ["req-first", "req-second"],
+        "the sink that took it still gets it"
+    );
+    let files = super::quarantine::list(dir.path()).unwrap();
+    assert_eq!(files.len(), 1);
+    assert_eq!(
+        (files[0].note.seq, files[0].note.sink.as_str()),
+        (0, "kafka")
+    );
+    assert_eq!(files[0].note.reason, "too_large");
+    let counted = metrics
+        .spool
+        .quarantined
+        .with_label_values(&["kafka", "too_large"])
+        .get();
+    assert_eq!(counted, 1);
+    assert_eq!(
+        metrics.spool.forwarded.get(),
+        1,
+        "only the second was forwarded whole"
+    );
+}
+
+#[tokio::test]
+async fn a_transient_failure_is_quarantined_only_after_max_attempts() {
+    use std::sync::Arc;
+
+    let dir = tempfile::tempdir().unwrap();
+    let away = crate::sinks::SinkError::Broker("kafka did not confirm: timed out".into());
+    let failing = Arc::new(RefusingSink::new("kafka", "req-first", away));
+    let metrics = forward_two(dir.path(), 3, vec![failing.clone()], vec![]).await;
+
+    assert_eq!(
+        failing.attempts.load(std::sync::atomic::Ordering::SeqCst),
+        3
+    );
+    assert_eq!(*failing.kept.lock().unwrap(), ["req-second"]);
+    let files = super::quarantine::list(dir.path()).unwrap();
+    assert_eq!(files.len(), 1);
+    assert_eq!(files[0].note.reason, "max_attempts");
+    assert_eq!(files[0].note.attempts, 3);
+    let counted = metrics
+        .spool
+        .quarantined
+        .with_label_values(&["kafka", "max_attempts"])
+        .get();
+    assert_eq!(counted, 1);
+}
+
+#[tokio::test]
+async fn a_record_is_forwarded_only_to_the_sinks_that_had_not_confirmed_it() {
+    use std::sync::Arc;
+
+    let dir = tempfile::tempdir().unwrap();
+    let none = || crate::sinks::SinkError::Closed;
+    let file = Arc::new(RefusingSink::new("file", "none", none()));
+    let rabbitmq = Arc::new(RefusingSink::new("rabbitmq", "none", none()));
+    forward_two(
+        dir.path(),
+        0,
+        vec![file.clone(), rabbitmq.clone()],
+        vec!["file"],
+    )
+    .await;
+    assert_eq!(*file.kept.lock().unwrap(), ["req-second"]);
+    assert_eq!(*rabbitmq.kept.lock().unwrap(), ["req-first", "req-second"]);
+}
+
+#[tokio::test]
+async fn requeued_records_are_appended_once_and_leave_the_quarantine() {
+    let dir = tempfile::tempdir().unwrap();
+    for sink in ["kafka", "rabbitmq"] {
+        let frame = format::Frame {
+            seq: 4,
+            appended_at_ms: 1,
+            payload: b"the entry".to_vec(),
+        };
+        let note = super::quarantine::Note {
+            seq: 4,
+            sink: sink.into(),
+            reason: "not_found".into(),
+            detail: String::new(),
+            attempts: 1,
+            quarantined_at: String::new(),
+            order_key: String::new(),
+        };
+        super::quarantine::keep(dir.path(), &frame, &note).unwrap();
+    }
+    let config = super::SpoolConfig {
+        dir: Some(dir.path().to_path_buf()),
+        ..Default::default()
+    };
+    let spool = super::Spool::open(&config, crate::telemetry::Metrics::new()).unwrap();
+    assert!(matches!(
+        super::Spool::open(&config, crate::telemetry::Metrics::new()),
+        Err(super::SpoolError::Locked(_))
+    ));
+    assert_eq!(spool.requeue_quarantined().await.unwrap(), 1);
+    spool.close(std::time::Duration::ZERO).await;
+    assert!(super::quarantine::list(dir.path()).unwrap().is_empty());
+    let (log, recovery) = Log::open(dir.path(), 1 << 20, 0).unwrap();
+    assert_eq!(recovery.entries, 1);
+    assert_eq!(read_all(&log, 0), vec![b"the entry".to_vec()]);
+}

@@ -3,38 +3,20 @@
 //! so that an update that was acknowledged is never simply gone (a newer version, or a
 //! person, can still read it).
 
-use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 
+use super::aside;
 use super::format::{self, Frame};
 
 const DIR: &str = "undecodable";
 
 /// Writes `frame` to `<dir>/undecodable/<seq>.bin` and makes it durable; returns the
-/// file's path. Written under a temporary name and renamed, so that the file is either
-/// whole or absent.
+/// file's path.
 pub fn keep(dir: &Path, frame: &Frame) -> io::Result<PathBuf> {
-    let kept = dir.join(DIR);
-    if !kept.is_dir() {
-        std::fs::create_dir_all(&kept)?;
-        File::open(dir)?.sync_all()?;
-    }
     let mut bytes = Vec::with_capacity(format::HEADER_LEN + frame.payload.len());
     format::encode_frame(&mut bytes, frame.seq, frame.appended_at_ms, &frame.payload);
-    let path = kept.join(format!("{}.bin", frame.seq));
-    let temporary = kept.join(format!("{}.bin.tmp", frame.seq));
-    let mut file = OpenOptions::new()
-        .create(true)
-        .write(true)
-        .truncate(true)
-        .open(&temporary)?;
-    file.write_all(&bytes)?;
-    file.sync_all()?;
-    drop(file);
-    std::fs::rename(&temporary, &path)?;
-    File::open(&kept)?.sync_all()?;
-    Ok(path)
+    aside::write(dir, DIR, &format!("{}.bin", frame.seq), &bytes)
 }
 
 #[cfg(test)]

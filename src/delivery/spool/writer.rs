@@ -16,6 +16,8 @@ const MAX_BATCH: usize = 4096;
 
 struct Job {
     payload: Vec<u8>,
+    /// Sinks that already confirmed the record, for the forwarder to skip.
+    confirmed_by: Vec<&'static str>,
     done: oneshot::Sender<Result<(), SpoolError>>,
 }
 
@@ -39,7 +41,11 @@ impl Writer {
         })
     }
 
-    pub(super) async fn append(&self, payload: Vec<u8>) -> Result<(), SpoolError> {
+    pub(super) async fn append(
+        &self,
+        payload: Vec<u8>,
+        confirmed_by: Vec<&'static str>,
+    ) -> Result<(), SpoolError> {
         let frame_len = (HEADER_LEN + payload.len()) as u64;
         self.shared.reserve(frame_len)?;
         let (done, confirmed) = oneshot::channel();
@@ -47,7 +53,14 @@ impl Writer {
             let sender = self.sender.lock().expect("spool writer lock poisoned");
             sender
                 .as_ref()
-                .map(|sender| sender.send(Job { payload, done }).is_ok())
+                .map(|sender| {
+                    let job = Job {
+                        payload,
+                        confirmed_by,
+                        done,
+                    };
+                    sender.send(job).is_ok()
+                })
                 .unwrap_or(false)
         };
         if !sent {
@@ -93,7 +106,18 @@ fn write_batches(mut log: Log, jobs: mpsc::Receiver<Job>, shared: Arc<Shared>) {
         let payloads: Vec<&[u8]> = batch.iter().map(|job| job.payload.as_slice()).collect();
         let result = log.append(&payloads, unix_millis());
         match &result {
-            Ok(_) => {
+            Ok(first) => {
+                // Known before the forwarder may read the entries.
+                let mut confirmed_before = shared
+                    .confirmed_before
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
+                for (seq, job) in (*first..).zip(&mut batch) {
+                    if !job.confirmed_by.is_empty() {
+                        confirmed_before.insert(seq, std::mem::take(&mut job.confirmed_by));
+                    }
+                }
+                drop(confirmed_before);
                 shared.add_entries(batch.len() as u64);
                 shared.committed.send_replace(log.next_seq());
             }

@@ -1,7 +1,7 @@
 //! Watches the brokers for `/readyz`, creates missing topics when asked, and replaces
 //! a producer that failed fatally even when no publish noticed it.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,14 +14,12 @@ use tokio::sync::Notify;
 
 use super::config::KafkaConfig;
 use super::producer::ProducerSlot;
-use super::SINK;
-use crate::telemetry::Metrics;
+use crate::sinks::SinkHealth;
 
 pub(super) async fn watch(
     slot: Arc<ProducerSlot>,
     config: KafkaConfig,
-    ready: Arc<AtomicBool>,
-    metrics: Metrics,
+    health: Arc<SinkHealth>,
     recheck: Arc<Notify>,
 ) {
     let mut topics_ensured = !config.ensure_topics;
@@ -53,12 +51,14 @@ pub(super) async fn watch(
         if reachable && !topics_ensured {
             topics_ensured = ensure_topics(&config).await;
         }
-        let now_ready = reachable && topics_ensured && !ProducerSlot::is_fatal(&slot.current());
-        ready.store(now_ready, Ordering::Release);
-        metrics
-            .sink_up
-            .with_label_values(&[SINK])
-            .set(i64::from(now_ready));
+        // A "down" raised by the client since the probe began outranks the probe.
+        let now_ready = health.set_with(|| {
+            let current = slot.current();
+            reachable
+                && topics_ensured
+                && !ProducerSlot::is_fatal(&current)
+                && !current.brokers_down.load(Ordering::Acquire)
+        });
         if now_ready != was_ready {
             if now_ready {
                 tracing::info!(brokers = %config.brokers, "kafka is reachable");

@@ -5,7 +5,6 @@ mod config;
 mod health;
 mod producer;
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -18,8 +17,8 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 pub use self::config::{KafkaConfig, KafkaTopics};
-use self::producer::{failure_reason, ProducerSlot};
-use super::{Message, PublishMetrics, Record, Sink, SinkError};
+use self::producer::{failure_reason, is_permanent, ProducerSlot};
+use super::{Message, PublishMetrics, Record, Sink, SinkError, SinkHealth};
 use crate::telemetry::Metrics;
 
 const SINK: &str = "kafka";
@@ -27,10 +26,12 @@ const SINK: &str = "kafka";
 pub struct KafkaSink {
     slot: Arc<ProducerSlot>,
     topics: KafkaTopics,
-    ready: Arc<AtomicBool>,
+    /// Whether a missing topic is created again (so is not a permanent refusal).
+    creates_topics: bool,
+    health: Arc<SinkHealth>,
     metrics: Metrics,
     publish_metrics: PublishMetrics,
-    health: JoinHandle<()>,
+    watcher: JoinHandle<()>,
     /// Asks the health watcher to look at the brokers and topics now.
     recheck: Arc<Notify>,
 }
@@ -61,24 +62,23 @@ impl KafkaSink {
                 "message.timeout.ms",
                 config.message_timeout.as_millis().to_string(),
             );
-        let slot = Arc::new(ProducerSlot::new(client)?);
-        let ready = Arc::new(AtomicBool::new(false));
-        metrics.sink_up.with_label_values(&[SINK]).set(0);
+        let health = Arc::new(SinkHealth::new(&metrics, SINK));
+        let slot = Arc::new(ProducerSlot::new(client, health.clone())?);
         let recheck = Arc::new(Notify::new());
-        let health = tokio::spawn(health::watch(
+        let watcher = tokio::spawn(health::watch(
             slot.clone(),
             config.clone(),
-            ready.clone(),
-            metrics.clone(),
+            health.clone(),
             recheck.clone(),
         ));
         Ok(Self {
             slot,
             topics: config.topics.clone(),
-            ready,
+            creates_topics: config.ensure_topics,
+            health,
             publish_metrics: PublishMetrics::new(&metrics, SINK),
             metrics,
-            health,
+            watcher,
             recheck,
         })
     }
@@ -144,21 +144,31 @@ impl Sink for KafkaSink {
         }
         // Wait for what was queued even when a later message was refused, so that every
         // outcome is counted.
-        let mut failure: Option<(&'static str, String)> = None;
+        // A permanent refusal outranks a transient failure: retrying cannot help.
+        let mut failure: Option<(&'static str, String, bool)> = None;
+        let mut note = |reason: &'static str, detail: String, permanent: bool| {
+            if failure.as_ref().is_none_or(|f| permanent && !f.2) {
+                failure = Some((reason, detail, permanent));
+            }
+        };
         let (kinds, futures): (Vec<_>, Vec<_>) = deliveries.into_iter().unzip();
         for (kind, result) in kinds.into_iter().zip(join_all(futures).await) {
             match result {
                 Ok(Ok(_)) => self.publish_metrics.published(kind).inc(),
-                Ok(Err((error, _))) => {
-                    failure.get_or_insert((failure_reason(&error), error.to_string()));
-                }
-                Err(_) => {
-                    failure.get_or_insert(("canceled", "the producer was dropped".into()));
-                }
+                Ok(Err((error, _))) => note(
+                    failure_reason(&error),
+                    error.to_string(),
+                    is_permanent(&error, self.creates_topics),
+                ),
+                Err(_) => note("canceled", "the producer was dropped".into(), false),
             }
         }
         if let Some(error) = refused {
-            failure.get_or_insert((failure_reason(&error), error.to_string()));
+            note(
+                failure_reason(&error),
+                error.to_string(),
+                is_permanent(&error, self.creates_topics),
+            );
         }
         self.publish_metrics
             .duration
@@ -168,11 +178,18 @@ impl Sink for KafkaSink {
                 producer.succeeded();
                 Ok(())
             }
-            Some((reason, detail)) => {
+            Some((reason, detail, permanent)) => {
                 self.metrics
                     .publish_failures
                     .with_label_values(&[SINK, reason])
                     .inc();
+                if permanent {
+                    // The broker answered: the producer and the brokers are fine.
+                    return Err(SinkError::Refused {
+                        reason,
+                        detail: format!("kafka refused the record: {detail}"),
+                    });
+                }
                 if producer.failed() {
                     self.slot.replace(&producer);
                 }
@@ -185,12 +202,11 @@ impl Sink for KafkaSink {
     }
 
     fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Acquire)
-            && !self.slot.current().brokers_down.load(Ordering::Acquire)
+        self.health.is_up()
     }
 
     async fn close(&self) -> Result<(), SinkError> {
-        self.health.abort();
+        self.watcher.abort();
         let producer = self.slot.current();
         tokio::task::spawn_blocking(move || producer.producer.flush(Duration::from_secs(5)))
             .await

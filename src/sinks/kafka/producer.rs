@@ -13,12 +13,13 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{FutureProducer, Producer, ProducerContext};
 use rdkafka::util::TokioRuntime;
 
-use crate::sinks::SinkError;
+use crate::sinks::{SinkError, SinkHealth};
 
 /// Receives librdkafka's global errors: logs them and notes a fatal one.
 pub struct BridgeContext {
     fatal: Arc<AtomicBool>,
     brokers_down: Arc<AtomicBool>,
+    health: Arc<SinkHealth>,
 }
 
 impl ClientContext for BridgeContext {
@@ -30,7 +31,12 @@ impl ClientContext for BridgeContext {
             }
             // Repeated while a broker is away; the readiness watcher logs the change once.
             Some(RDKafkaErrorCode::AllBrokersDown) => {
-                self.brokers_down.store(true, Ordering::Release);
+                // Down at once for `/readyz` and the gauge alike; the watcher's next
+                // probe says when the brokers are back.
+                self.health.set_with(|| {
+                    self.brokers_down.store(true, Ordering::Release);
+                    false
+                });
                 tracing::debug!(error = %error, reason, "kafka brokers down");
             }
             Some(RDKafkaErrorCode::BrokerTransportFailure) => {
@@ -77,14 +83,16 @@ impl BridgeProducer {
 /// The current producer, replaced when it has failed fatally.
 pub struct ProducerSlot {
     config: ClientConfig,
+    health: Arc<SinkHealth>,
     current: RwLock<Arc<BridgeProducer>>,
 }
 
 impl ProducerSlot {
-    pub fn new(config: ClientConfig) -> Result<Self, SinkError> {
-        let producer = create(&config)?;
+    pub fn new(config: ClientConfig, health: Arc<SinkHealth>) -> Result<Self, SinkError> {
+        let producer = create(&config, &health)?;
         Ok(Self {
             config,
+            health,
             current: RwLock::new(Arc::new(producer)),
         })
     }
@@ -105,7 +113,7 @@ impl ProducerSlot {
         if !Arc::ptr_eq(&current, failed) {
             return;
         }
-        match create(&self.config) {
+        match create(&self.config, &self.health) {
             Ok(fresh) => {
                 let old = std::mem::replace(&mut *current, Arc::new(fresh));
                 tracing::warn!(
@@ -121,13 +129,14 @@ impl ProducerSlot {
     }
 }
 
-fn create(config: &ClientConfig) -> Result<BridgeProducer, SinkError> {
+fn create(config: &ClientConfig, health: &Arc<SinkHealth>) -> Result<BridgeProducer, SinkError> {
     let fatal = Arc::new(AtomicBool::new(false));
     let brokers_down = Arc::new(AtomicBool::new(false));
     let producer = config
         .create_with_context(BridgeContext {
             fatal: fatal.clone(),
             brokers_down: brokers_down.clone(),
+            health: health.clone(),
         })
         .map_err(|e| SinkError::Broker(format!("cannot create kafka producer: {e}")))?;
     Ok(BridgeProducer {
@@ -150,6 +159,69 @@ pub fn failure_reason(error: &KafkaError) -> &'static str {
         }
         Some(RDKafkaErrorCode::MessageSizeTooLarge) => "too_large",
         Some(RDKafkaErrorCode::TopicAuthorizationFailed) => "not_authorized",
+        Some(RDKafkaErrorCode::InvalidRecord) => "invalid_record",
+        Some(RDKafkaErrorCode::InvalidTopic) => "invalid_topic",
+        Some(RDKafkaErrorCode::PolicyViolation) => "policy_violation",
         _ => "error",
+    }
+}
+
+/// Whether Kafka refused a message for a reason that sending it again cannot change:
+/// it is too large, malformed, or for a topic the producer may not write to. A missing
+/// topic counts only when the bridge does not create topics (`kafka.ensure_topics`
+/// off): otherwise it is created again at the next health check.
+pub fn is_permanent(error: &KafkaError, bridge_creates_topics: bool) -> bool {
+    match error.rdkafka_error_code() {
+        Some(
+            RDKafkaErrorCode::MessageSizeTooLarge
+            | RDKafkaErrorCode::InvalidRecord
+            | RDKafkaErrorCode::InvalidTopic
+            | RDKafkaErrorCode::PolicyViolation
+            | RDKafkaErrorCode::TopicAuthorizationFailed,
+        ) => true,
+        Some(RDKafkaErrorCode::UnknownTopicOrPartition | RDKafkaErrorCode::UnknownTopic) => {
+            !bridge_creates_topics
+        }
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn delivery_error(code: RDKafkaErrorCode) -> KafkaError {
+        KafkaError::MessageProduction(code)
+    }
+
+    #[test]
+    fn a_refusal_of_the_message_itself_is_permanent() {
+        for code in [
+            RDKafkaErrorCode::MessageSizeTooLarge,
+            RDKafkaErrorCode::InvalidRecord,
+            RDKafkaErrorCode::TopicAuthorizationFailed,
+        ] {
+            assert!(is_permanent(&delivery_error(code), true), "{code:?}");
+        }
+    }
+
+    #[test]
+    fn an_unreachable_or_busy_broker_is_transient() {
+        for code in [
+            RDKafkaErrorCode::MessageTimedOut,
+            RDKafkaErrorCode::QueueFull,
+            RDKafkaErrorCode::AllBrokersDown,
+            RDKafkaErrorCode::NotEnoughReplicas,
+            RDKafkaErrorCode::Fatal,
+        ] {
+            assert!(!is_permanent(&delivery_error(code), false), "{code:?}");
+        }
+    }
+
+    #[test]
+    fn a_missing_topic_is_permanent_only_when_the_bridge_does_not_create_topics() {
+        let missing = delivery_error(RDKafkaErrorCode::UnknownTopicOrPartition);
+        assert!(is_permanent(&missing, false));
+        assert!(!is_permanent(&missing, true));
     }
 }

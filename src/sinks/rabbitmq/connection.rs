@@ -13,12 +13,12 @@ use futures_util::StreamExt;
 use lapin::options::ConfirmSelectOptions;
 use lapin::uri::AMQPUri;
 use lapin::{Channel, Connection, ConnectionProperties, Event};
-use prometheus::IntGauge;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::config::{describe_uri, RabbitmqConfig};
 use super::topology;
+use crate::sinks::SinkHealth;
 
 /// How often a live connection's status is checked besides its error events.
 const HEALTH_CHECK: Duration = Duration::from_millis(250);
@@ -33,11 +33,6 @@ pub struct Session {
 impl Session {
     pub fn is_connected(&self) -> bool {
         self.connection.status().connected()
-    }
-
-    /// Whether the broker has paused publishing (a memory or disk alarm).
-    pub fn is_blocked(&self) -> bool {
-        self.connection.status().blocked()
     }
 
     /// Whether the connection is or becomes closed within `wait`.
@@ -90,10 +85,10 @@ pub struct ConnectionManager {
 
 impl ConnectionManager {
     /// Starts connecting in the background; returns at once. Needs a Tokio runtime.
-    pub fn start(config: RabbitmqConfig, uri: AMQPUri, up: IntGauge) -> Self {
+    pub fn start(config: RabbitmqConfig, uri: AMQPUri, up: Arc<SinkHealth>) -> Self {
         let (current_tx, current) = watch::channel(None);
         let (stop, stop_rx) = watch::channel(false);
-        up.set(0);
+        up.set(false);
         let task = tokio::spawn(maintain(config, uri, current_tx, stop_rx, up));
         Self {
             current,
@@ -150,7 +145,7 @@ async fn maintain(
     uri: AMQPUri,
     current: watch::Sender<Option<Arc<Session>>>,
     mut stop: watch::Receiver<bool>,
-    up: IntGauge,
+    up: Arc<SinkHealth>,
 ) {
     let broker = describe_uri(&uri);
     let mut delay = config.reconnect_min;
@@ -164,14 +159,14 @@ async fn maintain(
             Ok(Ok((session, events))) => {
                 delay = config.reconnect_min;
                 current.send_replace(Some(session.clone()));
-                up.set(1);
+                up.set(true);
                 tracing::info!(%broker, channels = config.channels, "connected to RabbitMQ");
                 let lost = tokio::select! {
                     reason = watch_until_lost(&session, events, &up) => Some(reason),
                     _ = stop.changed() => None,
                 };
                 current.send_replace(None);
-                up.set(0);
+                up.set(false);
                 match lost {
                     Some(reason) => {
                         tracing::warn!(%broker, %reason, "lost the RabbitMQ connection; reconnecting")
@@ -199,7 +194,7 @@ async fn maintain(
         delay = (delay * 2).min(config.reconnect_max);
     }
     current.send_replace(None);
-    up.set(0);
+    up.set(false);
 }
 
 type Events = std::pin::Pin<Box<dyn futures_util::Stream<Item = Event> + Send>>;
@@ -246,7 +241,7 @@ async fn connect(
 /// Returns why the connection was lost, once its status is no longer connected. An
 /// error event alone is not enough: channel-level errors are reported there too.
 /// Meanwhile `up` follows the broker's blocking of publishers.
-async fn watch_until_lost(session: &Session, events: Events, up: &IntGauge) -> String {
+async fn watch_until_lost(session: &Session, events: Events, up: &SinkHealth) -> String {
     let mut events = pin!(events);
     let mut check = tokio::time::interval(HEALTH_CHECK);
     let mut last_error = None;
@@ -260,11 +255,11 @@ async fn watch_until_lost(session: &Session, events: Events, up: &IntGauge) -> S
                     last_error = Some(error.to_string());
                 }
                 Some(Event::ConnectionBlocked(reason)) => {
-                    up.set(0);
+                    up.set(false);
                     tracing::warn!(%reason, "RabbitMQ blocks publishing; writes wait");
                 }
                 Some(Event::ConnectionUnblocked) => {
-                    up.set(1);
+                    up.set(true);
                     tracing::info!("RabbitMQ accepts publishing again");
                 }
                 Some(_) => {}

@@ -12,20 +12,22 @@ mod routing;
 mod topology;
 
 use std::future::{poll_fn, Future};
+use std::sync::Arc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use futures_util::future::{join_all, maybe_done};
 use lapin::options::BasicPublishOptions;
-use lapin::Confirmation;
+use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
+use lapin::{Confirmation, ErrorKind};
 
 pub use self::config::{RabbitmqConfig, DEFAULT_URL};
 use self::connection::{ConnectionManager, Session};
 pub use self::properties::{properties, APP_ID, PERSISTENT};
 pub use self::routing::routing_key;
 pub use self::topology::ALTERNATE_EXCHANGE;
-use super::{Message, PublishMetrics, Record, Sink, SinkError};
+use super::{Message, PublishMetrics, Record, Sink, SinkError, SinkHealth};
 use crate::telemetry::Metrics;
 
 const NAME: &str = "rabbitmq";
@@ -36,6 +38,7 @@ const SETTLE: Duration = Duration::from_millis(200);
 pub struct RabbitmqSink {
     exchange: String,
     connection: ConnectionManager,
+    health: Arc<SinkHealth>,
     metrics: Metrics,
     publish_metrics: PublishMetrics,
 }
@@ -50,10 +53,11 @@ impl RabbitmqSink {
         }
         let uri = config.uri().map_err(SinkError::Io)?;
         tracing::info!(broker = %config.describe(), exchange = %config.exchange, "RabbitMQ sink starting");
-        let up = metrics.sink_up.with_label_values(&[NAME]);
+        let health = Arc::new(SinkHealth::new(metrics, NAME));
         Ok(Self {
             exchange: config.exchange.clone(),
-            connection: ConnectionManager::start(config.clone(), uri, up),
+            connection: ConnectionManager::start(config.clone(), uri, health.clone()),
+            health,
             metrics: metrics.clone(),
             publish_metrics: PublishMetrics::new(metrics, NAME),
         })
@@ -138,7 +142,13 @@ impl RabbitmqSink {
                     reason: "error",
                     message: "the channel is not in confirm mode".into(),
                 },
-                Err(e) => lost(format!("no confirm for the `{key}` message: {e}")),
+                Err(e) => match refusal(&e) {
+                    Some(reason) => Failure {
+                        reason,
+                        message: format!("RabbitMQ refused the `{key}` message: {e}"),
+                    },
+                    None => lost(format!("no confirm for the `{key}` message: {e}")),
+                },
             };
             // A lost connection outranks a nack: only it is worth publishing again.
             if failure
@@ -181,6 +191,25 @@ async fn in_order<F: Future>(futures: impl IntoIterator<Item = F>) -> Vec<F::Out
 struct Failure {
     reason: &'static str,
     message: String,
+}
+
+/// Reasons of [`refusal`]: the broker closed the channel over this publish, and
+/// publishing it again would close the next channel the same way.
+const REFUSALS: [&str; 2] = ["not_found", "access_refused"];
+
+/// The `reason` when `error` is the broker refusing a publish for good: the exchange
+/// does not exist (`NOT_FOUND`) or the user may not write to it (`ACCESS_REFUSED`).
+/// A message returned as unroutable is not one: a binding may be added any time, and
+/// the alternate exchange normally takes it.
+fn refusal(error: &lapin::Error) -> Option<&'static str> {
+    match error.kind() {
+        ErrorKind::ProtocolError(amqp) => match amqp.kind() {
+            AMQPErrorKind::Soft(AMQPSoftError::NOTFOUND) => Some(REFUSALS[0]),
+            AMQPErrorKind::Soft(AMQPSoftError::ACCESSREFUSED) => Some(REFUSALS[1]),
+            _ => None,
+        },
+        _ => None,
+    }
 }
 
 /// Counts a write abandoned while waiting for a connection (its deadline passed).
@@ -245,6 +274,13 @@ impl Sink for RabbitmqSink {
                     self.count_failure("disconnected");
                     tracing::debug!(%message, "RabbitMQ connection lost during a write; retrying");
                 }
+                Err(Failure { reason, message }) if REFUSALS.contains(&reason) => {
+                    self.count_failure(reason);
+                    break Err(SinkError::Refused {
+                        reason,
+                        detail: message,
+                    });
+                }
                 Err(Failure { reason, message }) => {
                     self.count_failure(reason);
                     break Err(SinkError::Broker(message));
@@ -258,14 +294,42 @@ impl Sink for RabbitmqSink {
     }
 
     fn is_ready(&self) -> bool {
-        // While blocked, writes would only wait out their deadline.
-        self.connection
-            .session_now()
-            .is_some_and(|session| !session.is_blocked())
+        // Down while disconnected and while the broker blocks publishing (writes would
+        // only wait out their deadline): the connection task keeps it.
+        self.health.is_up()
     }
 
     async fn close(&self) -> Result<(), SinkError> {
         self.connection.close().await;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use lapin::protocol::{AMQPError, AMQPHardError};
+
+    use super::*;
+
+    fn protocol_error(kind: AMQPErrorKind) -> lapin::Error {
+        ErrorKind::ProtocolError(AMQPError::new(kind, "closed by the broker".into())).into()
+    }
+
+    #[test]
+    fn a_missing_exchange_or_a_forbidden_one_is_a_refusal() {
+        let not_found = protocol_error(AMQPErrorKind::Soft(AMQPSoftError::NOTFOUND));
+        assert_eq!(refusal(&not_found), Some("not_found"));
+        let refused = protocol_error(AMQPErrorKind::Soft(AMQPSoftError::ACCESSREFUSED));
+        assert_eq!(refusal(&refused), Some("access_refused"));
+    }
+
+    #[test]
+    fn a_lost_connection_or_another_channel_error_is_not_a_refusal() {
+        let closed = protocol_error(AMQPErrorKind::Hard(AMQPHardError::CONNECTIONFORCED));
+        assert_eq!(refusal(&closed), None);
+        let precondition = protocol_error(AMQPErrorKind::Soft(AMQPSoftError::PRECONDITIONFAILED));
+        assert_eq!(refusal(&precondition), None);
+        let io: lapin::Error = std::io::Error::other("reset").into();
+        assert_eq!(refusal(&io), None);
     }
 }

@@ -1,0 +1,97 @@
+//! `vizion-bridge spool quarantine list|requeue`: what the forwarder kept aside because
+//! a sink refused it, and sending it again once the cause is fixed.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use crate::cli::{QuarantineCommand, SpoolCommand};
+use crate::config::Settings;
+use crate::delivery::spool::quarantine;
+use crate::delivery::{Spool, SpoolError};
+use crate::telemetry::Metrics;
+
+pub fn run(settings: &Settings, command: SpoolCommand) -> ExitCode {
+    let Some(dir) = settings.spool.dir.as_deref() else {
+        eprintln!("error: `spool.dir` is not set: there is no spool");
+        return ExitCode::FAILURE;
+    };
+    let SpoolCommand::Quarantine { command } = command;
+    let result = match command {
+        QuarantineCommand::List { json } => list(dir, json),
+        QuarantineCommand::Requeue => requeue(settings),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Reads the quarantine only: safe while the service runs.
+fn list(dir: &Path, json: bool) -> Result<(), String> {
+    let files = quarantine::list(dir).map_err(|e| format!("cannot read the quarantine: {e}"))?;
+    if json {
+        for file in &files {
+            let line = serde_json::to_string(&file.note).map_err(|e| e.to_string())?;
+            println!("{line}");
+        }
+        return Ok(());
+    }
+    if files.is_empty() {
+        println!(
+            "no quarantined records in {}",
+            dir.join(quarantine::DIR).display()
+        );
+        return Ok(());
+    }
+    println!(
+        "{:<10} {:<9} {:<15} {:<8} {:<25} {:<15} DETAIL",
+        "SEQ", "SINK", "REASON", "ATTEMPTS", "QUARANTINED AT", "CONTAINER"
+    );
+    for file in &files {
+        let note = &file.note;
+        println!(
+            "{:<10} {:<9} {:<15} {:<8} {:<25} {:<15} {}",
+            note.seq,
+            note.sink,
+            note.reason,
+            note.attempts,
+            note.quarantined_at,
+            note.order_key,
+            note.detail
+        );
+    }
+    let records = files
+        .iter()
+        .map(|f| f.note.seq)
+        .collect::<std::collections::BTreeSet<_>>();
+    println!(
+        "{} record(s); `vizion-bridge spool quarantine requeue` sends them again",
+        records.len()
+    );
+    Ok(())
+}
+
+/// Opens the spool (which takes its lock: refused while the service runs), appends the
+/// quarantined records to it, and closes it; the service forwards them at its next start.
+fn requeue(settings: &Settings) -> Result<(), String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start: {e}"))?;
+    runtime.block_on(async {
+        let spool = Spool::open(&settings.spool, Metrics::new()).map_err(|e| match e {
+            SpoolError::Locked(dir) => format!(
+                "the spool in {dir} is in use by a running vizion-bridge: stop it, then requeue"
+            ),
+            other => format!("cannot open the spool: {other}"),
+        })?;
+        let requeued = spool.requeue_quarantined().await;
+        spool.close(std::time::Duration::ZERO).await;
+        let requeued = requeued.map_err(|e| format!("requeueing failed: {e}"))?;
+        println!("requeued {requeued} record(s); the service forwards them to every sink at its next start");
+        Ok(())
+    })
+}
