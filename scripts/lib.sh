@@ -21,6 +21,26 @@ stop_started() {
     fi
 }
 
+# Installs, from Debian's packages, the commands the tests run that a fresh machine may
+# lack (only when missing, and only as root with apt-get; otherwise says what to install).
+# Arguments are "command:package" pairs.
+ensure_commands() {
+    local missing=()
+    local pair
+    for pair in "$@"; do
+        command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
+    done
+    [ "${#missing[@]}" -eq 0 ] && return 0
+    step "installing ${missing[*]}"
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        apt-get update -qq >/dev/null
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+    else
+        echo "missing commands; install these packages: ${missing[*]}" >&2
+        exit 1
+    fi
+}
+
 port_is_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 # The first port from $1 on that nothing listens on.

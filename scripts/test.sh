@@ -12,6 +12,11 @@ cd "$(dirname "$0")/.."
 . scripts/lib.sh
 trap stop_started EXIT
 
+# Commands the tests and checks call: a TLS listener in front of RabbitMQ with a
+# throw-away CA (openssl, socat), HTTP and JSON on the command line (curl, jq), unpacking
+# the deployment tools (unzip).
+ensure_commands socat:socat openssl:openssl curl:curl jq:jq unzip:unzip
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
