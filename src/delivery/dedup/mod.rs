@@ -7,22 +7,19 @@ mod breaker;
 mod id_log;
 mod redis_store;
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use moka::sync::Cache;
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
-use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
 
 use self::id_log::IdLog;
 pub use self::redis_store::{RedisError, RedisStore};
 use crate::config::secret::{self, InlineSecret, SecretError};
+use crate::delivery::key_lock::{KeyLocks, Turn};
 use crate::telemetry::Metrics;
-
-type InFlight = Arc<Mutex<HashMap<String, Arc<AsyncMutex<()>>>>>;
 
 /// The file under the storage directory that keeps the ids across restarts.
 pub const DEDUP_FILE: &str = "dedup-ids.log";
@@ -155,28 +152,12 @@ pub struct Dedup {
     seen: Cache<String, u64>,
     ttl: Duration,
     store: Store,
-    in_flight: InFlight,
+    in_flight: KeyLocks,
 }
 
 /// Exclusive right to deliver one key; a second delivery of the same key waits until
 /// this one is dropped, then finds the key remembered (or retries if this one failed).
-pub struct Claim {
-    key: String,
-    lock: Arc<AsyncMutex<()>>,
-    guard: Option<OwnedMutexGuard<()>>,
-    in_flight: InFlight,
-}
-
-impl Drop for Claim {
-    fn drop(&mut self) {
-        drop(self.guard.take());
-        let mut in_flight = self.in_flight.lock().expect("dedup lock poisoned");
-        // Two holders left (the map and this claim) means nobody else is waiting.
-        if Arc::strong_count(&self.lock) == 2 {
-            in_flight.remove(&self.key);
-        }
-    }
-}
+pub type Claim = Turn;
 
 impl Dedup {
     /// Ids kept in memory only: a restart forgets them.
@@ -185,7 +166,7 @@ impl Dedup {
             seen: Cache::builder().max_capacity(config.capacity).build(),
             ttl: config.ttl,
             store: Store::Memory,
-            in_flight: Arc::default(),
+            in_flight: KeyLocks::default(),
         }
     }
 
@@ -218,17 +199,7 @@ impl Dedup {
 
     /// Waits until no other delivery of `key` is in progress and claims it.
     pub async fn claim(&self, key: &str) -> Claim {
-        let lock = {
-            let mut in_flight = self.in_flight.lock().expect("dedup lock poisoned");
-            in_flight.entry(key.to_owned()).or_default().clone()
-        };
-        let guard = lock.clone().lock_owned().await;
-        Claim {
-            key: key.to_owned(),
-            lock,
-            guard: Some(guard),
-            in_flight: self.in_flight.clone(),
-        }
+        self.in_flight.lock(key).await
     }
 
     /// Whether `key` was written within the TTL. When Redis cannot answer (or is not
@@ -326,7 +297,7 @@ mod tests {
             second.await.unwrap(),
             "the second sees what the first remembered"
         );
-        assert!(dedup.in_flight.lock().unwrap().is_empty());
+        assert!(dedup.in_flight.is_idle());
     }
 
     #[test]
