@@ -15,7 +15,10 @@ mod proxy;
 mod rabbitmq;
 mod rabbitmq_faults;
 mod references_cli;
+mod rejections;
+mod shutdown;
 mod simulator;
+mod slow_bodies;
 mod source;
 mod spool;
 // Shared with the events tests: fixture bodies and the JSON Schema validators.

@@ -1,9 +1,10 @@
 //! A TCP proxy for fault tests: copies bytes both ways, and on command cuts every
-//! connection and refuses new ones until restored.
+//! connection and refuses new ones until restored, or stalls: keeps every connection
+//! open but carries no byte, as a broker that hangs.
 
 use std::net::SocketAddr;
 
-use tokio::io::copy_bidirectional;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
@@ -11,6 +12,8 @@ pub struct TcpProxy {
     pub addr: SocketAddr,
     /// `true` while cut. Every connection task watches it.
     cut: watch::Sender<bool>,
+    /// `true` while stalled: bytes are held until it turns `false`.
+    stalled: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -20,7 +23,9 @@ impl TcpProxy {
         let listener = TcpListener::bind(listen).await.expect("proxy binds");
         let addr = listener.local_addr().unwrap();
         let (cut, _) = watch::channel(false);
+        let (stalled, _) = watch::channel(false);
         let watcher = cut.subscribe();
+        let stall_watcher = stalled.subscribe();
         let task = tokio::spawn(async move {
             loop {
                 let Ok((client, _)) = listener.accept().await else {
@@ -30,10 +35,20 @@ impl TcpProxy {
                     drop(client);
                     continue;
                 }
-                tokio::spawn(pipe(client, upstream, watcher.clone()));
+                tokio::spawn(pipe(
+                    client,
+                    upstream,
+                    watcher.clone(),
+                    stall_watcher.clone(),
+                ));
             }
         });
-        Self { addr, cut, task }
+        Self {
+            addr,
+            cut,
+            stalled,
+            task,
+        }
     }
 
     /// Closes every open connection and refuses new ones.
@@ -43,6 +58,12 @@ impl TcpProxy {
 
     pub fn restore(&self) {
         self.cut.send_replace(false);
+        self.stalled.send_replace(false);
+    }
+
+    /// Holds every byte in both directions, connections left open, until restored.
+    pub fn stall(&self) {
+        self.stalled.send_replace(true);
     }
 }
 
@@ -53,13 +74,42 @@ impl Drop for TcpProxy {
     }
 }
 
-async fn pipe(mut client: TcpStream, upstream: SocketAddr, mut cut: watch::Receiver<bool>) {
-    let Ok(mut server) = TcpStream::connect(upstream).await else {
+async fn pipe(
+    client: TcpStream,
+    upstream: SocketAddr,
+    mut cut: watch::Receiver<bool>,
+    stalled: watch::Receiver<bool>,
+) {
+    let Ok(server) = TcpStream::connect(upstream).await else {
         return;
     };
+    let (client_read, client_write) = client.into_split();
+    let (server_read, server_write) = server.into_split();
     tokio::select! {
-        _ = copy_bidirectional(&mut client, &mut server) => {}
+        _ = copy_unless_stalled(client_read, server_write, stalled.clone()) => {}
+        _ = copy_unless_stalled(server_read, client_write, stalled) => {}
         _ = cut.wait_for(|cut| *cut) => {}
+    }
+}
+
+/// Copies `from` to `to` until either closes, holding each chunk while stalled.
+async fn copy_unless_stalled(
+    mut from: impl AsyncRead + Unpin,
+    mut to: impl AsyncWrite + Unpin,
+    mut stalled: watch::Receiver<bool>,
+) {
+    let mut buffer = vec![0u8; 16 * 1024];
+    loop {
+        let n = match from.read(&mut buffer).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        if stalled.wait_for(|stalled| !*stalled).await.is_err() {
+            return;
+        }
+        if to.write_all(&buffer[..n]).await.is_err() {
+            return;
+        }
     }
 }
 
