@@ -2,20 +2,23 @@
 //! same way (tests on port 0).
 
 use std::net::{SocketAddr, TcpListener};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::dev::Server;
+use actix_http::HttpService;
+use actix_service::{apply_fn_factory, map_config};
+use actix_web::dev::{AppConfig, Server, Service};
 use actix_web::{web, App, HttpServer};
 use serde::{Deserialize, Serialize};
+use tokio::net::TcpStream;
 use tokio::sync::{Notify, Semaphore};
 
 use crate::auth::{Authenticator, KeyRing};
 use crate::config::{ConfigError, Settings};
 use crate::delivery::poller::Poller;
 use crate::delivery::{Dedup, DedupError, Delivery, Intake, Spool, SpoolError};
-use crate::ingest::{routes, IngestState, SourcePolicy};
+use crate::ingest::connection::{self, Connections};
+use crate::ingest::{routes, BodyReads, IngestState, ShutdownState, SourcePolicy};
 use crate::lifecycle::{AutoUnsubscribe, UnsubscribeRecord};
 use crate::sinks::file::FileSink;
 use crate::sinks::kafka::KafkaSink;
@@ -31,8 +34,14 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// HTTP worker threads; 0 means one per CPU core.
     pub workers: usize,
-    /// Webhooks handled at once; beyond it the answer is 503 with `Retry-After`.
+    /// Webhooks handled at once once their body is in; beyond it the answer is 503
+    /// with `Retry-After`.
     pub max_inflight: usize,
+    /// Requests still sending their body, in all; beyond it the answer is 503 with
+    /// `Retry-After` before the body is read.
+    pub max_body_reads: usize,
+    /// Of those, how many one client address (an IPv6 client: its /64) may hold.
+    pub max_body_reads_per_client: usize,
     /// Time a client has to send the request line and headers.
     #[serde(with = "humantime_serde")]
     pub client_request_timeout: Duration,
@@ -42,11 +51,12 @@ pub struct ServerConfig {
     /// How long an idle keep-alive connection stays open.
     #[serde(with = "humantime_serde")]
     pub keep_alive: Duration,
-    /// On SIGTERM or SIGINT: how long `/readyz` answers 503 before the listener
-    /// closes, so that load balancers stop sending first.
+    /// On SIGTERM or SIGINT: how long `/readyz` answers 503 while webhooks are still
+    /// taken, so that load balancers stop sending first.
     #[serde(with = "humantime_serde")]
     pub shutdown_delay: Duration,
-    /// Then how long in-flight requests may take to finish.
+    /// Then how long webhooks in flight may take: new ones are answered 503, and one
+    /// still running near the end is answered 503 before the connections close.
     #[serde(with = "humantime_serde")]
     pub shutdown_timeout: Duration,
     /// Value of `Retry-After` on 503 answers.
@@ -60,6 +70,8 @@ impl Default for ServerConfig {
             listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
             workers: 0,
             max_inflight: 512,
+            max_body_reads: 256,
+            max_body_reads_per_client: 64,
             client_request_timeout: Duration::from_secs(5),
             body_read_timeout: Duration::from_secs(10),
             keep_alive: Duration::from_secs(75),
@@ -69,6 +81,47 @@ impl Default for ServerConfig {
         }
     }
 }
+
+impl ServerConfig {
+    /// What is wrong with these settings, one sentence each.
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if self.max_inflight == 0 {
+            problems.push("`server.max_inflight` must be above 0".into());
+        }
+        if self.max_body_reads == 0 {
+            problems.push("`server.max_body_reads` must be above 0".into());
+        }
+        if self.max_body_reads_per_client == 0
+            || self.max_body_reads_per_client > self.max_body_reads
+        {
+            problems.push(
+                "`server.max_body_reads_per_client` must be above 0 and at most \
+                 `server.max_body_reads`"
+                    .into(),
+            );
+        }
+        if self.shutdown_timeout < Duration::from_secs(1) {
+            problems.push("`server.shutdown_timeout` must be at least 1s".into());
+        }
+        problems
+    }
+
+    /// When, after the drain begins, a webhook still in flight is answered 503: a
+    /// margin before `shutdown_timeout` leaves time to write the answer.
+    fn answer_window(&self) -> Duration {
+        self.shutdown_timeout
+            .saturating_sub(ANSWER_MARGIN)
+            .max(self.shutdown_timeout / 2)
+    }
+}
+
+/// Kept at the end of `shutdown_timeout` to write the last answers.
+const ANSWER_MARGIN: Duration = Duration::from_secs(1);
+
+/// The drain ends early once no connection has arrived for this long (and nothing is
+/// in flight): closing the listener then cuts nobody's request.
+const DRAIN_QUIET: Duration = Duration::from_millis(100);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -101,8 +154,11 @@ pub struct Application {
     server: Server,
     metrics_server: Server,
     state: web::Data<IngestState>,
+    connections: Arc<Connections>,
     stop: Arc<Notify>,
     shutdown_delay: Duration,
+    shutdown_timeout: Duration,
+    answer_window: Duration,
     poller: Option<Poller>,
     auto_unsubscribe: Option<Arc<AutoUnsubscribe>>,
 }
@@ -167,30 +223,19 @@ impl Application {
             max_body_bytes: settings.ingest.max_body_bytes,
             body_read_timeout: server_config.body_read_timeout,
             retry_after: server_config.retry_after,
+            body_reads: BodyReads::new(
+                server_config.max_body_reads,
+                server_config.max_body_reads_per_client,
+                metrics.body_reads_in_progress.clone(),
+            ),
             inflight: Arc::new(Semaphore::new(server_config.max_inflight)),
-            shutting_down: AtomicBool::new(false),
+            shutdown: ShutdownState::default(),
         });
 
         let listener = bind(server_config.listen)?;
         let port = listener.local_addr()?.port();
-        let webhook_path = settings.ingest.path.clone();
-        let app_state = state.clone();
-        let mut server = HttpServer::new(move || {
-            App::new()
-                .app_data(app_state.clone())
-                .route(&webhook_path, web::post().to(routes::receive_webhook))
-                .route("/healthz", web::get().to(routes::healthz))
-                .route("/readyz", web::get().to(routes::readyz))
-        })
-        .client_request_timeout(server_config.client_request_timeout)
-        .keep_alive(server_config.keep_alive)
-        .shutdown_timeout(server_config.shutdown_timeout.as_secs_f64().ceil() as u64)
-        // Signals are handled below, so that sinks are flushed after the last request.
-        .disable_signals();
-        if server_config.workers > 0 {
-            server = server.workers(server_config.workers);
-        }
-        let server = server.listen(listener)?.run();
+        let connections = Connections::new(metrics.clone());
+        let server = serve_webhooks(listener, &settings, state.clone(), connections.clone())?;
 
         let metrics_listener = bind(settings.metrics.listen)?;
         let metrics_port = metrics_listener.local_addr()?.port();
@@ -221,8 +266,11 @@ impl Application {
             server,
             metrics_server,
             state,
+            connections,
             stop: Arc::new(Notify::new()),
             shutdown_delay: server_config.shutdown_delay,
+            shutdown_timeout: server_config.shutdown_timeout,
+            answer_window: server_config.answer_window(),
             poller,
             auto_unsubscribe,
         })
@@ -242,28 +290,38 @@ impl Application {
 
     /// Serves until SIGTERM, SIGINT or [`StopHandle::stop`], then stops taking
     /// requests, lets in-flight ones finish, and flushes the sinks.
-    pub async fn run_until_stopped(self) -> Result<(), StartupError> {
+    pub async fn run_until_stopped(mut self) -> Result<(), StartupError> {
         let ingest = self.server.handle();
         let metrics = self.metrics_server.handle();
         let mut serving = tokio::spawn(self.server);
         let metrics_serving = tokio::spawn(self.metrics_server);
         let (halt_polling, halted) = tokio::sync::watch::channel(false);
-        let polling = self.poller.map(|poller| tokio::spawn(poller.run(halted)));
+        let polling = self
+            .poller
+            .take()
+            .map(|poller| tokio::spawn(poller.run(halted)));
 
         let early_exit = tokio::select! {
             _ = shutdown_signal() => None,
             _ = self.stop.notified() => None,
             result = &mut serving => Some(result),
         };
-        self.state.shutting_down.store(true, Ordering::Release);
+        self.state.shutdown.stop_being_ready();
         let result = match early_exit {
             Some(result) => result.map_err(std::io::Error::other).and_then(|r| r),
             None => {
                 if !self.shutdown_delay.is_zero() {
-                    tracing::info!(delay = ?self.shutdown_delay, "shutting down: not ready, still serving");
+                    tracing::info!(delay = ?self.shutdown_delay, "shutting down: not ready, still taking webhooks");
                     tokio::time::sleep(self.shutdown_delay).await;
                 }
-                tracing::info!("shutting down: finishing in-flight requests");
+                drain(
+                    &self.state,
+                    &self.connections,
+                    self.shutdown_timeout,
+                    self.answer_window,
+                )
+                .await;
+                // What is left is writing the last answers and closing idle connections.
                 ingest.stop(true).await;
                 serving.await.map_err(std::io::Error::other).and_then(|r| r)
             }
@@ -287,6 +345,87 @@ impl Application {
         tracing::info!("stopped");
         result.map_err(StartupError::from)
     }
+}
+
+/// Refuses new webhooks (503), has those in flight answered within `answer_window`,
+/// and returns once nothing is in flight and no connection is arriving, or when
+/// `shutdown_timeout` has passed. The listener stays open all along, so that no
+/// connection is reset meanwhile.
+async fn drain(
+    state: &IngestState,
+    connections: &Connections,
+    shutdown_timeout: Duration,
+    answer_window: Duration,
+) {
+    let started = tokio::time::Instant::now();
+    state.shutdown.drain(started + answer_window);
+    tracing::info!(
+        timeout = ?shutdown_timeout,
+        "shutting down: refusing new webhooks, finishing those in flight"
+    );
+    loop {
+        let in_flight = state.metrics.inflight.get();
+        if in_flight == 0 && connections.are_quiet(DRAIN_QUIET) {
+            return;
+        }
+        if started.elapsed() >= shutdown_timeout {
+            tracing::warn!(
+                in_flight,
+                "shutting down: requests still open at the timeout"
+            );
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// The webhook listener: actix-web's HTTP/1 service on each connection, served through
+/// [`Connections`], which counts and logs what the HTTP layer refuses on its own.
+fn serve_webhooks(
+    listener: TcpListener,
+    settings: &Settings,
+    state: web::Data<IngestState>,
+    connections: Arc<Connections>,
+) -> std::io::Result<Server> {
+    let server_config = settings.server.clone();
+    let webhook_path = settings.ingest.path.clone();
+    let mut builder = actix_server::Server::build()
+        // Connections are drained first (`Application::drain`); this is the time left
+        // for writing the last answers.
+        .shutdown_timeout(ANSWER_MARGIN.as_secs())
+        // Signals are handled by `run_until_stopped`, so that sinks are flushed after
+        // the last request.
+        .disable_signals();
+    if server_config.workers > 0 {
+        builder = builder.workers(server_config.workers);
+    }
+    let closing = builder.graceful_shutdown_signal();
+    let server = builder.listen("vizion-bridge-webhooks", listener, move || {
+        let app = App::new()
+            .app_data(state.clone())
+            .wrap_fn(|request, service| {
+                connection::note_request(&request);
+                service.call(request)
+            })
+            .route(&webhook_path, web::post().to(routes::receive_webhook))
+            .route("/healthz", web::get().to(routes::healthz))
+            .route("/readyz", web::get().to(routes::readyz));
+        let closing = closing.clone();
+        let http = HttpService::build()
+            .keep_alive(server_config.keep_alive)
+            .client_request_timeout(server_config.client_request_timeout)
+            .graceful_shutdown_signal(move || {
+                let closing = closing.clone();
+                async move { closing.notified().await }
+            })
+            .on_connect_ext(connection::share_record)
+            .h1(map_config(app, |_| AppConfig::default()));
+        let connections = connections.clone();
+        apply_fn_factory(http, move |tcp: TcpStream, http: &_| {
+            connections.serve(tcp, http)
+        })
+    })?;
+    Ok(server.run())
 }
 
 /// What takes authentic bodies, from webhooks and from polling alike: the delivery to
@@ -418,5 +557,33 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     {
         let _ = interrupt.await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_client_share_of_body_reads_beyond_the_total_is_refused() {
+        let config = ServerConfig {
+            max_body_reads: 8,
+            max_body_reads_per_client: 9,
+            ..ServerConfig::default()
+        };
+        let problems = config.problems();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].contains("max_body_reads_per_client"));
+        assert!(ServerConfig::default().problems().is_empty());
+    }
+
+    #[test]
+    fn webhooks_in_flight_are_answered_before_the_shutdown_timeout() {
+        let with_timeout = |secs| ServerConfig {
+            shutdown_timeout: Duration::from_secs(secs),
+            ..ServerConfig::default()
+        };
+        assert_eq!(with_timeout(25).answer_window(), Duration::from_secs(24));
+        assert_eq!(with_timeout(1).answer_window(), Duration::from_millis(500));
     }
 }

@@ -157,14 +157,9 @@ impl Settings {
         if self.ingest.max_body_bytes == 0 {
             errors.push("`ingest.max_body_bytes` must be above 0".into());
         }
-        if self.server.max_inflight == 0 {
-            errors.push("`server.max_inflight` must be above 0".into());
-        }
+        errors.extend(self.server.problems());
         if self.dedup.capacity == 0 {
             errors.push("`dedup.capacity` must be above 0".into());
-        }
-        if self.server.shutdown_timeout < std::time::Duration::from_secs(1) {
-            errors.push("`server.shutdown_timeout` must be at least 1s".into());
         }
         let signature = &self.auth.http_signature;
         if matches!(self.auth.scheme, Scheme::HttpSignature | Scheme::Auto)

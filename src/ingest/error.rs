@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use crate::auth::AuthFailure;
 use crate::delivery::DeliveryError;
+use crate::ingest::BodyReadsFull;
 use crate::telemetry::Outcome;
 
 #[derive(Debug, thiserror::Error)]
@@ -27,6 +28,13 @@ pub enum IngestError {
     Unauthorized(AuthFailure),
     #[error("too many webhooks in progress; retry later")]
     Overloaded { retry_after: Duration },
+    #[error("{bound}; retry later")]
+    BodyReadsFull {
+        bound: BodyReadsFull,
+        retry_after: Duration,
+    },
+    #[error("the service is shutting down; retry later")]
+    ShuttingDown { retry_after: Duration },
     #[error("the update could not be stored; retry later")]
     Unavailable {
         #[source]
@@ -53,6 +61,8 @@ impl IngestError {
             IngestError::Overloaded { .. } | IngestError::Unavailable { .. } => {
                 Outcome::Unavailable
             }
+            IngestError::BodyReadsFull { .. } => Outcome::BodyReadsFull,
+            IngestError::ShuttingDown { .. } => Outcome::ShuttingDown,
         }
     }
 
@@ -66,6 +76,8 @@ impl IngestError {
             IngestError::BrokenBody(_) => "bad_request",
             IngestError::Unauthorized(_) => "unauthorized",
             IngestError::Overloaded { .. } => "overloaded",
+            IngestError::BodyReadsFull { .. } => "body_reads_full",
+            IngestError::ShuttingDown { .. } => "shutting_down",
             IngestError::Unavailable { cause, .. } if cause.is_spool_full() => "spool_full",
             IngestError::Unavailable { .. } => "unavailable",
         }
@@ -83,16 +95,19 @@ impl ResponseError for IngestError {
             IngestError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             // Never a 4xx for our own trouble: a sender that does not retry 4xx would
             // lose the update.
-            IngestError::Overloaded { .. } | IngestError::Unavailable { .. } => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            IngestError::Overloaded { .. }
+            | IngestError::Unavailable { .. }
+            | IngestError::BodyReadsFull { .. }
+            | IngestError::ShuttingDown { .. } => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
     fn error_response(&self) -> HttpResponse {
         let mut response = HttpResponse::build(self.status_code());
         if let IngestError::Overloaded { retry_after }
-        | IngestError::Unavailable { retry_after, .. } = self
+        | IngestError::Unavailable { retry_after, .. }
+        | IngestError::BodyReadsFull { retry_after, .. }
+        | IngestError::ShuttingDown { retry_after } = self
         {
             response.insert_header((RETRY_AFTER, HeaderValue::from(retry_after.as_secs().max(1))));
         }
@@ -101,8 +116,11 @@ impl ResponseError for IngestError {
             IngestError::BodyTimedOut(_)
                 | IngestError::TooLarge { .. }
                 | IngestError::BrokenBody(_)
+                | IngestError::BodyReadsFull { .. }
+                | IngestError::ShuttingDown { .. }
         ) {
-            // The rest of the body was not read: the connection cannot be reused.
+            // The rest of the body was not read (or, shutting down, the connection is
+            // about to close): the connection cannot be reused.
             response.force_close();
         }
         response.json(ErrorBody {

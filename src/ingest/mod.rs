@@ -1,11 +1,13 @@
 //! The HTTP front door: where a webhook came from, how big it is, and the answer it gets.
 
-mod body;
+pub mod body;
+mod body_reads;
+pub mod connection;
 mod error;
 pub mod routes;
+mod shutdown;
 mod source;
 
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,7 +15,9 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 
+pub use self::body_reads::{BodyRead, BodyReads, BodyReadsFull};
 pub use self::error::IngestError;
+pub use self::shutdown::ShutdownState;
 pub use self::source::{ForwardedHeader, SourcePolicy};
 use crate::auth::Authenticator;
 use crate::delivery::{Delivery, Intake};
@@ -61,8 +65,13 @@ pub struct IngestState {
     pub max_body_bytes: usize,
     pub body_read_timeout: Duration,
     pub retry_after: Duration,
-    /// Bounds the webhooks handled at once; beyond it the answer is 503.
+    /// Bounds the requests still sending their body, in all and per client; beyond it
+    /// the answer is 503.
+    pub body_reads: Arc<BodyReads>,
+    /// Bounds the webhooks handled at once once their body is in; beyond it the answer
+    /// is 503.
     pub inflight: Arc<Semaphore>,
-    /// Set when shutdown begins, so that `/readyz` turns away new traffic.
-    pub shutting_down: AtomicBool,
+    /// Where the shutdown is: `/readyz` turns away new traffic once it begins, and
+    /// webhooks in flight are answered before the connections close.
+    pub shutdown: ShutdownState,
 }

@@ -1,5 +1,9 @@
 use serde::{Deserialize, Serialize};
-use tracing_subscriber::EnvFilter;
+use tracing::{Level, Metadata};
+use tracing_subscriber::filter::{filter_fn, FilterExt};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{fmt, EnvFilter, Layer};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -30,19 +34,28 @@ impl Default for LogConfig {
 
 /// Installs the global subscriber. A second call (as in tests) keeps the first one.
 pub fn init_logging(config: &LogConfig) {
-    let filter = EnvFilter::try_from_default_env()
+    let level = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&config.level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = match config.format {
-        LogFormat::Json => builder
+    let filter = level.and(filter_fn(|metadata| !reported_by_the_bridge(metadata)));
+    let layer = fmt::layer().with_writer(std::io::stderr);
+    let layer = match config.format {
+        LogFormat::Json => layer
             .json()
             .flatten_event(true)
             .with_current_span(true)
             .with_span_list(false)
-            .try_init(),
-        LogFormat::Text => builder.try_init(),
+            .with_filter(filter)
+            .boxed(),
+        LogFormat::Text => layer.with_filter(filter).boxed(),
     };
+    let _ = tracing_subscriber::registry().with(layer).try_init();
+}
+
+/// The HTTP layer logs every connection it ends on an error at ERROR, without the
+/// peer's address, even when the client is at fault (a malformed request, headers too
+/// large). Each of those errors is reported once by `ingest::connection`, with the peer
+/// and at the level it deserves, so its own lines are left out.
+fn reported_by_the_bridge(metadata: &Metadata<'_>) -> bool {
+    metadata.target() == "actix_http::h1::dispatcher" && *metadata.level() == Level::ERROR
 }

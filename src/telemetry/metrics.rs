@@ -37,10 +37,22 @@ pub enum Outcome {
     Unavailable,
     /// Refused with 503 because the local spool is full.
     SpoolFull,
+    /// Refused with 503 before its body was read: every place for a body being
+    /// received, or the client's share of them, was taken.
+    BodyReadsFull,
+    /// Refused or cut short with 503 because the service is shutting down.
+    ShuttingDown,
+    /// Answered 400 by the HTTP layer: the request could not be parsed.
+    MalformedRequest,
+    /// Answered 431 by the HTTP layer: too many headers, or too large.
+    HeadersTooLarge,
+    /// Answered 408 by the HTTP layer: the request head did not arrive within
+    /// `server.client_request_timeout`.
+    HeaderTimeout,
 }
 
 impl Outcome {
-    pub const ALL: [Outcome; 10] = [
+    pub const ALL: [Outcome; 15] = [
         Outcome::Accepted,
         Outcome::Duplicate,
         Outcome::DeadLettered,
@@ -51,6 +63,11 @@ impl Outcome {
         Outcome::BadRequest,
         Outcome::Unavailable,
         Outcome::SpoolFull,
+        Outcome::BodyReadsFull,
+        Outcome::ShuttingDown,
+        Outcome::MalformedRequest,
+        Outcome::HeadersTooLarge,
+        Outcome::HeaderTimeout,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -65,6 +82,11 @@ impl Outcome {
             Outcome::BadRequest => "bad_request",
             Outcome::Unavailable => "unavailable",
             Outcome::SpoolFull => "spool_full",
+            Outcome::BodyReadsFull => "body_reads_full",
+            Outcome::ShuttingDown => "shutting_down",
+            Outcome::MalformedRequest => "malformed_request",
+            Outcome::HeadersTooLarge => "headers_too_large",
+            Outcome::HeaderTimeout => "header_timeout",
         }
     }
 }
@@ -80,6 +102,7 @@ pub struct Metrics {
     pub auth_failures: IntCounterVec,
     pub request_duration: HistogramVec,
     pub inflight: IntGauge,
+    pub body_reads_in_progress: IntGauge,
     pub sink_write_duration: HistogramVec,
     pub sink_write_failures: IntCounterVec,
     pub dead_letters: IntCounterVec,
@@ -133,6 +156,11 @@ impl Metrics {
         let inflight = IntGauge::new(
             "vizion_bridge_inflight_requests",
             "Webhook requests being handled now.",
+        )
+        .expect("valid metric");
+        let body_reads_in_progress = IntGauge::new(
+            "vizion_bridge_body_reads_in_progress",
+            "Webhook requests whose body is still being received.",
         )
         .expect("valid metric");
         let sink_write_duration = HistogramVec::new(
@@ -216,6 +244,7 @@ impl Metrics {
             Box::new(auth_failures.clone()),
             Box::new(request_duration.clone()),
             Box::new(inflight.clone()),
+            Box::new(body_reads_in_progress.clone()),
             Box::new(sink_write_duration.clone()),
             Box::new(sink_write_failures.clone()),
             Box::new(dead_letters.clone()),
@@ -304,6 +333,7 @@ impl Metrics {
             auth_failures,
             request_duration,
             inflight,
+            body_reads_in_progress,
             sink_write_duration,
             sink_write_failures,
             dead_letters,

@@ -1,6 +1,6 @@
 //! Starts the real application on random ports and talks to it over HTTP.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::{Arc, Once};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -9,6 +9,8 @@ use base64::Engine;
 use hmac::{Hmac, Mac};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
 use tokio::task::JoinHandle;
 use vizion_bridge::auth::KeyConfig;
 use vizion_bridge::config::secret::InlineSecret;
@@ -426,4 +428,289 @@ pub fn body_hmac_base64(secret: &str, body: &[u8]) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
     mac.update(body);
     base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+}
+
+/// How one request on a raw TCP connection ended.
+#[derive(Debug)]
+pub enum RawAnswer {
+    /// A complete HTTP answer.
+    Answered {
+        status: u16,
+        head: String,
+        body: String,
+    },
+    /// Nothing listened: the connection was never established, so nothing was sent.
+    Refused,
+    /// The connection was established, then closed or reset without a complete answer.
+    Cut(String),
+}
+
+impl std::fmt::Display for RawAnswer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RawAnswer::Answered { head, body, .. } => write!(f, "{head}\n\n{body}"),
+            RawAnswer::Refused => f.write_str("connection refused"),
+            RawAnswer::Cut(reason) => write!(f, "cut without an answer: {reason}"),
+        }
+    }
+}
+
+impl RawAnswer {
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            RawAnswer::Answered { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
+    /// The value of header `name` in the answer.
+    pub fn header(&self, name: &str) -> Option<String> {
+        let RawAnswer::Answered { head, .. } = self else {
+            return None;
+        };
+        head.lines().find_map(|line| {
+            let (key, value) = line.split_once(':')?;
+            key.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| value.trim().to_owned())
+        })
+    }
+}
+
+/// Opens a connection to `port` on 127.0.0.1 from the local address `source` (every
+/// address of 127.0.0.0/8 is local, so tests can play several clients).
+pub async fn connect_from(source: IpAddr, port: u16) -> std::io::Result<TcpStream> {
+    let socket = TcpSocket::new_v4()?;
+    socket.bind(SocketAddr::new(source, 0))?;
+    socket
+        .connect(SocketAddr::from(([127, 0, 0, 1], port)))
+        .await
+}
+
+/// Sends `request` on a new connection from `source` and reads one answer.
+pub async fn raw_request(source: IpAddr, port: u16, request: &[u8], within: Duration) -> RawAnswer {
+    let mut stream = match connect_from(source, port).await {
+        Ok(stream) => stream,
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => return RawAnswer::Refused,
+        Err(e) => return RawAnswer::Cut(format!("connect: {e}")),
+    };
+    if let Err(e) = stream.write_all(request).await {
+        return RawAnswer::Cut(format!("write: {e}"));
+    }
+    read_answer(&mut stream, within).await
+}
+
+/// Reads one HTTP answer from `stream`, up to the end of its body (the server may keep
+/// the connection open after it).
+pub async fn read_answer(stream: &mut TcpStream, within: Duration) -> RawAnswer {
+    let mut received = Vec::new();
+    let read = async {
+        let mut buffer = [0u8; 4096];
+        loop {
+            match stream.read(&mut buffer).await {
+                Ok(0) => return Err("closed".to_owned()),
+                Ok(n) => received.extend_from_slice(&buffer[..n]),
+                Err(e) => return Err(e.to_string()),
+            }
+            if let Some(answer) = complete_answer(&received) {
+                return Ok(answer);
+            }
+        }
+    };
+    match tokio::time::timeout(within, read).await {
+        Ok(Ok(answer)) => answer,
+        Ok(Err(e)) => RawAnswer::Cut(format!(
+            "{e} after {:?}",
+            String::from_utf8_lossy(&received)
+        )),
+        Err(_) => RawAnswer::Cut(format!(
+            "no answer within {within:?} after {:?}",
+            String::from_utf8_lossy(&received)
+        )),
+    }
+}
+
+fn complete_answer(received: &[u8]) -> Option<RawAnswer> {
+    let text = String::from_utf8_lossy(received);
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    let status = head.split_whitespace().nth(1)?.parse().ok()?;
+    let length = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length:")
+                .map(|v| v.trim().to_owned())
+        })
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(0);
+    (body.len() >= length).then(|| RawAnswer::Answered {
+        status,
+        head: head.to_owned(),
+        body: body.to_owned(),
+    })
+}
+
+/// A signed webhook carrying `body`, as the bytes of one HTTP/1.1 request that asks to
+/// close the connection after the answer.
+pub fn signed_request(body: &[u8]) -> Vec<u8> {
+    let mut request = format!(
+        "POST {WEBHOOK_PATH} HTTP/1.1\r\nhost: bridge\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\nconnection: close\r\n",
+        body.len()
+    );
+    for (name, value) in SignatureBuilder::new(body).headers() {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    let mut bytes = request.into_bytes();
+    bytes.extend_from_slice(body);
+    bytes
+}
+
+impl TestApp {
+    /// Waits until the metric series reaches `at_least` (metrics of a connection are
+    /// counted when it closes, a moment after the answer), and returns its value.
+    pub async fn wait_for_metric(&self, name: &str, labels: &str, at_least: f64) -> f64 {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let value = self.metric(name, labels).await;
+            if value >= at_least || std::time::Instant::now() > deadline {
+                return value;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// The real binary, serving until the test ends (killed on drop).
+pub struct BinaryApp {
+    pub port: u16,
+    pub metrics_port: u16,
+    /// Its data directory.
+    pub data_dir: PathBuf,
+    child: std::process::Child,
+    log: std::sync::mpsc::Receiver<String>,
+    _dir: tempfile::TempDir,
+}
+
+/// Starts `vizion-bridge serve` on loopback ports chosen by the system, with the test
+/// secret, JSON logs at `info`, 127.0.0.1 allowed, `top_level` keys (e.g. `sinks`; the
+/// file sink by default) and the TOML in `sections`, which may begin with `[server]`
+/// keys and go on with sections of its own.
+pub async fn spawn_binary(top_level: &str, sections: &str) -> BinaryApp {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let config = format!(
+        "{top_level}\n[log]\nformat = \"json\"\nlevel = \"info\"\n\
+         [storage]\ndata_dir = \"{data}\"\n\
+         [metrics]\nlisten = \"127.0.0.1:0\"\n\
+         [[auth.secrets]]\nkey_id = \"{KEY_ID}\"\nsecret = \"{SECRET}\"\n\
+         [ingest]\nallowed_sources = [\"127.0.0.1/32\"]\n\
+         [server]\nlisten = \"127.0.0.1:0\"\nworkers = 2\n{sections}\n",
+        data = data_dir.display(),
+    );
+    let path = dir.path().join("bridge.toml");
+    std::fs::write(&path, config).unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_vizion-bridge"))
+        .args(["serve", "--config"])
+        .arg(&path)
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the binary starts");
+    let stderr = child.stderr.take().unwrap();
+    let (lines_tx, log) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = lines_tx.send(line);
+        }
+    });
+    let mut app = BinaryApp {
+        port: 0,
+        metrics_port: 0,
+        data_dir,
+        child,
+        log,
+        _dir: dir,
+    };
+    let listening = app
+        .wait_for_log(Duration::from_secs(30), |entry| {
+            entry["message"] == "vizion-bridge listening"
+        })
+        .expect("the binary logs that it listens");
+    app.port = listening["port"].as_u64().unwrap() as u16;
+    app.metrics_port = listening["metrics_port"].as_u64().unwrap() as u16;
+    app
+}
+
+impl BinaryApp {
+    /// The next log entry (JSON) that `wanted` picks, within `within`.
+    pub fn wait_for_log(
+        &self,
+        within: Duration,
+        mut wanted: impl FnMut(&Value) -> bool,
+    ) -> Option<Value> {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let line = self.log.recv_timeout(left).ok()?;
+            if let Ok(entry) = serde_json::from_str::<Value>(&line) {
+                if wanted(&entry) {
+                    return Some(entry);
+                }
+            }
+        }
+    }
+
+    /// The value of one metric series, 0 when absent.
+    pub async fn metric(&self, name: &str, labels: &str) -> f64 {
+        let text = reqwest::get(format!("http://127.0.0.1:{}/metrics", self.metrics_port))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        metric_value(&text, name, labels)
+    }
+
+    /// Sends SIGTERM, as Kubernetes does to stop a pod.
+    pub fn terminate(&self) {
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits for the process to exit, and returns its exit code.
+    pub async fn wait_for_exit(&mut self, within: Duration) -> Option<i32> {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code();
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the binary exits within {within:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The lines of `raw.jsonl`: every accepted body.
+    pub fn raw_records(&self) -> Vec<Value> {
+        read_lines(&self.data_dir.join(RAW_FILE))
+    }
+}
+
+impl Drop for BinaryApp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

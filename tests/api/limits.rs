@@ -1,59 +1,23 @@
 //! Size, type, time and concurrency limits.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 use crate::helpers::*;
 use crate::test_sinks::GatedSink;
 
-/// Sends raw bytes and returns the status code and the whole answer, read up to the
-/// end of its body (the server may keep the socket open after answering).
+/// Sends raw bytes and returns the status code and the whole answer.
 async fn raw_exchange(port: u16, head: &str, body_part: &[u8]) -> (u16, String) {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-    stream.write_all(head.as_bytes()).await.unwrap();
-    stream.write_all(body_part).await.unwrap();
-    let mut answer = Vec::new();
-    let read_answer = async {
-        let mut buffer = [0u8; 4096];
-        loop {
-            let n = stream.read(&mut buffer).await.unwrap_or(0);
-            answer.extend_from_slice(&buffer[..n]);
-            if n == 0 || answer_is_complete(&answer) {
-                break;
-            }
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(10), read_answer)
-        .await
-        .expect("an answer within 10 s");
-    let text = String::from_utf8_lossy(&answer).to_string();
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("no HTTP answer: {text:?}"));
-    (status, text)
-}
-
-fn answer_is_complete(answer: &[u8]) -> bool {
-    let text = String::from_utf8_lossy(answer);
-    let Some((head, body)) = text.split_once("\r\n\r\n") else {
-        return false;
-    };
-    let length = head
-        .lines()
-        .find_map(|l| {
-            l.to_ascii_lowercase()
-                .strip_prefix("content-length:")
-                .map(|v| v.trim().to_owned())
-        })
-        .and_then(|v| v.parse::<usize>().ok())
-        .unwrap_or(0);
-    body.len() >= length
+    let mut request = head.as_bytes().to_vec();
+    request.extend_from_slice(body_part);
+    let local = IpAddr::from([127, 0, 0, 1]);
+    match raw_request(local, port, &request, Duration::from_secs(10)).await {
+        RawAnswer::Answered { status, head, body } => (status, format!("{head}\r\n\r\n{body}")),
+        other => panic!("no HTTP answer: {other:?}"),
+    }
 }
 
 #[tokio::test]

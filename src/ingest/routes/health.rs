@@ -1,5 +1,3 @@
-use std::sync::atomic::Ordering;
-
 use actix_web::{web, HttpResponse};
 use serde_json::{json, Map, Value};
 
@@ -13,7 +11,7 @@ pub async fn healthz() -> HttpResponse {
 /// `GET /readyz`: 200 while updates can be made durable (every sink can take writes, or
 /// in a spool mode the spool has room) and no shutdown has begun.
 pub async fn readyz(state: web::Data<IngestState>) -> HttpResponse {
-    let shutting_down = state.shutting_down.load(Ordering::Acquire);
+    let shutting_down = state.shutdown.is_shutting_down();
     let sinks: Map<String, Value> = state
         .delivery
         .sink_states()

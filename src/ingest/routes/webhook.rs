@@ -1,9 +1,10 @@
-//! `POST /webhooks/vizion`: source check → size limit → authentication → parse →
-//! dedup → durable write → answer.
+//! `POST /webhooks/vizion`: source check → size limit → body read (bounded per client)
+//! → authentication → parse → dedup → durable write → answer.
 
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use actix_web::http::header::{HeaderName, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
+use actix_web::http::ConnectionType;
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use serde_json::json;
 use time::OffsetDateTime;
@@ -41,9 +42,17 @@ pub async fn receive_webhook(
         outcome = field::Empty,
         latency_ms = field::Empty,
     );
-    let result = handle(&request, &mut payload, &state, &request_id)
-        .instrument(span.clone())
-        .await;
+    // Once the shutdown drains, a request still running when its answer is due is
+    // answered 503 before its connection is closed; whatever it was writing may still
+    // land, but nothing was acknowledged.
+    let result = tokio::select! {
+        biased;
+        result = handle(&request, &mut payload, &state, &request_id)
+            .instrument(span.clone()) => result,
+        () = state.shutdown.answer_deadline() => Err(IngestError::ShuttingDown {
+            retry_after: state.retry_after,
+        }),
+    };
 
     let outcome = match &result {
         Ok(answer) => answer.outcome,
@@ -87,6 +96,12 @@ pub async fn receive_webhook(
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert(REQUEST_ID, value);
     }
+    if state.shutdown.is_draining() {
+        // The listener closes soon: a next request belongs on another connection.
+        response
+            .head_mut()
+            .set_connection_type(ConnectionType::Close);
+    }
     response
 }
 
@@ -108,15 +123,11 @@ async fn handle(
         return Err(IngestError::Forbidden);
     }
 
-    // Bounded concurrency: the permit lives until the answer is decided.
-    let _permit =
-        state
-            .inflight
-            .clone()
-            .try_acquire_owned()
-            .map_err(|_| IngestError::Overloaded {
-                retry_after: state.retry_after,
-            })?;
+    if state.shutdown.is_draining() {
+        return Err(IngestError::ShuttingDown {
+            retry_after: state.retry_after,
+        });
+    }
 
     // 2. Size and type, from the headers alone.
     let declared_len = declared_length(request);
@@ -128,6 +139,16 @@ async fn handle(
     if !content_type_is_json(request) {
         return Err(IngestError::UnsupportedMediaType);
     }
+
+    // A body still arriving holds a place of its own, bounded per client, not a
+    // webhook's: slow senders cannot hold up webhooks whose body is in.
+    let body_read = state
+        .body_reads
+        .admit(client)
+        .map_err(|bound| IngestError::BodyReadsFull {
+            bound,
+            retry_after: state.retry_after,
+        })?;
     let body = body::read_limited(
         payload,
         state.max_body_bytes,
@@ -142,6 +163,17 @@ async fn handle(
         BodyError::TimedOut => IngestError::BodyTimedOut(state.body_read_timeout),
         BodyError::Broken(reason) => IngestError::BrokenBody(reason),
     })?;
+    drop(body_read);
+
+    // Bounded concurrency: the permit lives until the answer is decided.
+    let _permit =
+        state
+            .inflight
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| IngestError::Overloaded {
+                retry_after: state.retry_after,
+            })?;
 
     // 3. Authentication, on the raw bytes.
     let path_and_query = request
