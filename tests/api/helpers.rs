@@ -427,3 +427,144 @@ pub fn body_hmac_base64(secret: &str, body: &[u8]) -> String {
     mac.update(body);
     base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
 }
+
+/// The real binary, serving on loopback ports it picks itself, for tests that look at
+/// the serving process (its memory) rather than at an in-process app. Killed on drop,
+/// so that a failed assertion leaves no server behind.
+pub struct BinaryApp {
+    pub address: String,
+    pub metrics_address: String,
+    pub data_dir: PathBuf,
+    pub client: reqwest::Client,
+    child: std::process::Child,
+    _temp: tempfile::TempDir,
+}
+
+impl BinaryApp {
+    /// Starts `vizion-bridge serve` with the file sink, two workers, loopback sources
+    /// allowed and the test secret, then `extra_toml` (whole sections) appended.
+    pub async fn start(extra_toml: &str) -> Self {
+        use std::io::{BufRead, BufReader};
+        use std::process::{Command, Stdio};
+
+        let temp = tempfile::tempdir().unwrap();
+        let data_dir = temp.path().join("data");
+        let config = temp.path().join("bridge.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "sinks = [\"file\"]\n\
+                 [server]\nlisten = \"127.0.0.1:0\"\nworkers = 2\n\
+                 [metrics]\nlisten = \"127.0.0.1:0\"\n\
+                 [log]\nformat = \"json\"\nlevel = \"info\"\n\
+                 [ingest]\nallowed_sources = [\"127.0.0.1/32\"]\n\
+                 [[auth.secrets]]\nkey_id = \"{KEY_ID}\"\nsecret = \"{SECRET}\"\n\
+                 [storage]\ndata_dir = \"{}\"\n{extra_toml}",
+                data_dir.display()
+            ),
+        )
+        .unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_vizion-bridge"))
+            .args(["serve", "--config"])
+            .arg(&config)
+            .env_remove("VIZION_BRIDGE_CONFIG")
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the binary starts");
+        // The log is read to its end, so that the server never blocks on a full pipe.
+        let stderr = child.stderr.take().unwrap();
+        let (ports_tx, ports_rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let Ok(entry) = serde_json::from_str::<Value>(&line) else {
+                    continue;
+                };
+                if entry["message"] == "vizion-bridge listening" {
+                    let _ = ports_tx.send((entry["port"].as_u64(), entry["metrics_port"].as_u64()));
+                }
+            }
+        });
+        let (Some(port), Some(metrics_port)) = tokio::task::spawn_blocking(move || {
+            ports_rx
+                .recv_timeout(Duration::from_secs(30))
+                .expect("the binary logs that it listens")
+        })
+        .await
+        .unwrap() else {
+            panic!("the listening line names both ports");
+        };
+        Self {
+            address: format!("http://127.0.0.1:{port}"),
+            metrics_address: format!("http://127.0.0.1:{metrics_port}"),
+            data_dir,
+            client: reqwest::Client::new(),
+            child,
+            _temp: temp,
+        }
+    }
+
+    pub fn webhook_url(&self) -> String {
+        format!("{}{}", self.address, WEBHOOK_PATH)
+    }
+
+    /// Posts `body` with the given headers, on a connection of its own.
+    pub async fn post(&self, body: &[u8], headers: &[(String, String)]) -> reqwest::Response {
+        let mut request = self
+            .client
+            .post(self.webhook_url())
+            .header("content-type", "application/json")
+            .body(body.to_vec());
+        for (name, value) in headers {
+            request = request.header(name.as_str(), value.as_str());
+        }
+        request
+            .send()
+            .await
+            .expect("the request reaches the binary")
+    }
+
+    pub async fn post_signed(&self, body: &[u8]) -> reqwest::Response {
+        self.post(body, &SignatureBuilder::new(body).headers())
+            .await
+    }
+
+    /// The value of one metric series, 0 when absent.
+    pub async fn metric(&self, name: &str, labels: &str) -> f64 {
+        let text = self
+            .client
+            .get(format!("{}/metrics", self.metrics_address))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        metric_value(&text, name, labels)
+    }
+
+    /// The most memory the process has held resident so far (`VmHWM`), in bytes.
+    pub fn peak_rss_bytes(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .expect("the process is alive");
+        let kib: u64 = status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmHWM:"))
+            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("/proc/<pid>/status has VmHWM");
+        kib * 1024
+    }
+
+    /// The dead-letter events written so far.
+    pub fn dead_letters(&self) -> Vec<Value> {
+        read_lines(&self.data_dir.join(DEAD_LETTERS_FILE))
+    }
+}
+
+impl Drop for BinaryApp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
