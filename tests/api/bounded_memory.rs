@@ -100,3 +100,62 @@ async fn a_header_named_thousands_of_times_is_refused_without_amplification() {
         mib(peak_after - peak_before)
     );
 }
+
+/// An update whose milestones are `element` repeated to fill a body just under 1 MiB
+/// (the default `ingest.max_body_bytes`).
+fn megabyte_of_milestones(id: &str, element: &str) -> Vec<u8> {
+    let head = format!(r#"{{"id":"{id}","reference_id":"r-big","payload":{{"milestones":["#);
+    let tail = "]}}";
+    let count = (1024 * 1024 - 64 - head.len() - tail.len()) / (element.len() + 1);
+    let mut body = head.into_bytes();
+    for i in 0..count {
+        if i > 0 {
+            body.push(b',');
+        }
+        body.extend_from_slice(element.as_bytes());
+    }
+    body.extend_from_slice(tail.as_bytes());
+    body
+}
+
+#[tokio::test]
+async fn a_megabyte_of_milestones_is_a_dead_letter_read_in_bounded_memory() {
+    let app = BinaryApp::start("").await;
+    let warm_up = app.post_signed(&update_body("milestones-warm-up")).await;
+    assert_eq!(warm_up.status().as_u16(), 200);
+
+    for (id, element) in [("empty-objects", "{}"), ("zeros", "0")] {
+        let body = megabyte_of_milestones(id, element);
+        let peak_before = app.peak_rss_bytes();
+        let response = app.post_signed(&body).await;
+        assert_eq!(response.status().as_u16(), 200, "{id}");
+        let answer: Value = response.json().await.unwrap();
+        assert_eq!(answer["status"], "dead_lettered", "{id}: {answer}");
+        assert_eq!(answer["reason"], "too_many_milestones", "{id}: {answer}");
+        let peak_after = app.peak_rss_bytes();
+        eprintln!(
+            "{id}: {} bytes, peak resident memory {:.1} MiB before, {:.1} MiB after",
+            body.len(),
+            mib(peak_before),
+            mib(peak_after)
+        );
+        assert!(
+            peak_after - peak_before < MAX_PEAK_GROWTH,
+            "{id}: the peak resident memory grew by {:.1} MiB",
+            mib(peak_after - peak_before)
+        );
+    }
+    let dead = app.dead_letters();
+    assert_eq!(dead.len(), 2);
+    for event in &dead {
+        assert_eq!(event["data"]["reason"], "too_many_milestones");
+    }
+    assert_eq!(
+        app.metric(
+            "vizion_bridge_dead_letters_total",
+            "reason=\"too_many_milestones\""
+        )
+        .await,
+        2.0
+    );
+}
