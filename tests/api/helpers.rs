@@ -143,15 +143,7 @@ impl TestApp {
         body: &[u8],
         headers: &[(String, String)],
     ) -> reqwest::Response {
-        let mut request = self
-            .client
-            .post(url)
-            .header("content-type", "application/json")
-            .body(body.to_vec());
-        for (name, value) in headers {
-            request = request.header(name.as_str(), value.as_str());
-        }
-        request.send().await.expect("the request reaches the app")
+        post_json(&self.client, url, body, headers).await
     }
 
     /// Posts `body` signed with the test secret, as Vizion would.
@@ -188,16 +180,7 @@ impl TestApp {
 
     /// The value of one metric series, 0 when absent. `labels` like `outcome="accepted"`.
     pub async fn metric(&self, name: &str, labels: &str) -> f64 {
-        let text = self
-            .client
-            .get(format!("{}/metrics", self.metrics_address))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        metric_value(&text, name, labels)
+        scrape_metric(&self.client, &self.metrics_address, name, labels).await
     }
 
     /// Every event in the file sink's `events.jsonl`, in CloudEvents structured mode.
@@ -253,6 +236,41 @@ impl TestApp {
     pub fn take_task(&mut self) -> JoinHandle<()> {
         self.task.take().expect("the app is running")
     }
+}
+
+/// Posts `body` as JSON with the given extra headers.
+async fn post_json(
+    client: &reqwest::Client,
+    url: &str,
+    body: &[u8],
+    headers: &[(String, String)],
+) -> reqwest::Response {
+    let mut request = client
+        .post(url)
+        .header("content-type", "application/json")
+        .body(body.to_vec());
+    for (name, value) in headers {
+        request = request.header(name.as_str(), value.as_str());
+    }
+    request.send().await.expect("the request reaches the app")
+}
+
+/// The value of one metric series on a metrics listener, 0 when absent.
+async fn scrape_metric(
+    client: &reqwest::Client,
+    metrics_address: &str,
+    name: &str,
+    labels: &str,
+) -> f64 {
+    let text = client
+        .get(format!("{metrics_address}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    metric_value(&text, name, labels)
 }
 
 /// Finds `name{labels}` (labels in any order) in Prometheus text.
@@ -511,18 +529,7 @@ impl BinaryApp {
 
     /// Posts `body` with the given headers, on a connection of its own.
     pub async fn post(&self, body: &[u8], headers: &[(String, String)]) -> reqwest::Response {
-        let mut request = self
-            .client
-            .post(self.webhook_url())
-            .header("content-type", "application/json")
-            .body(body.to_vec());
-        for (name, value) in headers {
-            request = request.header(name.as_str(), value.as_str());
-        }
-        request
-            .send()
-            .await
-            .expect("the request reaches the binary")
+        post_json(&self.client, &self.webhook_url(), body, headers).await
     }
 
     pub async fn post_signed(&self, body: &[u8]) -> reqwest::Response {
@@ -532,16 +539,7 @@ impl BinaryApp {
 
     /// The value of one metric series, 0 when absent.
     pub async fn metric(&self, name: &str, labels: &str) -> f64 {
-        let text = self
-            .client
-            .get(format!("{}/metrics", self.metrics_address))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        metric_value(&text, name, labels)
+        scrape_metric(&self.client, &self.metrics_address, name, labels).await
     }
 
     /// The most memory the process has held resident so far (`VmHWM`), in bytes.
