@@ -2,32 +2,49 @@
 //! comma-separated entries.
 
 use base64::Engine;
+use sha2::digest::Output;
 use sha2::{Digest, Sha256, Sha512};
 use subtle::ConstantTimeEq;
 
 use super::{AuthFailure, FailureReason};
 
+/// The most entries a digest header may hold. A sender needs one per algorithm; the
+/// limit keeps the parsing of a long header from costing more than reading it.
+pub(crate) const MAX_DIGEST_ENTRIES: usize = 8;
+
 /// Checks a digest header against the body. Every entry with a known algorithm must
-/// match, and at least one entry must have a known algorithm.
+/// match, and at least one entry must have a known algorithm. The body is hashed at most
+/// once per algorithm, however often an algorithm is named.
 pub(crate) fn verify(header: &[u8], body: &[u8]) -> Result<(), AuthFailure> {
     let header = std::str::from_utf8(header)
         .map_err(|_| AuthFailure::new(FailureReason::MalformedDigest, "digest is not text"))?;
+    let mut sha256: Option<Output<Sha256>> = None;
+    let mut sha512: Option<Output<Sha512>> = None;
     let mut checked = 0usize;
-    for entry in header.split(',') {
+    for (n, entry) in header.split(',').enumerate() {
+        if n == MAX_DIGEST_ENTRIES {
+            return Err(AuthFailure::new(
+                FailureReason::MalformedDigest,
+                "digest has more than 8 entries",
+            ));
+        }
         let (algorithm, value) = entry.trim().split_once('=').ok_or(AuthFailure::new(
             FailureReason::MalformedDigest,
             "digest entry is not algorithm=value",
         ))?;
-        let expected: Vec<u8> = match algorithm.trim().to_ascii_lowercase().as_str() {
-            "sha-256" => Sha256::digest(body).to_vec(),
-            "sha-512" => Sha512::digest(body).to_vec(),
-            _ => continue,
+        let algorithm = algorithm.trim();
+        let expected: &[u8] = if algorithm.eq_ignore_ascii_case("sha-256") {
+            sha256.get_or_insert_with(|| Sha256::digest(body))
+        } else if algorithm.eq_ignore_ascii_case("sha-512") {
+            sha512.get_or_insert_with(|| Sha512::digest(body))
+        } else {
+            continue;
         };
         let received = decode(value.trim(), expected.len()).ok_or(AuthFailure::new(
             FailureReason::MalformedDigest,
             "digest value is neither hex nor base64 of the right length",
         ))?;
-        if !bool::from(received.ct_eq(&expected)) {
+        if !bool::from(received.ct_eq(expected)) {
             return Err(AuthFailure::new(
                 FailureReason::BadDigest,
                 "digest does not match the body",
@@ -44,12 +61,17 @@ pub(crate) fn verify(header: &[u8], body: &[u8]) -> Result<(), AuthFailure> {
     Ok(())
 }
 
-/// HEX (Vizion's encoding) or base64 (RFC 3230 as written), of exactly `len` bytes.
+/// HEX (Vizion's encoding) or padded base64 (RFC 3230 as written), of exactly `len`
+/// bytes. Only a value of one of the two exact lengths is decoded, so what is allocated
+/// does not depend on what was sent.
 pub(crate) fn decode(value: &str, len: usize) -> Option<Vec<u8>> {
     if value.len() == len * 2 {
         if let Ok(bytes) = hex::decode(value) {
             return Some(bytes);
         }
+    }
+    if value.len() != len.div_ceil(3) * 4 {
+        return None;
     }
     base64::engine::general_purpose::STANDARD
         .decode(value)
@@ -91,6 +113,25 @@ mod tests {
             verify(b"SHA-256=zz", BODY).unwrap_err().reason,
             FailureReason::MalformedDigest
         );
+    }
+
+    #[test]
+    fn a_digest_with_more_than_eight_entries_is_malformed() {
+        let eight = vec![format!("SHA-256={HEX}"); MAX_DIGEST_ENTRIES].join(",");
+        verify(eight.as_bytes(), BODY).unwrap();
+        let nine = format!("{eight},SHA-256={HEX}");
+        assert_eq!(
+            verify(nine.as_bytes(), BODY).unwrap_err().reason,
+            FailureReason::MalformedDigest
+        );
+    }
+
+    #[test]
+    fn only_values_of_the_two_exact_lengths_are_decoded() {
+        let zeros = format!("{}=", "A".repeat(43));
+        assert_eq!(decode(&zeros, 32), Some(vec![0; 32]));
+        assert_eq!(decode(&"A".repeat(48), 32), None);
+        assert_eq!(decode(&"A".repeat(100_000), 32), None);
     }
 
     #[test]

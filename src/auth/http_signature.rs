@@ -2,11 +2,12 @@
 //! the parameters travel in their own header and values are HEX.
 
 use actix_web::http::header::HeaderMap;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
 
 use super::config::HttpSignatureConfig;
 use super::{
-    digest, joined_header, signature_header, AuthFailure, FailureReason, KeyRing, RequestParts,
-    SigningKey,
+    digest, signature_header, AuthFailure, FailureReason, KeyRing, RequestParts, SigningKey,
 };
 
 /// The signature's parameters, borrowed from the header value.
@@ -79,6 +80,19 @@ pub(crate) fn parse_params(input: &str) -> Result<Params<'_>, AuthFailure> {
     Ok(params)
 }
 
+/// The most entries `headers=` may list. Vizion signs four; the draft's other usual
+/// entries (`host`, `date`, `content-type`, ...) fit with room to spare. Each entry adds a
+/// line to the signing string, so without a limit one header named thousands of times
+/// would make a small request cost gigabytes.
+pub(crate) const MAX_COVERED_ENTRIES: usize = 16;
+
+/// The longest signing string that is checked. A genuine one is a few hundred bytes;
+/// the limit bounds the hashing a request can ask for whatever its headers hold.
+pub(crate) const MAX_SIGNING_STRING_BYTES: usize = 8 * 1024;
+
+/// Length in bytes of an HMAC-SHA256.
+const MAC_LEN: usize = 32;
+
 pub(crate) fn verify<'k>(
     config: &HttpSignatureConfig,
     clock_skew: i64,
@@ -86,17 +100,18 @@ pub(crate) fn verify<'k>(
     keys: &'k KeyRing,
 ) -> Result<&'k SigningKey, AuthFailure> {
     let params = parse_params(signature_header(request, &config.header)?)?;
-    let signature = params
-        .signature
-        .ok_or(AuthFailure::new(
+    let signature = params.signature.ok_or(AuthFailure::new(
+        FailureReason::MalformedSignature,
+        "signature parameter missing",
+    ))?;
+    // Decoded into a fixed buffer: its length cannot depend on what was sent.
+    let mut mac = [0u8; MAC_LEN];
+    hex::decode_to_slice(signature, &mut mac).map_err(|_| {
+        AuthFailure::new(
             FailureReason::MalformedSignature,
-            "signature parameter missing",
-        ))
-        .and_then(|s| {
-            hex::decode(s).map_err(|_| {
-                AuthFailure::new(FailureReason::MalformedSignature, "signature is not hex")
-            })
-        })?;
+            "signature is not 64 hex digits (HMAC-SHA256)",
+        )
+    })?;
 
     if let Some(algorithm) = params.algorithm {
         if !["hmac-sha256", "hs2019"]
@@ -126,11 +141,7 @@ pub(crate) fn verify<'k>(
     }
 
     // The draft's default when `headers` is absent.
-    let covered: Vec<&str> = params
-        .headers
-        .unwrap_or("(created)")
-        .split_ascii_whitespace()
-        .collect();
+    let covered = covered_entries(params.headers.unwrap_or("(created)"))?;
     for required in &config.required_headers {
         if !covered.iter().any(|c| c.eq_ignore_ascii_case(required)) {
             return Err(AuthFailure::new(
@@ -155,9 +166,20 @@ pub(crate) fn verify<'k>(
         None => {}
     }
 
-    let signing_string = signing_string(&covered, request, &params)?;
-    keys.candidates(params.key_id)
-        .find(|key| key.signed(&signing_string, &signature))
+    // One MAC per candidate secret, fed the signing string piece by piece: the string
+    // itself is never assembled.
+    let mut candidates: Vec<(&SigningKey, Hmac<Sha256>)> = keys
+        .candidates(params.key_id)
+        .map(|key| (key, key.hmac()))
+        .collect();
+    write_signing_string(&covered, request, &params, &mut |piece| {
+        for (_, hmac) in candidates.iter_mut() {
+            hmac.update(piece);
+        }
+    })?;
+    candidates
+        .into_iter()
+        .find_map(|(key, hmac)| hmac.verify_slice(&mac).is_ok().then_some(key))
         .ok_or(AuthFailure::new(
             FailureReason::BadSignature,
             "signature does not match any configured secret",
@@ -173,25 +195,78 @@ fn parse_time(value: Option<&str>, detail: &'static str) -> Result<Option<i64>, 
         .transpose()
 }
 
-/// One `name: value` line per covered entry, joined by `\n`.
-pub(crate) fn signing_string(
+/// The entries of `headers=`: at most [`MAX_COVERED_ENTRIES`], none named twice (in any
+/// case), since a repeat adds nothing a signer could mean.
+pub(crate) fn covered_entries(list: &str) -> Result<Vec<&str>, AuthFailure> {
+    let mut covered: Vec<&str> = Vec::with_capacity(MAX_COVERED_ENTRIES);
+    for entry in list.split_ascii_whitespace() {
+        if covered.len() == MAX_COVERED_ENTRIES {
+            return Err(AuthFailure::new(
+                FailureReason::MalformedSignature,
+                "headers lists more than 16 entries",
+            ));
+        }
+        if covered.iter().any(|seen| seen.eq_ignore_ascii_case(entry)) {
+            return Err(AuthFailure::new(
+                FailureReason::MalformedSignature,
+                "headers names an entry twice",
+            ));
+        }
+        covered.push(entry);
+    }
+    Ok(covered)
+}
+
+/// Counts what goes into the signing string, and refuses it once it would pass
+/// [`MAX_SIGNING_STRING_BYTES`], before the piece that would pass it is hashed.
+struct BoundedWriter<'s, F: FnMut(&[u8])> {
+    sink: &'s mut F,
+    written: usize,
+}
+
+impl<F: FnMut(&[u8])> BoundedWriter<'_, F> {
+    fn write(&mut self, piece: &[u8]) -> Result<(), AuthFailure> {
+        self.written += piece.len();
+        if self.written > MAX_SIGNING_STRING_BYTES {
+            return Err(signing_string_too_long());
+        }
+        (self.sink)(piece);
+        Ok(())
+    }
+}
+
+fn signing_string_too_long() -> AuthFailure {
+    AuthFailure::new(
+        FailureReason::MalformedSignature,
+        "the signing string would be longer than 8 KiB",
+    )
+}
+
+/// Writes the signing string to `sink`: one `name: value` line per covered entry,
+/// joined by `\n`; a header sent several times contributes its values joined by `, `.
+pub(crate) fn write_signing_string<F: FnMut(&[u8])>(
     covered: &[&str],
     request: &RequestParts<'_>,
     params: &Params<'_>,
-) -> Result<Vec<u8>, AuthFailure> {
-    let mut out = Vec::with_capacity(256);
+    sink: &mut F,
+) -> Result<(), AuthFailure> {
+    let mut out = BoundedWriter { sink, written: 0 };
     for (i, entry) in covered.iter().enumerate() {
         if i > 0 {
-            out.push(b'\n');
+            out.write(b"\n")?;
+        }
+        // Checked before lower-casing, so that the copy below is bounded too.
+        if entry.len() > MAX_SIGNING_STRING_BYTES {
+            return Err(signing_string_too_long());
         }
         let entry = entry.to_ascii_lowercase();
-        out.extend_from_slice(entry.as_bytes());
-        out.extend_from_slice(b": ");
+        out.write(entry.as_bytes())?;
+        out.write(b": ")?;
         match entry.as_str() {
             "(request-target)" => {
-                out.extend_from_slice(request.method.to_ascii_lowercase().as_bytes());
-                out.push(b' ');
-                out.extend_from_slice(request.path_and_query.as_bytes());
+                out.write(request.method.to_ascii_lowercase().as_bytes())?;
+                out.write(b" ")?;
+                out.write(request.path_and_query.as_bytes())?;
             }
             "(created)" | "(expires)" => {
                 let value = if entry == "(created)" {
@@ -203,18 +278,26 @@ pub(crate) fn signing_string(
                     FailureReason::MalformedSignature,
                     "headers names (created) or (expires) but the parameter is missing",
                 ))?;
-                out.extend_from_slice(value.as_bytes());
+                out.write(value.as_bytes())?;
             }
             name => {
-                let value = joined_header(request.headers, name).ok_or(AuthFailure::new(
-                    FailureReason::MissingSignedHeader,
-                    "a header covered by the signature is missing",
-                ))?;
-                out.extend_from_slice(&value);
+                let mut values = request.headers.get_all(name).peekable();
+                if values.peek().is_none() {
+                    return Err(AuthFailure::new(
+                        FailureReason::MissingSignedHeader,
+                        "a header covered by the signature is missing",
+                    ));
+                }
+                for (n, value) in values.enumerate() {
+                    if n > 0 {
+                        out.write(b", ")?;
+                    }
+                    out.write(value.as_bytes())?;
+                }
             }
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 #[cfg(test)]
@@ -238,6 +321,92 @@ mod tests {
                 signature: Some("ab"),
             }
         );
+    }
+
+    #[test]
+    fn headers_lists_at_most_sixteen_distinct_entries() {
+        let names: Vec<String> = (0..MAX_COVERED_ENTRIES).map(|i| format!("h{i}")).collect();
+        let sixteen = names.join(" ");
+        assert_eq!(
+            covered_entries(&sixteen).unwrap().len(),
+            MAX_COVERED_ENTRIES
+        );
+        for broken in [
+            format!("{sixteen} h16"),
+            "digest (created) Digest".to_string(),
+            "x x".to_string(),
+        ] {
+            let failure = covered_entries(&broken).unwrap_err();
+            assert_eq!(
+                failure.reason,
+                FailureReason::MalformedSignature,
+                "{broken}"
+            );
+        }
+    }
+
+    fn request_with<'a>(headers: &'a HeaderMap) -> RequestParts<'a> {
+        RequestParts {
+            method: "POST",
+            path_and_query: "/webhooks/vizion",
+            headers,
+            body: b"",
+            now: 0,
+        }
+    }
+
+    fn written(covered: &[&str], headers: &HeaderMap) -> Result<Vec<u8>, AuthFailure> {
+        let params = Params {
+            created: Some("100"),
+            ..Params::default()
+        };
+        let mut out = Vec::new();
+        write_signing_string(covered, &request_with(headers), &params, &mut |piece| {
+            out.extend_from_slice(piece)
+        })?;
+        Ok(out)
+    }
+
+    #[test]
+    fn the_signing_string_has_one_line_per_entry_and_joins_repeated_headers() {
+        use actix_web::http::header::{HeaderName, HeaderValue};
+        let mut headers = HeaderMap::new();
+        let name = HeaderName::from_static("x-hop");
+        headers.append(name.clone(), HeaderValue::from_static("a"));
+        headers.append(name, HeaderValue::from_static("b"));
+        assert_eq!(
+            written(&["(request-target)", "(Created)", "X-Hop"], &headers).unwrap(),
+            b"(request-target): post /webhooks/vizion\n(created): 100\nx-hop: a, b"
+        );
+        let missing = written(&["x-absent"], &headers).unwrap_err();
+        assert_eq!(missing.reason, FailureReason::MissingSignedHeader);
+    }
+
+    #[test]
+    fn a_signing_string_beyond_the_limit_is_refused_before_it_is_hashed() {
+        use actix_web::http::header::{HeaderName, HeaderValue};
+        let mut headers = HeaderMap::new();
+        let long = "v".repeat(MAX_SIGNING_STRING_BYTES);
+        headers.insert(
+            HeaderName::from_static("x-long"),
+            HeaderValue::from_str(&long).unwrap(),
+        );
+        let mut hashed = 0usize;
+        let failure = write_signing_string(
+            &["(created)", "x-long"],
+            &request_with(&headers),
+            &Params {
+                created: Some("1"),
+                ..Params::default()
+            },
+            &mut |piece| hashed += piece.len(),
+        )
+        .unwrap_err();
+        assert_eq!(failure.reason, FailureReason::MalformedSignature);
+        assert!(hashed <= MAX_SIGNING_STRING_BYTES, "{hashed} bytes hashed");
+        let long_name = "n".repeat(MAX_SIGNING_STRING_BYTES + 1);
+        let failure = written(&[&long_name], &headers).unwrap_err();
+        assert_eq!(failure.reason, FailureReason::MalformedSignature);
     }
 
     #[test]

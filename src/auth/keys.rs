@@ -20,10 +20,15 @@ impl SigningKey {
 
     /// Whether `mac` is HMAC-SHA256 of `message` under this key, compared in constant time.
     pub(crate) fn signed(&self, message: &[u8], mac: &[u8]) -> bool {
-        let mut hmac = Hmac::<Sha256>::new_from_slice(self.secret_bytes())
-            .expect("HMAC takes keys of any length");
+        let mut hmac = self.hmac();
         hmac.update(message);
         hmac.verify_slice(mac).is_ok()
+    }
+
+    /// An HMAC-SHA256 under this key, for a message fed in pieces; finish it with
+    /// `verify_slice`, which compares in constant time.
+    pub(crate) fn hmac(&self) -> Hmac<Sha256> {
+        Hmac::<Sha256>::new_from_slice(self.secret_bytes()).expect("HMAC takes keys of any length")
     }
 
     pub(crate) fn secret_bytes(&self) -> &[u8] {

@@ -212,16 +212,3 @@ pub(crate) fn signature_header<'r>(
             )
         })
 }
-
-/// Values of one header, joined the way a signer sees them (`, ` between repeats).
-/// `None` when the header is absent.
-pub(crate) fn joined_header(headers: &HeaderMap, name: &str) -> Option<Vec<u8>> {
-    let mut values = headers.get_all(name);
-    let first = values.next()?;
-    let mut joined = first.as_bytes().to_vec();
-    for value in values {
-        joined.extend_from_slice(b", ");
-        joined.extend_from_slice(value.as_bytes());
-    }
-    Some(joined)
-}

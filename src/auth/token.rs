@@ -33,13 +33,9 @@ pub(crate) fn verify_query_token<'k>(
         .path_and_query
         .split_once('?')
         .map_or("", |(_, q)| q);
-    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query).map_err(|_| {
-        AuthFailure::new(
-            FailureReason::BadToken,
-            "the query string cannot be decoded",
-        )
-    })?;
-    let mut tokens = pairs.iter().filter(|(k, _)| k == param);
+    // Pairs are decoded one at a time, as they are compared, so a long query costs no
+    // more memory than its longest pair.
+    let mut tokens = form_urlencoded::parse(query.as_bytes()).filter(|(k, _)| k == param);
     let (_, token) = tokens.next().ok_or(AuthFailure::new(
         FailureReason::MissingToken,
         "the token query parameter is missing",

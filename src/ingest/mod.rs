@@ -32,8 +32,10 @@ pub struct IngestConfig {
     /// Path that receives Vizion's POSTs.
     pub path: String,
     /// Client networks allowed to send webhooks (IPv4 and IPv6 CIDRs).
+    #[serde(deserialize_with = "source::canonical_networks")]
     pub allowed_sources: Vec<IpNet>,
     /// Proxies whose forwarding header is believed.
+    #[serde(deserialize_with = "source::canonical_networks")]
     pub trusted_proxies: Vec<IpNet>,
     /// The one header the trusted proxies write; the other is never read, since a
     /// proxy passes through whatever the client sent in it.

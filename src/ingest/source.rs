@@ -4,8 +4,8 @@
 use std::net::{IpAddr, SocketAddr};
 
 use actix_web::http::header::{HeaderMap, FORWARDED};
-use ipnet::IpNet;
-use serde::{Deserialize, Serialize};
+use ipnet::{IpNet, Ipv4Net};
+use serde::{Deserialize, Deserializer, Serialize};
 
 const X_FORWARDED_FOR: &str = "x-forwarded-for";
 
@@ -27,9 +27,10 @@ pub struct SourcePolicy {
 
 impl SourcePolicy {
     pub fn new(allowed: Vec<IpNet>, trusted_proxies: Vec<IpNet>, header: ForwardedHeader) -> Self {
+        let canonical = |nets: Vec<IpNet>| nets.into_iter().map(canonical_network).collect();
         Self {
-            allowed,
-            trusted_proxies,
+            allowed: canonical(allowed),
+            trusted_proxies: canonical(trusted_proxies),
             header,
         }
     }
@@ -65,6 +66,31 @@ impl SourcePolicy {
         }
         Some(farthest)
     }
+}
+
+/// A network as addresses are compared: an IPv4-mapped IPv6 network (`::ffff:a.b.c.d/p`,
+/// `p` ≥ 96) becomes the IPv4 network it denotes (`a.b.c.d/(p − 96)`), because a peer
+/// that connects as `::ffff:a.b.c.d` is checked as `a.b.c.d`. Written as IPv6, the
+/// entry would match nothing.
+pub fn canonical_network(net: IpNet) -> IpNet {
+    match net {
+        IpNet::V6(v6) if v6.prefix_len() >= 96 => match v6.addr().to_ipv4_mapped() {
+            Some(v4) => Ipv4Net::new(v4, v6.prefix_len() - 96)
+                .map(IpNet::V4)
+                .unwrap_or(net),
+            None => net,
+        },
+        _ => net,
+    }
+}
+
+/// Reads a list of networks from the configuration in their [`canonical_network`] form,
+/// so that what `check-config` prints is what is compared.
+pub(crate) fn canonical_networks<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Vec<IpNet>, D::Error> {
+    let nets = Vec::<IpNet>::deserialize(deserializer)?;
+    Ok(nets.into_iter().map(canonical_network).collect())
 }
 
 /// Addresses from `X-Forwarded-For`, nearest hop last.
@@ -223,6 +249,38 @@ mod tests {
     fn ipv4_mapped_ipv6_peers_are_seen_as_ipv4() {
         assert_eq!(
             policy().client_address(ip("::ffff:54.164.144.86"), &HeaderMap::new()),
+            Some(ip("54.164.144.86"))
+        );
+    }
+
+    #[test]
+    fn ipv4_mapped_networks_become_ipv4_networks() {
+        let net = |s: &str| s.parse::<IpNet>().unwrap();
+        for (written, canonical) in [
+            ("::ffff:127.0.0.1/128", "127.0.0.1/32"),
+            ("::ffff:10.0.0.0/104", "10.0.0.0/8"),
+            ("::ffff:0:0/96", "0.0.0.0/0"),
+            // Not IPv4-mapped, or wider than the mapped range: kept as written.
+            ("::ffff:0:0/95", "::ffff:0:0/95"),
+            ("2001:db8::/32", "2001:db8::/32"),
+            ("::1/128", "::1/128"),
+            ("54.164.144.86/32", "54.164.144.86/32"),
+        ] {
+            assert_eq!(canonical_network(net(written)), net(canonical), "{written}");
+        }
+    }
+
+    #[test]
+    fn an_ipv4_mapped_entry_admits_and_trusts_ipv4_peers() {
+        let policy = SourcePolicy::new(
+            vec!["::ffff:54.164.144.86/128".parse().unwrap()],
+            vec!["::ffff:10.0.0.0/104".parse().unwrap()],
+            ForwardedHeader::XForwardedFor,
+        );
+        assert!(policy.is_allowed(ip("54.164.144.86")));
+        let h = headers(&[("x-forwarded-for", "54.164.144.86")]);
+        assert_eq!(
+            policy.client_address(ip("::ffff:10.1.2.3"), &h),
             Some(ip("54.164.144.86"))
         );
     }

@@ -115,8 +115,13 @@ pub enum DeadLetterReason {
     TooManyMilestones,
 }
 
-/// The most milestones an update may carry (real journeys have tens).
+/// The most milestones an update may carry (real journeys have tens). Every element of
+/// `payload.milestones` counts, objects or not.
 pub const MAX_MILESTONES: usize = 1000;
+
+/// The message with which reading stops at the first milestone beyond
+/// [`MAX_MILESTONES`]; [`not_json`] recognises it to name the reason.
+const TOO_MANY_MILESTONES: &str = "too many milestones";
 
 impl DeadLetterReason {
     /// The snake_case reason code used in logs, metrics and dead-letter records.
@@ -248,15 +253,6 @@ pub fn parse(body: &[u8]) -> Result<Inbound, DeadLetter> {
             ))
         }
     };
-    if payload.milestones.len() > MAX_MILESTONES {
-        return Err(DeadLetter::new(
-            DeadLetterReason::TooManyMilestones,
-            format!(
-                "{} milestones, more than {MAX_MILESTONES}",
-                payload.milestones.len()
-            ),
-        ));
-    }
     Ok(Inbound::Update(Update {
         id,
         reference_id,
@@ -270,9 +266,16 @@ pub fn parse(body: &[u8]) -> Result<Inbound, DeadLetter> {
     }))
 }
 
-/// A body serde_json refused: not JSON, or JSON with a number it cannot hold.
+/// A body serde_json refused: not JSON, JSON with a number it cannot hold, or an update
+/// whose milestones passed the limit (reading stopped there).
 fn not_json(error: serde_json::Error) -> DeadLetter {
     let detail = error.to_string();
+    if detail.starts_with(TOO_MANY_MILESTONES) {
+        return DeadLetter::new(
+            DeadLetterReason::TooManyMilestones,
+            format!("`payload.milestones` has more than {MAX_MILESTONES} elements"),
+        );
+    }
     let reason = if detail.starts_with("number out of range") {
         DeadLetterReason::NumberOutOfRange
     } else {
@@ -385,6 +388,55 @@ mod tests {
         assert_eq!(m.extra.get("location"), Some(&Value::from("Singapore")));
         assert_eq!(m.extra.get("location_hint"), Some(&Value::from("x")));
         assert_eq!(p.unreadable_milestones, vec![Value::from(7), Value::Null]);
+    }
+
+    /// An update whose `payload.milestones` holds `elements`, then `after` verbatim.
+    fn update_with_milestones(elements: &[&str], after: &str) -> Vec<u8> {
+        format!(
+            r#"{{"id":"u","reference_id":"r","payload":{{"milestones":[{}]{after}"#,
+            elements.join(",")
+        )
+        .into_bytes()
+    }
+
+    #[test]
+    fn every_element_counts_towards_the_milestone_limit() {
+        for element in ["{}", "0", "null", "\"x\"", "[]"] {
+            let at_limit = update_with_milestones(&[element; MAX_MILESTONES], "}}");
+            let Inbound::Update(update) = parse(&at_limit).unwrap() else {
+                panic!("not an update")
+            };
+            let p = &update.payload;
+            assert_eq!(
+                p.milestones.len() + p.unreadable_milestones.len(),
+                MAX_MILESTONES,
+                "{element}"
+            );
+
+            let over = update_with_milestones(&[element; MAX_MILESTONES + 1], "}}");
+            let dead = parse(&over).unwrap_err();
+            assert_eq!(
+                dead.reason,
+                DeadLetterReason::TooManyMilestones,
+                "{element}"
+            );
+            assert!(dead.detail.contains("1000"), "{}", dead.detail);
+        }
+        let mut mixed = vec!["{}"; 600];
+        mixed.extend(["7"; 401]);
+        let dead = parse(&update_with_milestones(&mixed, "}}")).unwrap_err();
+        assert_eq!(dead.reason, DeadLetterReason::TooManyMilestones);
+    }
+
+    #[test]
+    fn reading_stops_at_the_first_milestone_beyond_the_limit() {
+        // What follows the element past the limit is never read: not even its syntax.
+        let body = update_with_milestones(&["0"; MAX_MILESTONES + 1], ", this is not JSON");
+        let dead = parse(&body).unwrap_err();
+        assert_eq!(dead.reason, DeadLetterReason::TooManyMilestones);
+        // Within the limit, the same tail is what it is.
+        let body = update_with_milestones(&["0"; 3], ", this is not JSON");
+        assert_eq!(parse(&body).unwrap_err().reason, DeadLetterReason::NotJson);
     }
 
     #[test]

@@ -1,10 +1,11 @@
 //! Typed model of a reference update. Every field is optional because Vizion sends
 //! nulls, omits fields, and adds new ones over time; nothing that was sent is dropped.
 
-use serde::de::{MapAccess, SeqAccess};
+use serde::de::{self, IgnoredAny, MapAccess, SeqAccess};
 use serde_json::{Map, Value};
 
 use super::lenient::{keep, take, tolerant_struct, Key, Slot, Target};
+use super::{MAX_MILESTONES, TOO_MANY_MILESTONES};
 
 tolerant_struct! {
     /// Latitude and longitude of a place. Numbers sent as strings are read as numbers.
@@ -109,20 +110,29 @@ impl Payload {
 }
 
 /// The milestone array: objects become milestones, anything else is kept aside.
+///
+/// Every element counts towards [`MAX_MILESTONES`], whatever it is, and reading stops at
+/// the first element beyond it: what one body can make the model hold is bounded while it
+/// is read, not checked after.
 struct MilestoneList(Vec<Milestone>, Vec<Value>);
 
 impl Target for MilestoneList {
     fn from_seq<'de, A: SeqAccess<'de>>(mut seq: A) -> Result<Result<Self, Value>, A::Error> {
-        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1024));
+        let mut items = Vec::new();
         let mut unreadable = Vec::new();
-        while let Some(slot) = seq.next_element::<Slot<Milestone>>()? {
-            match slot {
-                Slot::Typed(m) => items.push(m),
-                Slot::Null => unreadable.push(Value::Null),
-                Slot::Other(v) => unreadable.push(v),
+        for _ in 0..MAX_MILESTONES {
+            match seq.next_element::<Slot<Milestone>>()? {
+                Some(Slot::Typed(m)) => items.push(m),
+                Some(Slot::Null) => unreadable.push(Value::Null),
+                Some(Slot::Other(v)) => unreadable.push(v),
+                None => return Ok(Ok(MilestoneList(items, unreadable))),
             }
         }
-        Ok(Ok(MilestoneList(items, unreadable)))
+        // One more element, of any kind, is one too many; it is skipped over, not kept.
+        match seq.next_element::<IgnoredAny>()? {
+            Some(_) => Err(de::Error::custom(TOO_MANY_MILESTONES)),
+            None => Ok(Ok(MilestoneList(items, unreadable))),
+        }
     }
 }
 
@@ -172,6 +182,13 @@ pub(crate) struct Envelope {
 }
 
 impl Target for Envelope {
+    /// A top-level array is never a delivery, and the raw body is kept anyway: it is
+    /// read through without building it.
+    fn from_seq<'de, A: SeqAccess<'de>>(mut seq: A) -> Result<Result<Self, Value>, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Err(Value::Null))
+    }
+
     fn from_map<'de, A: MapAccess<'de>>(mut map: A) -> Result<Result<Self, Value>, A::Error> {
         let mut out = Envelope::default();
         while let Some(key) = map.next_key::<Key<'de>>()? {

@@ -166,6 +166,33 @@ fn an_empty_allowlist_is_an_error_and_allow_all_a_warning() {
 }
 
 #[test]
+fn ipv4_mapped_networks_are_read_as_the_ipv4_networks_they_denote() {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        file.path(),
+        "[ingest]\nallowed_sources = [\"::ffff:127.0.0.1/128\", \"2001:db8::/32\"]\n\
+         trusted_proxies = [\"::ffff:10.0.0.0/104\"]\n[[auth.secrets]]\nsecret = \"s\"\n",
+    )
+    .unwrap();
+    let (code, stdout, stderr) = run(
+        &["check-config", "--config", file.path().to_str().unwrap()],
+        &[],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let printed: toml::Value = toml::from_str(&stdout).unwrap();
+    assert_eq!(
+        printed["ingest"]["allowed_sources"],
+        toml::Value::try_from(["127.0.0.1/32", "2001:db8::/32"]).unwrap(),
+        "{stdout}"
+    );
+    assert_eq!(
+        printed["ingest"]["trusted_proxies"],
+        toml::Value::try_from(["10.0.0.0/8"]).unwrap(),
+        "{stdout}"
+    );
+}
+
+#[test]
 fn a_signature_that_need_not_cover_the_digest_is_refused() {
     let file = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(

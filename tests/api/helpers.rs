@@ -145,15 +145,7 @@ impl TestApp {
         body: &[u8],
         headers: &[(String, String)],
     ) -> reqwest::Response {
-        let mut request = self
-            .client
-            .post(url)
-            .header("content-type", "application/json")
-            .body(body.to_vec());
-        for (name, value) in headers {
-            request = request.header(name.as_str(), value.as_str());
-        }
-        request.send().await.expect("the request reaches the app")
+        post_json(&self.client, url, body, headers).await
     }
 
     /// Posts `body` signed with the test secret, as Vizion would.
@@ -190,16 +182,7 @@ impl TestApp {
 
     /// The value of one metric series, 0 when absent. `labels` like `outcome="accepted"`.
     pub async fn metric(&self, name: &str, labels: &str) -> f64 {
-        let text = self
-            .client
-            .get(format!("{}/metrics", self.metrics_address))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        metric_value(&text, name, labels)
+        scrape_metric(&self.client, &self.metrics_address, name, labels).await
     }
 
     /// Every event in the file sink's `events.jsonl`, in CloudEvents structured mode.
@@ -255,6 +238,41 @@ impl TestApp {
     pub fn take_task(&mut self) -> JoinHandle<()> {
         self.task.take().expect("the app is running")
     }
+}
+
+/// Posts `body` as JSON with the given extra headers.
+async fn post_json(
+    client: &reqwest::Client,
+    url: &str,
+    body: &[u8],
+    headers: &[(String, String)],
+) -> reqwest::Response {
+    let mut request = client
+        .post(url)
+        .header("content-type", "application/json")
+        .body(body.to_vec());
+    for (name, value) in headers {
+        request = request.header(name.as_str(), value.as_str());
+    }
+    request.send().await.expect("the request reaches the app")
+}
+
+/// The value of one metric series on a metrics listener, 0 when absent.
+async fn scrape_metric(
+    client: &reqwest::Client,
+    metrics_address: &str,
+    name: &str,
+    labels: &str,
+) -> f64 {
+    let text = client
+        .get(format!("{metrics_address}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    metric_value(&text, name, labels)
 }
 
 /// Finds `name{labels}` (labels in any order) in Prometheus text.
@@ -583,9 +601,16 @@ impl TestApp {
 }
 
 /// The real binary, serving until the test ends (killed on drop).
+/// For tests that look at the serving process itself (its memory, its log, its signals)
+/// rather than at an in-process app. Killed on drop, so that a failed assertion leaves no
+/// server behind.
 pub struct BinaryApp {
     pub port: u16,
     pub metrics_port: u16,
+    /// `http://127.0.0.1:<port>`.
+    pub address: String,
+    pub metrics_address: String,
+    pub client: reqwest::Client,
     /// Its data directory.
     pub data_dir: PathBuf,
     child: std::process::Child,
@@ -633,6 +658,9 @@ pub async fn spawn_binary(top_level: &str, sections: &str) -> BinaryApp {
     let mut app = BinaryApp {
         port: 0,
         metrics_port: 0,
+        address: String::new(),
+        metrics_address: String::new(),
+        client: reqwest::Client::new(),
         data_dir,
         child,
         log,
@@ -645,6 +673,8 @@ pub async fn spawn_binary(top_level: &str, sections: &str) -> BinaryApp {
         .expect("the binary logs that it listens");
     app.port = listening["port"].as_u64().unwrap() as u16;
     app.metrics_port = listening["metrics_port"].as_u64().unwrap() as u16;
+    app.address = format!("http://127.0.0.1:{}", app.port);
+    app.metrics_address = format!("http://127.0.0.1:{}", app.metrics_port);
     app
 }
 
@@ -669,13 +699,38 @@ impl BinaryApp {
 
     /// The value of one metric series, 0 when absent.
     pub async fn metric(&self, name: &str, labels: &str) -> f64 {
-        let text = reqwest::get(format!("http://127.0.0.1:{}/metrics", self.metrics_port))
+        scrape_metric(&self.client, &self.metrics_address, name, labels).await
+    }
+
+    pub fn webhook_url(&self) -> String {
+        format!("{}{}", self.address, WEBHOOK_PATH)
+    }
+
+    /// Posts `body` with the given headers.
+    pub async fn post(&self, body: &[u8], headers: &[(String, String)]) -> reqwest::Response {
+        post_json(&self.client, &self.webhook_url(), body, headers).await
+    }
+
+    pub async fn post_signed(&self, body: &[u8]) -> reqwest::Response {
+        self.post(body, &SignatureBuilder::new(body).headers())
             .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        metric_value(&text, name, labels)
+    }
+
+    /// The most memory the process has held resident so far (`VmHWM`), in bytes.
+    pub fn peak_rss_bytes(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .expect("the process is alive");
+        let kib: u64 = status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmHWM:"))
+            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("/proc/<pid>/status has VmHWM");
+        kib * 1024
+    }
+
+    /// The dead-letter events written so far.
+    pub fn dead_letters(&self) -> Vec<Value> {
+        read_lines(&self.data_dir.join(DEAD_LETTERS_FILE))
     }
 
     /// Sends SIGTERM, as Kubernetes does to stop a pod.

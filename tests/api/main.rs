@@ -1,5 +1,6 @@
 mod auth;
 mod auto_unsubscribe;
+mod bounded_memory;
 mod cli;
 mod dedup_persistence;
 mod dedup_redis_outage;

@@ -120,3 +120,15 @@ async fn ipv6_clients_are_checked_against_ipv6_networks() {
     .await;
     assert_forbidden(&app, vec![]).await;
 }
+
+#[tokio::test]
+async fn an_allowlist_entry_written_as_ipv4_mapped_ipv6_admits_its_ipv4_client() {
+    let app = spawn_app_with(|s| {
+        s.ingest.allowed_sources = vec!["::ffff:127.0.0.1/128".parse().unwrap()];
+    })
+    .await;
+    let body = update_body("u-mapped");
+    let response = app.post_signed(&body).await;
+    assert_eq!(response.status().as_u16(), 200);
+    assert_eq!(app.raw_records()[0]["client_ip"], "127.0.0.1");
+}
