@@ -614,7 +614,8 @@ pub struct BinaryApp {
     /// Its data directory.
     pub data_dir: PathBuf,
     child: std::process::Child,
-    log: std::sync::mpsc::Receiver<String>,
+    /// Behind a mutex so that the app can be shared between tasks.
+    log: std::sync::Mutex<std::sync::mpsc::Receiver<String>>,
     _dir: tempfile::TempDir,
 }
 
@@ -663,7 +664,7 @@ pub async fn spawn_binary(top_level: &str, sections: &str) -> BinaryApp {
         client: reqwest::Client::new(),
         data_dir,
         child,
-        log,
+        log: std::sync::Mutex::new(log),
         _dir: dir,
     };
     let listening = app
@@ -688,7 +689,7 @@ impl BinaryApp {
         let deadline = std::time::Instant::now() + within;
         loop {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
-            let line = self.log.recv_timeout(left).ok()?;
+            let line = self.log.lock().unwrap().recv_timeout(left).ok()?;
             if let Ok(entry) = serde_json::from_str::<Value>(&line) {
                 if wanted(&entry) {
                     return Some(entry);
