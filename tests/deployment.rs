@@ -985,7 +985,7 @@ fn outcomes_matched(expr: &str) -> Vec<String> {
 fn every_503_outcome_is_watched_by_the_alert_and_the_dashboard() {
     use actix_web::ResponseError;
     use vizion_bridge::delivery::{DeliveryError, SpoolError};
-    use vizion_bridge::ingest::IngestError;
+    use vizion_bridge::ingest::{BodyReadsFull, IngestError};
     use vizion_bridge::telemetry::Outcome;
 
     let retry_after = Duration::from_secs(1);
@@ -1002,6 +1002,15 @@ fn every_503_outcome_is_watched_by_the_alert_and_the_dashboard() {
             cause: DeliveryError::Spool(SpoolError::Full { max_bytes: 1 }),
             retry_after,
         },
+        IngestError::BodyReadsFull {
+            bound: BodyReadsFull::All,
+            retry_after,
+        },
+        IngestError::BodyReadsFull {
+            bound: BodyReadsFull::ClientShare,
+            retry_after,
+        },
+        IngestError::ShuttingDown { retry_after },
     ];
     let rules = yaml(ALERTS);
     let alert = rules["groups"][0]["rules"]
