@@ -123,6 +123,10 @@ const ANSWER_MARGIN: Duration = Duration::from_secs(1);
 /// in flight): closing the listener then cuts nobody's request.
 const DRAIN_QUIET: Duration = Duration::from_millis(100);
 
+/// How long a connection answered before its body was read stays open to take the
+/// rest, so that the answer is not lost to a reset.
+const CLIENT_DISCONNECT_LINGER: Duration = Duration::from_secs(1);
+
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
     #[error(transparent)]
@@ -400,6 +404,7 @@ fn serve_webhooks(
         builder = builder.workers(server_config.workers);
     }
     let closing = builder.graceful_shutdown_signal();
+    let local_addr = listener.local_addr()?;
     let server = builder.listen("vizion-bridge-webhooks", listener, move || {
         let app = App::new()
             .app_data(state.clone())
@@ -414,6 +419,12 @@ fn serve_webhooks(
         let http = HttpService::build()
             .keep_alive(server_config.keep_alive)
             .client_request_timeout(server_config.client_request_timeout)
+            // An answer given before the body was read (403, 413, 503) is followed by
+            // unread bytes; closing at once would make the kernel reset the connection
+            // and the sender might never read the answer. Linger a second, as
+            // actix-web's own server does.
+            .client_disconnect_timeout(CLIENT_DISCONNECT_LINGER)
+            .local_addr(local_addr)
             .graceful_shutdown_signal(move || {
                 let closing = closing.clone();
                 async move { closing.notified().await }
@@ -428,8 +439,6 @@ fn serve_webhooks(
     Ok(server.run())
 }
 
-/// What takes authentic bodies, from webhooks and from polling alike: the delivery to
-/// the sinks, and the auto-unsubscription when it is on.
 /// Whether a pipeline writes through the spool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SpoolUse {
@@ -440,6 +449,8 @@ pub enum SpoolUse {
     Bypass,
 }
 
+/// What takes authentic bodies, from webhooks and from polling alike: the delivery to
+/// the sinks, and the auto-unsubscription when it is on.
 pub struct Pipeline {
     pub intake: Intake,
     pub auto_unsubscribe: Option<Arc<AutoUnsubscribe>>,

@@ -151,8 +151,18 @@ pub(crate) fn verify<'k>(
         }
     }
 
-    // The body must match its digest before the signature over that digest counts.
-    match request.headers.get(config.digest_header.as_str()) {
+    // The body must match its digest before the signature over that digest counts. The
+    // signing string would join every digest header, so the one checked must be the
+    // only one.
+    let mut digests = request.headers.get_all(config.digest_header.as_str());
+    let first_digest = digests.next();
+    if digests.next().is_some() {
+        return Err(AuthFailure::new(
+            FailureReason::MalformedDigest,
+            "more than one digest header",
+        ));
+    }
+    match first_digest {
         Some(value) => digest::verify(value.as_bytes(), request.body)?,
         None if covered
             .iter()
@@ -166,6 +176,9 @@ pub(crate) fn verify<'k>(
         None => {}
     }
 
+    // The signing string's bounds are checked in a pass of its own, so that no secret
+    // is used on a request that exceeds them.
+    write_signing_string(&covered, request, &params, &mut |_| {})?;
     // One MAC per candidate secret, fed the signing string piece by piece: the string
     // itself is never assembled.
     let mut candidates: Vec<(&SigningKey, Hmac<Sha256>)> = keys

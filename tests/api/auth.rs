@@ -133,6 +133,21 @@ async fn a_digest_that_cannot_be_read_is_rejected() {
 }
 
 #[tokio::test]
+async fn a_second_digest_header_is_rejected() {
+    let app = spawn_app().await;
+    let body = update_body("u1");
+    let mut headers = SignatureBuilder::new(&body).headers();
+    let (name, value) = headers
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case("digest"))
+        .cloned()
+        .expect("the signature covers a digest");
+    // Both name the same body: the one checked must be all that is signed.
+    headers.push((name, value));
+    assert_rejected(&app, &body, headers, "malformed_digest").await;
+}
+
+#[tokio::test]
 async fn a_signed_digest_must_be_present() {
     let app = spawn_app().await;
     let body = update_body("u1");

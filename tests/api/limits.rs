@@ -196,3 +196,38 @@ async fn beyond_max_inflight_the_answer_is_503_with_retry_after() {
     assert_eq!(sink.written.ids(), ["u-slow"]);
     assert_eq!(app.metric("vizion_bridge_inflight_requests", "").await, 0.0);
 }
+
+/// A sender that keeps sending a body the bridge has already refused is not reset at
+/// once: a reset can overtake the answer on its way and lose it, so the connection
+/// lingers, taking the rest of the body, before it closes.
+#[tokio::test]
+async fn a_sender_still_sending_a_refused_body_is_not_reset_at_once() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let app = spawn_app_with(|s| s.ingest.max_body_bytes = 1024).await;
+    let stream = connect_from(IpAddr::from([127, 0, 0, 1]), app.port)
+        .await
+        .unwrap();
+    let (mut reading, mut writing) = stream.into_split();
+    let head = format!(
+        "POST {WEBHOOK_PATH} HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        64 * 1024 * 1024
+    );
+    writing.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = [0u8; 12];
+    tokio::time::timeout(Duration::from_secs(10), reading.read_exact(&mut answer))
+        .await
+        .expect("an answer within 10 s")
+        .unwrap();
+    assert_eq!(&answer, b"HTTP/1.1 413");
+    // The body keeps coming after the answer: for the next half second none of it is
+    // met with a reset.
+    let answered = Instant::now();
+    let chunk = vec![b' '; 16 * 1024];
+    while answered.elapsed() < Duration::from_millis(500) {
+        if let Err(e) = writing.write_all(&chunk).await {
+            panic!("reset {:?} after the answer: {e}", answered.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

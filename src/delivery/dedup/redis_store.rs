@@ -66,29 +66,40 @@ impl RedisStore {
         format!("{}{name}", self.prefix)
     }
 
-    async fn run<T: redis::FromRedisValue>(&self, command: redis::Cmd) -> Result<T, RedisError> {
-        let permit = self
-            .breaker
-            .admit(Instant::now())
-            .map_err(|_| RedisError::BreakerOpen)?;
+    async fn run<T: redis::FromRedisValue + Send + 'static>(
+        &self,
+        command: redis::Cmd,
+    ) -> Result<T, RedisError> {
+        let breaker = self.breaker.clone();
         let mut connection = self.connection.clone();
-        let answer = tokio::time::timeout(self.timeout, command.query_async(&mut connection)).await;
-        // Any error counts against Redis: an error answer that repeats (a wrong
-        // password, a full memory) would hold up every request just the same.
-        match answer {
-            Ok(Ok(value)) => {
-                permit.succeeded(Instant::now());
-                Ok(value)
+        let timeout = self.timeout;
+        // On a task of its own: a request dropped meanwhile (its client went away) does
+        // not abandon the command, so that its outcome, a probe's above all, still
+        // reaches the breaker.
+        let call = tokio::spawn(async move {
+            let permit = breaker
+                .admit(Instant::now())
+                .map_err(|_| RedisError::BreakerOpen)?;
+            let answer = tokio::time::timeout(timeout, command.query_async(&mut connection)).await;
+            // Any error counts against Redis: an error answer that repeats (a wrong
+            // password, a full memory) would hold up every request just the same.
+            match answer {
+                Ok(Ok(value)) => {
+                    permit.succeeded(Instant::now());
+                    Ok(value)
+                }
+                Ok(Err(e)) => {
+                    permit.failed(Instant::now());
+                    Err(RedisError::Command(e.to_string()))
+                }
+                Err(_) => {
+                    permit.failed(Instant::now());
+                    Err(RedisError::Timeout(timeout))
+                }
             }
-            Ok(Err(e)) => {
-                permit.failed(Instant::now());
-                Err(RedisError::Command(e.to_string()))
-            }
-            Err(_) => {
-                permit.failed(Instant::now());
-                Err(RedisError::Timeout(self.timeout))
-            }
-        }
+        });
+        call.await
+            .unwrap_or_else(|e| Err(RedisError::Command(format!("the Redis call failed: {e}"))))
     }
 
     pub async fn exists(&self, key: &str) -> Result<bool, RedisError> {

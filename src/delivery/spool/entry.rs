@@ -87,10 +87,13 @@ pub fn order_key(record: &Record<'_>) -> String {
             batch, delivery_id, ..
         } => {
             let keys = batch.keys();
+            // With nothing to order by, the record's own first event id: it then waits
+            // for nobody, rather than for every other record without a key.
             keys.container_id
                 .as_deref()
                 .or(keys.reference_id.as_deref())
                 .or(*delivery_id)
+                .or_else(|| batch.events().next().map(|event| event.id()))
                 .unwrap_or_default()
                 .to_owned()
         }

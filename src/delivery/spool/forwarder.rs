@@ -89,7 +89,13 @@ async fn run(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
     let grace = 'forwarding: loop {
-        let room = window.saturating_sub(outstanding.len());
+        // Records in flight take the window; those queued behind a record of their
+        // container have a window of their own, so that a container whose record is
+        // being retried holds its own later records back, not everybody's.
+        let queued = outstanding.len().saturating_sub(in_flight.len());
+        let room = window
+            .saturating_sub(in_flight.len())
+            .min(window.saturating_sub(queued));
         // Read in batches: not for every single record confirmed.
         let worth_reading = room > 0 && (room >= window / 8 || outstanding.is_empty());
         if worth_reading && !exhausted && read_up_to < *committed.borrow() {

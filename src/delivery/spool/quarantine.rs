@@ -2,9 +2,10 @@
 //! so that the forwarder can go on with the records behind them, and so that an
 //! operator can look at them and send them again (`vizion-bridge spool quarantine`).
 //!
-//! One file per record and sink, `quarantine/<seq>-<sink>.rec` under the spool
-//! directory: a JSON line saying why ([`Note`]), then the entry's frame exactly as it
-//! was in the log.
+//! One file per record and sink, `quarantine/<seq>-<appended at, ms>-<sink>.rec` under
+//! the spool directory: a JSON line saying why ([`Note`]), then the entry's frame
+//! exactly as it was in the log. The append time is in the name so that a spool whose
+//! log was lost and started again from sequence 0 never writes over a kept record.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -50,7 +51,10 @@ pub fn keep(dir: &Path, frame: &Frame, note: &Note) -> io::Result<PathBuf> {
     let mut bytes = serde_json::to_vec(note).map_err(io::Error::other)?;
     bytes.push(b'\n');
     format::encode_frame(&mut bytes, frame.seq, frame.appended_at_ms, &frame.payload);
-    let name = format!("{}-{}{SUFFIX}", frame.seq, note.sink);
+    let name = format!(
+        "{}-{}-{}{SUFFIX}",
+        frame.seq, frame.appended_at_ms, note.sink
+    );
     aside::write(dir, DIR, &name, &bytes)
 }
 
@@ -142,7 +146,7 @@ mod tests {
             payload: b"an entry\nwith a newline".to_vec(),
         };
         let path = keep(dir.path(), &frame, &note(7, "kafka")).unwrap();
-        assert_eq!(path, dir.path().join("quarantine").join("7-kafka.rec"));
+        assert_eq!(path, dir.path().join("quarantine").join("7-1234-kafka.rec"));
         let listed = list(dir.path()).unwrap();
         assert_eq!(listed.len(), 1);
         assert_eq!(listed[0].note, note(7, "kafka"));

@@ -690,3 +690,59 @@ async fn requeued_records_are_appended_once_and_leave_the_quarantine() {
     assert_eq!(recovery.entries, 1);
     assert_eq!(read_all(&log, 0), vec![b"the entry".to_vec()]);
 }
+
+#[tokio::test]
+async fn a_container_whose_record_is_retried_does_not_hold_back_the_others() {
+    use std::sync::Arc;
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = super::SpoolConfig {
+        dir: Some(dir.path().to_path_buf()),
+        retry_initial_backoff: std::time::Duration::from_millis(1),
+        retry_max_backoff: std::time::Duration::from_millis(5),
+        forward_concurrency: 4,
+        ..Default::default()
+    };
+    let spool = super::Spool::open(&config, crate::telemetry::Metrics::new()).unwrap();
+    // The same body makes the same dead-letter id, so the same order key: three later
+    // records queue behind the first, which the sink never confirms. Then records of
+    // other keys.
+    let mut appends = vec![("req-stuck".to_owned(), b"{stuck".to_vec())];
+    appends.extend((0..3).map(|i| (format!("req-stuck-later-{i}"), b"{stuck".to_vec())));
+    appends.extend((0..5).map(|i| {
+        (
+            format!("req-other-{i}"),
+            format!("{{other-{i}").into_bytes(),
+        )
+    }));
+    for (request, body) in &appends {
+        let (event, reason, receipt) = dead_letter_parts(body, request);
+        let record = crate::sinks::Record::DeadLetter {
+            event: &event,
+            reason,
+            receipt: &receipt,
+        };
+        spool.append(&record).await.unwrap();
+    }
+    let sink = Arc::new(RefusingSink::new(
+        "kafka",
+        "req-stuck",
+        crate::sinks::SinkError::Broker("kafka did not confirm: timed out".into()),
+    ));
+    spool.start_forwarding(vec![sink.clone()]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while sink.kept.lock().unwrap().len() < 5 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the other containers' records were held back: forwarded {:?}",
+            sink.kept.lock().unwrap()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let kept = sink.kept.lock().unwrap().clone();
+    assert!(
+        kept.iter().all(|r| r.starts_with("req-other-")),
+        "a later record of the retried container overtook it: {kept:?}"
+    );
+    spool.close(std::time::Duration::from_millis(100)).await;
+}

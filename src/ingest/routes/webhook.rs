@@ -96,8 +96,9 @@ pub async fn receive_webhook(
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert(REQUEST_ID, value);
     }
-    if state.shutdown.is_draining() {
-        // The listener closes soon: a next request belongs on another connection.
+    if state.shutdown.is_shutting_down() {
+        // The listener closes soon: a next request belongs on a new connection, which
+        // the drain sees arriving (a request on a kept-alive one it would not).
         response
             .head_mut()
             .set_connection_type(ConnectionType::Close);
