@@ -35,7 +35,7 @@ pub struct DedupConfig {
     /// Keep the ids in `storage.data_dir`/`dedup-ids.log`, so that a restart does not
     /// forget them. Ignored when Redis is configured.
     pub persist: bool,
-    /// Redis URL (`redis://host:6379/0`, `rediss://…` for TLS): ids are kept there,
+    /// Redis URL (`redis://host:6379/0`; this build has no TLS): ids are kept there,
     /// shared by every replica. Inline, or by `redis_url_env` / `redis_url_file`, since
     /// it may hold a password.
     pub redis_url: Option<InlineSecret>,
