@@ -10,7 +10,8 @@
 #   - scripts/check-manifests.py: name and label lengths, probes;
 #   - vizion-bridge check-config on the configuration each values file renders;
 #   - docker-compose config and the compose-spec schema; hadolint on the Dockerfile;
-#   - every PromQL expression of the alert rules and the dashboard parses.
+#   - every PromQL expression of the alert rules and the dashboard parses;
+#   - docs/asyncapi.yaml against the AsyncAPI 3.0 JSON Schema (npm @asyncapi/specs).
 #
 # The tools come from scripts/deploy-tools.sh (pinned, cached). A tool that cannot be
 # installed fails the run. VIZION_BRIDGE_BIN names the vizion-bridge binary to use
@@ -128,6 +129,11 @@ step "PromQL of the alert rules, the chart's PrometheusRule and the dashboard"
 run python-tools scripts/check-promql.py helm/vizion-bridge/files/alerts.yml \
     helm/vizion-bridge/files/dashboard.json \
     "$newest/${kube_versions[-1]}/ingress/vizion-bridge/split"/prometheusrule-*.yaml
+checks=$((checks + 1))
+
+step "docs/asyncapi.yaml against the AsyncAPI 3.0 schema"
+run check-jsonschema --schemafile "$(dirname "$tools_bin")/schemas/asyncapi-3.0.0.json" \
+    docs/asyncapi.yaml
 checks=$((checks + 1))
 
 printf '\ndeploy: %d checks passed\n' "$checks"

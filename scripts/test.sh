@@ -14,8 +14,8 @@ trap stop_started EXIT
 
 # Commands the tests and checks call: a TLS listener in front of RabbitMQ with a
 # throw-away CA (openssl, socat), HTTP and JSON on the command line (curl, jq), unpacking
-# the deployment tools (unzip).
-ensure_commands socat:socat openssl:openssl curl:curl jq:jq unzip:unzip
+# the deployment tools (unzip), the AsyncAPI schema package (npm).
+ensure_commands socat:socat openssl:openssl curl:curl jq:jq unzip:unzip npm:npm
 
 step "cargo fmt --check"
 cargo fmt --all -- --check
@@ -23,9 +23,10 @@ cargo fmt --all -- --check
 step "cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets --locked -- -D warnings
 
-# The chart, compose stack, Dockerfile, alerts and dashboard, checked with helm,
-# kubernetes-validate, docker-compose, hadolint and a PromQL parser (about two minutes
-# once the tools are cached; installing them takes about a minute more).
+# The chart, compose stack, Dockerfile, alerts, dashboard and AsyncAPI document, checked
+# with helm, kubernetes-validate, docker-compose, hadolint, a PromQL parser and the
+# AsyncAPI 3.0 schema (about two minutes once the tools are cached; installing them
+# takes about a minute more).
 step "scripts/check-deploy.sh"
 scripts/check-deploy.sh
 
