@@ -59,7 +59,7 @@ async fn a_spool_left_behind_is_drained_into_rabbitmq_once_and_then_reports_empt
     let mut settings = test_settings(data.path());
     names.configure(&mut settings);
     let unreachable = format!("amqp://guest:guest@127.0.0.1:{}/%2f", closed_port());
-    settings.rabbitmq.url = Some(InlineSecret::new(unreachable));
+    settings.rabbitmq.url = Some(InlineSecret::new(unreachable.clone()));
     settings.spool.dir = Some(spool.clone());
     settings.delivery.mode = Some(DeliveryMode::Spool);
 
@@ -78,22 +78,43 @@ async fn a_spool_left_behind_is_drained_into_rabbitmq_once_and_then_reports_empt
     assert!(before["oldest_spooled_at"].is_string(), "{before}");
     assert_eq!(before["quarantined"], 0, "{before}");
 
-    // A one-off run with the broker reachable, pointed at the left-behind directory.
-    let config = data.path().join("drain.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "sinks = [\"rabbitmq\"]\n\
-             [storage]\ndata_dir = {data:?}\n\
-             [rabbitmq]\nurl = {BROKER_URL:?}\nexchange = {exchange:?}\n\
-             unrouted_exchange = {unrouted:?}\nunrouted_queue = {unrouted:?}\n\
-             [spool]\nretry_initial_backoff = \"50ms\"\nretry_max_backoff = \"300ms\"\n",
-            data = data.path().join("drain-data").to_str().unwrap(),
-            exchange = names.exchange,
-            unrouted = names.unrouted,
-        ),
-    )
-    .unwrap();
+    // One-off runs pointed at the left-behind directory: first with the broker still
+    // away, stopped by its timeout, then with the broker reachable.
+    let drain_config = |url: &str, name: &str| {
+        let config = data.path().join(name);
+        std::fs::write(
+            &config,
+            format!(
+                "sinks = [\"rabbitmq\"]\n\
+                 [storage]\ndata_dir = {data:?}\n\
+                 [rabbitmq]\nurl = {url:?}\nexchange = {exchange:?}\n\
+                 unrouted_exchange = {unrouted:?}\nunrouted_queue = {unrouted:?}\n\
+                 [spool]\nforward_timeout = \"1s\"\n\
+                 retry_initial_backoff = \"50ms\"\nretry_max_backoff = \"300ms\"\n",
+                data = data.path().join("drain-data").to_str().unwrap(),
+                exchange = names.exchange,
+                unrouted = names.unrouted,
+            ),
+        )
+        .unwrap();
+        config
+    };
+    let away = drain_config(&unreachable, "away.toml");
+    let (code, _, stderr) = run_cli(&[
+        "spool",
+        "drain",
+        "--config",
+        away.to_str().unwrap(),
+        "--dir",
+        spool.to_str().unwrap(),
+        "--timeout",
+        "2s",
+    ]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("5 record(s) left"), "{stderr}");
+    assert_eq!(status_of(&spool)["records"], 5, "kept after the timeout");
+
+    let config = drain_config(BROKER_URL, "drain.toml");
     let (code, stdout, stderr) = run_cli(&[
         "spool",
         "drain",
