@@ -37,8 +37,9 @@ pub fn run(settings: &Settings, dir: &Path, timeout: Duration) -> Result<(), Str
         .map_err(|e| format!("cannot start: {e}"))?;
     runtime.block_on(async {
         let quarantined_before = quarantined_records(dir)?;
-        let spool = open_exclusive(settings, "drain")?;
-        let sinks = match build_sinks(settings, &Metrics::new()) {
+        let metrics = Metrics::new();
+        let spool = open_exclusive(settings, &metrics, "drain")?;
+        let sinks = match build_sinks(settings, &metrics) {
             Ok(sinks) => sinks,
             Err(e) => {
                 spool.close(Duration::ZERO).await;

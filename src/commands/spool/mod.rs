@@ -43,8 +43,8 @@ pub fn run(mut settings: Settings, dir: Option<PathBuf>, command: SpoolCommand) 
 /// Opens the spool, which takes its directory's lock: two processes appending to or
 /// forwarding from one directory would corrupt it. `doing` names the command, for the
 /// refusal while a service holds it.
-fn open_exclusive(settings: &Settings, doing: &str) -> Result<Spool, String> {
-    Spool::open(&settings.spool, Metrics::new()).map_err(|e| match e {
+fn open_exclusive(settings: &Settings, metrics: &Metrics, doing: &str) -> Result<Spool, String> {
+    Spool::open(&settings.spool, metrics.clone()).map_err(|e| match e {
         SpoolError::Locked(dir) => format!(
             "the spool in {dir} is in use by a running vizion-bridge: stop it, then {doing}"
         ),

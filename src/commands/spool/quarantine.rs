@@ -7,6 +7,7 @@ use super::open_exclusive;
 use crate::cli::QuarantineCommand;
 use crate::config::Settings;
 use crate::delivery::spool::quarantine;
+use crate::telemetry::Metrics;
 
 pub fn run(settings: &Settings, dir: &Path, command: QuarantineCommand) -> Result<(), String> {
     match command {
@@ -68,7 +69,7 @@ fn requeue(settings: &Settings) -> Result<(), String> {
         .build()
         .map_err(|e| format!("cannot start: {e}"))?;
     runtime.block_on(async {
-        let spool = open_exclusive(settings, "requeue")?;
+        let spool = open_exclusive(settings, &Metrics::new(), "requeue")?;
         let requeued = spool.requeue_quarantined().await;
         spool.close(std::time::Duration::ZERO).await;
         let requeued = requeued.map_err(|e| format!("requeueing failed: {e}"))?;
