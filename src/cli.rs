@@ -78,9 +78,14 @@ pub enum Command {
     },
     /// Look after the local spool (`[spool]`).
     Spool {
-        /// Configuration file (TOML), for `spool.dir`. Defaults to $VIZION_BRIDGE_CONFIG.
+        /// Configuration file (TOML), for `[spool]` and the sinks. Defaults to
+        /// $VIZION_BRIDGE_CONFIG.
         #[arg(long, value_name = "FILE", global = true)]
         config: Option<PathBuf>,
+        /// The spool directory, instead of `spool.dir` (e.g. the retained volume of a
+        /// pod that is gone).
+        #[arg(long, value_name = "DIR", global = true)]
+        dir: Option<PathBuf>,
         #[command(subcommand)]
         command: SpoolCommand,
     },
@@ -89,6 +94,20 @@ pub enum Command {
 /// `vizion-bridge spool …`.
 #[derive(Debug, Subcommand)]
 pub enum SpoolCommand {
+    /// Show the backlog: records, bytes, the oldest record, the forwarded position and
+    /// the quarantined records. Reads only: safe while the service runs.
+    Status {
+        /// Print it as one JSON line (for scripts).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Forward every record to the configured sinks, then exit (for a spool left behind
+    /// by a pod that is gone). Refused while a service holds the directory.
+    Drain {
+        /// Stop after this long, keeping what is not forwarded in the spool, and exit 1.
+        #[arg(long, value_name = "DURATION", default_value = "30m", value_parser = humantime::parse_duration)]
+        timeout: std::time::Duration,
+    },
     /// Records a sink refused for good, kept aside so that the others go on.
     Quarantine {
         #[command(subcommand)]

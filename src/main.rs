@@ -42,8 +42,15 @@ fn main() -> ExitCode {
             }
             Err(code) => code,
         },
-        Command::Spool { config, command } => match load(config) {
-            Ok(settings) => commands::spool::run(&settings, command),
+        Command::Spool {
+            config,
+            dir,
+            command,
+        } => match load(config) {
+            Ok(settings) => {
+                init_logging(&settings.log);
+                commands::spool::run(settings, dir, command)
+            }
             Err(code) => code,
         },
     }

@@ -548,7 +548,8 @@ fn bind(addr: SocketAddr) -> Result<TcpListener, StartupError> {
     TcpListener::bind(addr).map_err(|source| StartupError::Bind { addr, source })
 }
 
-async fn shutdown_signal() {
+/// Returns at the first SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
     let interrupt = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {

@@ -4,10 +4,10 @@
 use std::io::Write;
 use std::process::ExitCode;
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 use serde_json::value::RawValue;
 
+use super::progress;
 use crate::cli::{CreateArgs, ListArgs, ReferencesCommand};
 use crate::config::Settings;
 use crate::vizion::api::{
@@ -248,17 +248,6 @@ fn update_row(raw: &RawValue) -> Vec<String> {
             format!("not usable: {}", dead.reason.as_str()),
         ],
     }
-}
-
-/// A progress bar on standard error, shown only on a terminal.
-fn progress(unit: &'static str) -> ProgressBar {
-    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
-    if let Ok(style) = ProgressStyle::with_template(&format!("{{spinner}} {{pos}}/{{len}} {unit}"))
-    {
-        bar.set_style(style);
-    }
-    bar.enable_steady_tick(std::time::Duration::from_millis(120));
-    bar
 }
 
 fn print_reference(out: &mut impl Write, r: &Reference) -> Result<(), ApiError> {

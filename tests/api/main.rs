@@ -23,6 +23,7 @@ mod simulator;
 mod slow_bodies;
 mod source;
 mod spool;
+mod spool_cli;
 mod spool_faults;
 // Shared with the events tests: fixture bodies and the JSON Schema validators.
 #[path = "../fixtures/support.rs"]

@@ -332,6 +332,44 @@ pub fn remove_forwarded(dir: &Path, index: &SegmentIndex, forwarded: u64) -> io:
     Ok(freed)
 }
 
+/// What a spool directory holds, read without changing it.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Backlog {
+    /// Intact entries not yet forwarded.
+    pub entries: u64,
+    /// Bytes of the segments the spool keeps (those not forwarded whole).
+    pub bytes: u64,
+    /// Append time of the oldest entry not yet forwarded.
+    pub oldest_appended_ms: Option<u64>,
+}
+
+/// Reads the segments in `dir` as [`Log::open`] does, but changes nothing (torn tails
+/// are left for the next open to cut): safe while a service writes to the directory.
+/// A segment deleted under it was forwarded, and is skipped.
+pub fn inspect(dir: &Path, forwarded: u64) -> io::Result<Backlog> {
+    let mut backlog = Backlog::default();
+    let index = SegmentIndex::default();
+    for (first_seq, path) in format::list_segments(dir)? {
+        let scan = match scan_segment(&path, forwarded) {
+            Ok(scan) => scan,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        backlog.entries += scan.pending;
+        if backlog.oldest_appended_ms.is_none() {
+            backlog.oldest_appended_ms = scan.oldest_pending_ms;
+        }
+        index.push(Segment {
+            first_seq,
+            bytes: scan.valid_len,
+        });
+    }
+    // What opening the spool would delete at once does not count.
+    index.take_forwarded(forwarded);
+    backlog.bytes = index.total_bytes();
+    Ok(backlog)
+}
+
 fn open_segment(dir: &Path, first_seq: u64) -> io::Result<File> {
     let path = format::segment_path(dir, first_seq);
     let file = OpenOptions::new().create(true).append(true).open(&path)?;

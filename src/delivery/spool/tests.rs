@@ -7,7 +7,7 @@ use proptest::prelude::*;
 
 use super::checkpoint;
 use super::format::{self, HEADER_LEN};
-use super::log::Log;
+use super::log::{self, Log};
 use super::reader::Reader;
 
 /// Every entry from `from` on, read back in order.
@@ -99,6 +99,48 @@ fn garbage_after_the_last_record_is_cut_and_appending_goes_on() {
         read_all(&log, 0),
         vec![b"one".to_vec(), b"two".to_vec(), b"three".to_vec()]
     );
+}
+
+/// Every file of `dir` with its bytes, sorted by name.
+fn snapshot(dir: &Path) -> Vec<(std::ffi::OsString, Vec<u8>)> {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| {
+            let entry = entry.unwrap();
+            (entry.file_name(), std::fs::read(entry.path()).unwrap())
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn inspecting_finds_what_opening_recovers_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (mut log, _) = Log::open(dir.path(), 4096, 0).unwrap();
+        for i in 0..100 {
+            log.append(&[&payload(i)], 1000 + i as u64).unwrap();
+        }
+    }
+    let forwarded = 30;
+    checkpoint::store(dir.path(), forwarded).unwrap();
+    let (_, last) = format::list_segments(dir.path()).unwrap().pop().unwrap();
+    let mut bytes = std::fs::read(&last).unwrap();
+    bytes.extend_from_slice(&[0u8; 100]);
+    std::fs::write(&last, bytes).unwrap();
+    let before = snapshot(dir.path());
+
+    let backlog = log::inspect(dir.path(), forwarded).unwrap();
+    assert_eq!(snapshot(dir.path()), before, "inspecting writes nothing");
+    assert_eq!(backlog.entries, 70);
+    assert_eq!(backlog.oldest_appended_ms, Some(1030));
+
+    let (log, recovery) = Log::open(dir.path(), 4096, forwarded).unwrap();
+    assert_eq!(backlog.entries, recovery.entries);
+    assert_eq!(backlog.oldest_appended_ms, recovery.oldest_appended_ms);
+    assert_eq!(backlog.bytes, log.index().total_bytes());
+    assert!(backlog.bytes > 0);
 }
 
 #[derive(Debug, Clone)]

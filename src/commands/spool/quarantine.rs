@@ -2,30 +2,17 @@
 //! a sink refused it, and sending it again once the cause is fixed.
 
 use std::path::Path;
-use std::process::ExitCode;
 
-use crate::cli::{QuarantineCommand, SpoolCommand};
+use super::open_exclusive;
+use crate::cli::QuarantineCommand;
 use crate::config::Settings;
 use crate::delivery::spool::quarantine;
-use crate::delivery::{Spool, SpoolError};
 use crate::telemetry::Metrics;
 
-pub fn run(settings: &Settings, command: SpoolCommand) -> ExitCode {
-    let Some(dir) = settings.spool.dir.as_deref() else {
-        eprintln!("error: `spool.dir` is not set: there is no spool");
-        return ExitCode::FAILURE;
-    };
-    let SpoolCommand::Quarantine { command } = command;
-    let result = match command {
+pub fn run(settings: &Settings, dir: &Path, command: QuarantineCommand) -> Result<(), String> {
+    match command {
         QuarantineCommand::List { json } => list(dir, json),
         QuarantineCommand::Requeue => requeue(settings),
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("error: {message}");
-            ExitCode::FAILURE
-        }
     }
 }
 
@@ -82,12 +69,7 @@ fn requeue(settings: &Settings) -> Result<(), String> {
         .build()
         .map_err(|e| format!("cannot start: {e}"))?;
     runtime.block_on(async {
-        let spool = Spool::open(&settings.spool, Metrics::new()).map_err(|e| match e {
-            SpoolError::Locked(dir) => format!(
-                "the spool in {dir} is in use by a running vizion-bridge: stop it, then requeue"
-            ),
-            other => format!("cannot open the spool: {other}"),
-        })?;
+        let spool = open_exclusive(settings, &Metrics::new(), "requeue")?;
         let requeued = spool.requeue_quarantined().await;
         spool.close(std::time::Duration::ZERO).await;
         let requeued = requeued.map_err(|e| format!("requeueing failed: {e}"))?;
