@@ -35,6 +35,11 @@ ensure_rabbitmq
 ensure_redis
 start_kafka
 
+# tests/api/example_consumers.rs runs the example consumers as built binaries, which
+# `cargo test --all-targets` does not produce (it builds examples as test harnesses).
+step "cargo build --examples"
+cargo build --examples --locked
+
 step "cargo test"
 log=$(mktemp -t vizion-bridge-tests.XXXXXX.log)
 set +e

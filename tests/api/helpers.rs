@@ -316,13 +316,18 @@ pub fn unix_now() -> i64 {
 
 /// A valid Vizion update body with the given id.
 pub fn update_body(id: &str) -> Vec<u8> {
+    update_body_for(id, "57428aec-560d-466b-a87c-ea7f049d7a0c", "OOCU7821056")
+}
+
+/// A valid Vizion update body with the given id, of one reference tracking one container.
+pub fn update_body_for(id: &str, reference_id: &str, container_id: &str) -> Vec<u8> {
     serde_json::to_vec(&serde_json::json!({
         "id": id,
         "status": "data_received",
-        "reference_id": "57428aec-560d-466b-a87c-ea7f049d7a0c",
+        "reference_id": reference_id,
         "organization_id": "3670867f-3634-4dd2-9b27-3531b5affe64",
         "payload": {
-            "container_id": "OOCU7821056",
+            "container_id": container_id,
             "carrier_scac": "OOLU",
             "milestones": []
         },

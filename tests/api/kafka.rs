@@ -32,16 +32,7 @@ pub fn use_kafka(settings: &mut Settings, brokers: &str) -> Topics {
         raw: format!("raw-{suffix}"),
         dead_letters: format!("dead-letters-{suffix}"),
     };
-    settings.sinks = vec![SinkKind::Kafka];
-    settings.kafka.brokers = brokers.to_owned();
-    settings.kafka.ensure_topics = true;
-    settings.kafka.topic_partitions = 2;
-    settings.kafka.health_interval = Duration::from_millis(500);
-    settings.kafka.topics.updates = topics.updates.clone();
-    settings.kafka.topics.milestones = topics.milestones.clone();
-    settings.kafka.topics.alerts = topics.alerts.clone();
-    settings.kafka.topics.raw = topics.raw.clone();
-    settings.kafka.topics.dead_letters = topics.dead_letters.clone();
+    topics.configure(settings, brokers);
     topics
 }
 
@@ -80,6 +71,22 @@ pub struct Topics {
     pub alerts: String,
     pub raw: String,
     pub dead_letters: String,
+}
+
+impl Topics {
+    /// Points the app at the test broker and these topics (several apps may share them).
+    pub fn configure(&self, settings: &mut Settings, brokers: &str) {
+        settings.sinks = vec![SinkKind::Kafka];
+        settings.kafka.brokers = brokers.to_owned();
+        settings.kafka.ensure_topics = true;
+        settings.kafka.topic_partitions = 2;
+        settings.kafka.health_interval = Duration::from_millis(500);
+        settings.kafka.topics.updates = self.updates.clone();
+        settings.kafka.topics.milestones = self.milestones.clone();
+        settings.kafka.topics.alerts = self.alerts.clone();
+        settings.kafka.topics.raw = self.raw.clone();
+        settings.kafka.topics.dead_letters = self.dead_letters.clone();
+    }
 }
 
 /// One consumed record.

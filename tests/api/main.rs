@@ -5,6 +5,7 @@ mod cli;
 mod dedup_persistence;
 mod dedup_redis_outage;
 mod delivery;
+mod example_consumers;
 mod health_and_metrics;
 mod helpers;
 mod kafka;

@@ -112,6 +112,13 @@ impl Reader {
             .unwrap()
     }
 
+    pub(crate) async fn delete_queue(&self, queue: &str) {
+        let _ = self
+            .channel
+            .queue_delete(queue.into(), QueueDeleteOptions::default())
+            .await;
+    }
+
     pub(crate) async fn delete(&self, names: &Names) {
         let _ = self
             .channel
