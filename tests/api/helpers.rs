@@ -775,3 +775,18 @@ impl Drop for BinaryApp {
         let _ = self.child.wait();
     }
 }
+
+/// Runs the `vizion-bridge` binary with `args` to its end (a one-shot command); returns
+/// its exit code, stdout and stderr.
+pub fn run_cli(args: &[&str]) -> (i32, String, String) {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_vizion-bridge"))
+        .args(args)
+        .env_remove("VIZION_BRIDGE_CONFIG")
+        .output()
+        .unwrap();
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}

@@ -4,7 +4,6 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -15,22 +14,7 @@ use vizion_bridge::delivery::DeliveryMode;
 use crate::helpers::*;
 use crate::rabbitmq::{Names, Reader};
 
-const BIN: &str = env!("CARGO_BIN_EXE_vizion-bridge");
 const BROKER_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
-
-/// Runs the binary with `args`; returns its exit code, stdout and stderr.
-fn run_cli(args: &[&str]) -> (i32, String, String) {
-    let output = Command::new(BIN)
-        .args(args)
-        .env_remove("VIZION_BRIDGE_CONFIG")
-        .output()
-        .unwrap();
-    (
-        output.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
-}
 
 /// `spool status --json` of `spool`.
 fn status_of(spool: &Path) -> Value {

@@ -6,7 +6,6 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -20,8 +19,6 @@ use crate::helpers::*;
 use crate::kafka::{bootstrap, consume_until, kafka_behind_proxy, use_kafka};
 use crate::proxy::TcpProxy;
 use crate::rabbitmq::{Names, Reader};
-
-const BIN: &str = env!("CARGO_BIN_EXE_vizion-bridge");
 
 /// An update of container `container`, with `padding` bytes of extra data in its body.
 fn update_of(id: &str, container: &str, padding: usize) -> Vec<u8> {
@@ -51,20 +48,6 @@ async fn wait_for<F: std::future::Future<Output = bool>>(
         assert!(Instant::now() < deadline, "{what} within {within:?}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-}
-
-/// Runs the binary with `args`; returns its exit code, stdout and stderr.
-fn run_cli(args: &[&str]) -> (i32, String, String) {
-    let output = Command::new(BIN)
-        .args(args)
-        .env_remove("VIZION_BRIDGE_CONFIG")
-        .output()
-        .unwrap();
-    (
-        output.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
 }
 
 /// The JSON notes of the quarantined files under `spool`.
