@@ -151,11 +151,7 @@ fn routing_key_template(message: &Message<'_>, delivery_kind: Option<&str>) -> S
     rabbitmq::routing_key(&template, delivery_kind)
 }
 
-fn add_messages(
-    produced: &mut Vec<(ChannelMessage, Produced)>,
-    record: &Record<'_>,
-    delivery_kind: Option<&str>,
-) {
+fn add_messages(produced: &mut Vec<(ChannelMessage, Produced)>, record: &Record<'_>) {
     let topics = KafkaConfig::default().topics;
     for message in record.messages() {
         let event_type = message
@@ -189,7 +185,7 @@ fn add_messages(
         produced.push((
             (
                 AMQP.into(),
-                routing_key_template(&message, delivery_kind),
+                routing_key_template(&message, record.delivery_kind()),
                 event_type,
             ),
             Produced {
@@ -219,8 +215,6 @@ fn produced_messages() -> Vec<(ChannelMessage, Produced)> {
     names.sort();
     for name in names {
         let body = body(&name);
-        // The RabbitMQ sink routes passed-through events by the delivery's kind and dead
-        // letters without one.
         match vizion::parse(&body) {
             Ok(inbound) => {
                 let batch = events::normalize(&inbound, &body, RECEIVED_AT, &ctx);
@@ -230,7 +224,7 @@ fn produced_messages() -> Vec<(ChannelMessage, Produced)> {
                     delivery_id: inbound.dedup_key(),
                     receipt: &receipt,
                 };
-                add_messages(&mut produced, &record, Some(inbound.kind()));
+                add_messages(&mut produced, &record);
             }
             Err(dead) => {
                 let event = events::dead_letter_event(&dead, &body, RECEIVED_AT, &ctx);
@@ -239,7 +233,7 @@ fn produced_messages() -> Vec<(ChannelMessage, Produced)> {
                     reason: dead.reason.as_str(),
                     receipt: &receipt,
                 };
-                add_messages(&mut produced, &record, None);
+                add_messages(&mut produced, &record);
             }
         }
     }
@@ -260,7 +254,7 @@ fn produced_messages() -> Vec<(ChannelMessage, Produced)> {
         kind: UNSUBSCRIBED_KIND,
         receipt: &receipt,
     };
-    add_messages(&mut produced, &record, Some(UNSUBSCRIBED_KIND));
+    add_messages(&mut produced, &record);
     produced
 }
 

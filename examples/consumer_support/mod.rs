@@ -42,8 +42,9 @@ impl StopWhen {
 /// Bounded because the stream never ends: a set of every id ever seen grows until the
 /// process runs out of memory. Duplicates follow their original closely (a broker
 /// redelivers what was not acknowledged, a resent webhook is published again soon
-/// after), so remembering the recent ones is enough; size it to cover that window. A consumer that must never act twice across restarts
-/// keeps this set in its own database, in the transaction that records the effect.
+/// after), so remembering the recent ones is enough; size it to cover that window. A
+/// consumer that must never act twice across restarts keeps this set in its own
+/// database, in the transaction that records the effect.
 pub struct RecentIds {
     ids: HashSet<String>,
     order: VecDeque<String>,

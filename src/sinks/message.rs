@@ -92,6 +92,15 @@ impl<'a> Record<'a> {
         }
     }
 
+    /// The kind of delivery the record came from (RabbitMQ routes passed-through
+    /// events by it); a dead letter has none.
+    pub fn delivery_kind(&self) -> Option<&'a str> {
+        match *self {
+            Record::Events { kind, .. } | Record::BridgeEvent { kind, .. } => Some(kind),
+            Record::DeadLetter { .. } => None,
+        }
+    }
+
     fn messages_without_trace(&self) -> Vec<Message<'a>> {
         match *self {
             Record::Events {

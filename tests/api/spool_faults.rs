@@ -314,22 +314,10 @@ async fn a_record_the_file_sink_confirmed_before_it_was_spooled_is_written_there
         );
     }
     // RabbitMQ got them all (at least once).
-    let mut arrived = Vec::new();
-    while !ids.iter().all(|id| arrived.contains(id)) {
-        let delivery = tokio::time::timeout(Duration::from_secs(20), raw.next())
-            .await
-            .expect("every record reaches RabbitMQ")
-            .unwrap()
-            .unwrap();
-        arrived.push(
-            delivery
-                .properties
-                .message_id()
-                .as_ref()
-                .unwrap()
-                .to_string(),
-        );
-    }
+    message_ids_until(&mut raw, "every record reaches RabbitMQ", |arrived| {
+        ids.iter().all(|id| arrived.contains(id))
+    })
+    .await;
     app.stop().await;
     reader.delete(&names).await;
 }
@@ -383,23 +371,10 @@ async fn a_second_update_of_a_container_is_published_after_a_first_that_went_to_
     proxy.restore();
     wait_for_empty_spool(&app).await;
 
-    let mut order = Vec::new();
-    while !(order.contains(&"order-first".to_owned()) && order.contains(&"order-second".to_owned()))
-    {
-        let delivery = tokio::time::timeout(Duration::from_secs(20), raw.next())
-            .await
-            .expect("both updates reach RabbitMQ")
-            .unwrap()
-            .unwrap();
-        order.push(
-            delivery
-                .properties
-                .message_id()
-                .as_ref()
-                .unwrap()
-                .to_string(),
-        );
-    }
+    let order = message_ids_until(&mut raw, "both updates reach RabbitMQ", |order| {
+        order.contains(&"order-first".to_owned()) && order.contains(&"order-second".to_owned())
+    })
+    .await;
     let position = |id: &str| order.iter().position(|o| o == id).unwrap();
     assert!(
         position("order-first") < position("order-second"),
@@ -453,4 +428,30 @@ async fn a_record_rabbitmq_refuses_for_want_of_its_exchange_is_quarantined_and_t
     assert_eq!(notes[0]["sink"], "rabbitmq");
     assert_eq!(notes[0]["reason"], "not_found");
     app.stop().await;
+}
+
+/// The message ids `consumer` receives, in order, until `enough` holds for them (each
+/// message within 20 s, or the test fails saying `what`).
+async fn message_ids_until(
+    consumer: &mut lapin::Consumer,
+    what: &str,
+    enough: impl Fn(&[String]) -> bool,
+) -> Vec<String> {
+    let mut ids = Vec::new();
+    while !enough(&ids) {
+        let delivery = tokio::time::timeout(Duration::from_secs(20), consumer.next())
+            .await
+            .unwrap_or_else(|_| panic!("{what}"))
+            .unwrap()
+            .unwrap();
+        ids.push(
+            delivery
+                .properties
+                .message_id()
+                .as_ref()
+                .unwrap()
+                .to_string(),
+        );
+    }
+    ids
 }

@@ -438,24 +438,10 @@ async fn an_undecodable_record_is_kept_aside_counted_and_the_rest_forwarded() {
     };
     let metrics = crate::telemetry::Metrics::new();
     let spool = super::Spool::open(&config, metrics.clone()).unwrap();
-    let body = b"{not json";
-    let dead = crate::vizion::parse(body).unwrap_err();
-    let receipt = crate::sinks::Receipt {
-        request_id: "req-1".into(),
-        received_at: time::OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap(),
-        client_ip: std::net::Ipv4Addr::LOCALHOST.into(),
-        key_id: None,
-        traceparent: None,
-    };
-    let event = crate::events::dead_letter_event(
-        &dead,
-        body,
-        receipt.received_at,
-        &crate::events::EventContext::default(),
-    );
+    let (event, reason, receipt) = dead_letter_parts(b"{not json", "req-1");
     let record = crate::sinks::Record::DeadLetter {
         event: &event,
-        reason: dead.reason.as_str(),
+        reason,
         receipt: &receipt,
     };
     spool.append(&record).await.unwrap();

@@ -237,12 +237,8 @@ impl Sink for RabbitmqSink {
 
     async fn write(&self, record: &Record<'_>) -> Result<(), SinkError> {
         let started = Instant::now();
-        let (delivery_kind, receipt) = match record {
-            Record::Events { kind, receipt, .. } => (Some(*kind), *receipt),
-            Record::DeadLetter { receipt, .. } => (None, *receipt),
-            Record::BridgeEvent { kind, receipt, .. } => (Some(*kind), *receipt),
-        };
-        let timestamp = u64::try_from(receipt.received_at.unix_timestamp()).unwrap_or(0);
+        let delivery_kind = record.delivery_kind();
+        let timestamp = u64::try_from(record.receipt().received_at.unix_timestamp()).unwrap_or(0);
         let messages = record.messages();
         let result = loop {
             let mut waiting = WaitingForConnection {
