@@ -16,6 +16,11 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use vizion_bridge::config::Settings;
 
+// The binaries under test, found as the API tests find them.
+#[path = "api/helpers/binaries.rs"]
+mod binaries;
+use binaries::bridge_binary;
+
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
@@ -683,10 +688,6 @@ fn compose_wiring_matches_the_bridge_configuration() {
 }
 
 // ---------------------------------------------------------------- the real loader
-
-fn bridge_binary() -> &'static str {
-    env!("CARGO_BIN_EXE_vizion-bridge")
-}
 
 fn check_config(path: &Path) -> Output {
     Command::new(bridge_binary())
