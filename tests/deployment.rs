@@ -19,7 +19,7 @@ use vizion_bridge::config::Settings;
 // The binaries under test, found as the API tests find them.
 #[path = "api/helpers/binaries.rs"]
 mod binaries;
-use binaries::bridge_binary;
+use binaries::{bridge_binary, sim_binary};
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -1348,7 +1348,7 @@ fn compose_simulator_command_uses_real_flags() {
         .map(|a| a.as_str().unwrap())
         .collect();
     assert_eq!(command.first(), Some(&"serve"), "{command:?}");
-    let help = Command::new(env!("CARGO_BIN_EXE_vizion-sim"))
+    let help = Command::new(sim_binary())
         .args(["serve", "--help"])
         .output()
         .unwrap();

@@ -10,6 +10,7 @@ use vizion_bridge::config::secret::InlineSecret;
 use vizion_bridge::config::Settings;
 use vizion_bridge::vizion::api::VizionApiConfig;
 
+use super::binaries::sim_binary;
 use super::{KEY_ID, SECRET};
 
 pub const SIM_API_KEY: &str = "sim-test-api-key";
@@ -79,7 +80,7 @@ pub async fn spawn_simulator() -> Simulator {
 
 pub async fn spawn_simulator_with(options: SimulatorOptions) -> Simulator {
     const SECRET_VAR: &str = "VIZION_SIM_TEST_WEBHOOK_SECRET";
-    let mut command = Command::new(env!("CARGO_BIN_EXE_vizion-sim"));
+    let mut command = Command::new(sim_binary());
     command
         .args(["serve", "--listen", "127.0.0.1:0", "--api-key", SIM_API_KEY])
         .args(["--step-interval", &options.step_interval])
