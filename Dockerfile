@@ -36,13 +36,13 @@ RUN cargo chef prepare --recipe-path recipe.json
 
 FROM chef AS builder
 COPY --from=planner /src/recipe.json recipe.json
-# Dependencies only (librdkafka included): rebuilt when Cargo.toml/Cargo.lock change,
-# not when the sources do.
-RUN cargo chef cook --release --locked --recipe-path recipe.json
+# Dependencies only (librdkafka included), of every workspace member: rebuilt when a
+# Cargo.toml or Cargo.lock changes, not when the sources do.
+RUN cargo chef cook --release --locked --workspace --recipe-path recipe.json
 COPY . .
-# Every binary of the package: vizion-bridge (the service) and vizion-sim (the Vizion
-# simulator used by the compose stack).
-RUN cargo build --release --locked --bins \
+# Every binary of the workspace: vizion-bridge (the service) and vizion-sim (the Vizion
+# simulator used by the compose stack, a member of its own in crates/vizion-sim).
+RUN cargo build --release --locked --workspace --bins \
     && mkdir -p /out \
     && cp target/release/vizion-bridge target/release/vizion-sim /out/
 

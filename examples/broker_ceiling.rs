@@ -26,7 +26,7 @@ use vizion_bridge::events::{self, EventContext, NormalizedBatch};
 use vizion_bridge::sinks::{Receipt, Record};
 use vizion_bridge::vizion;
 
-#[path = "../src/bin/vizion-sim/bodies.rs"]
+#[path = "../crates/vizion-sim/src/bodies.rs"]
 mod bodies;
 
 #[derive(Parser)]

@@ -90,7 +90,7 @@ else
 fi
 
 step "building ($profile)"
-build_flags=(--locked --bin vizion-bridge --bin vizion-sim --example http_ceiling --example broker_ceiling --example broker_readback)
+build_flags=(--locked --workspace --bin vizion-bridge --bin vizion-sim --example http_ceiling --example broker_ceiling --example broker_readback)
 if [ "$profile" = release ]; then
     cargo build --release "${build_flags[@]}"
 else

@@ -20,8 +20,8 @@ ensure_commands socat:socat openssl:openssl curl:curl jq:jq unzip:unzip npm:npm
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
-step "cargo clippy --all-targets -- -D warnings"
-cargo clippy --all-targets --locked -- -D warnings
+step "cargo clippy --workspace --all-targets -- -D warnings"
+cargo clippy --workspace --all-targets --locked -- -D warnings
 
 # The chart, compose stack, Dockerfile, alerts, dashboard and AsyncAPI document, checked
 # with helm, kubernetes-validate, docker-compose, hadolint, a PromQL parser and the
@@ -35,15 +35,16 @@ ensure_rabbitmq
 ensure_redis
 start_kafka
 
-# tests/api/example_consumers.rs runs the example consumers as built binaries, which
-# `cargo test --all-targets` does not produce (it builds examples as test harnesses).
-step "cargo build --examples"
-cargo build --examples --locked
+# The integration tests run built binaries that `cargo test` does not produce: the
+# simulator (`vizion-sim`, another workspace member) and the example consumers
+# (tests/api/example_consumers.rs; `--all-targets` builds examples as test harnesses).
+step "cargo build --workspace --bins --examples"
+cargo build --workspace --bins --examples --locked
 
-step "cargo test"
+step "cargo test --workspace"
 log=$(mktemp -t vizion-bridge-tests.XXXXXX.log)
 set +e
-cargo test --all-targets --locked --no-fail-fast 2>&1 | tee "$log"
+cargo test --workspace --all-targets --locked --no-fail-fast 2>&1 | tee "$log"
 test_status=${PIPESTATUS[0]}
 set -e
 

@@ -16,6 +16,11 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use vizion_bridge::config::Settings;
 
+// The binaries under test, found as the API tests find them.
+#[path = "api/helpers/binaries.rs"]
+mod binaries;
+use binaries::{bridge_binary, sim_binary};
+
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
@@ -684,10 +689,6 @@ fn compose_wiring_matches_the_bridge_configuration() {
 
 // ---------------------------------------------------------------- the real loader
 
-fn bridge_binary() -> &'static str {
-    env!("CARGO_BIN_EXE_vizion-bridge")
-}
-
 fn check_config(path: &Path) -> Output {
     Command::new(bridge_binary())
         .arg("check-config")
@@ -1347,7 +1348,7 @@ fn compose_simulator_command_uses_real_flags() {
         .map(|a| a.as_str().unwrap())
         .collect();
     assert_eq!(command.first(), Some(&"serve"), "{command:?}");
-    let help = Command::new(env!("CARGO_BIN_EXE_vizion-sim"))
+    let help = Command::new(sim_binary())
         .args(["serve", "--help"])
         .output()
         .unwrap();

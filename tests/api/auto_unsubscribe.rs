@@ -8,8 +8,6 @@ use vizion_bridge::config::secret::InlineSecret;
 use vizion_bridge::config::Settings;
 
 use crate::helpers::*;
-use crate::simulator::*;
-use crate::vizion_api::use_simulator;
 
 async fn deletes(sim: &Simulator, reference: &str) -> usize {
     sim.requests()

@@ -1,38 +1,22 @@
 //! The binary as a user runs it: check-config, sign, and serve with a signal to stop.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use hmac::{Hmac, Mac};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-const BIN: &str = env!("CARGO_BIN_EXE_vizion-bridge");
+use crate::helpers::{run_cli, run_cli_with, BridgeProcess, Log};
 
 fn repo_file(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
 }
 
-fn run(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
-    let mut command = Command::new(BIN);
-    command.args(args).env_remove("VIZION_BRIDGE_CONFIG");
-    for (k, v) in env {
-        command.env(k, v);
-    }
-    let output = command.output().unwrap();
-    (
-        output.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
-}
-
 #[test]
 fn the_example_configuration_is_valid_and_printed_without_secrets() {
     let example = repo_file("config/vizion-bridge.example.toml");
-    let (code, stdout, stderr) = run(
+    let (code, stdout, stderr) = run_cli_with(
         &["check-config", "--config", example.to_str().unwrap()],
         &[("VIZION_WEBHOOK_SECRET", "super-secret-value")],
     );
@@ -43,7 +27,7 @@ fn the_example_configuration_is_valid_and_printed_without_secrets() {
     // The printed configuration is itself a valid configuration.
     let reprinted = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(reprinted.path(), &stdout).unwrap();
-    let (code, _, stderr) = run(
+    let (code, _, stderr) = run_cli_with(
         &[
             "check-config",
             "--config",
@@ -57,27 +41,24 @@ fn the_example_configuration_is_valid_and_printed_without_secrets() {
 #[test]
 fn the_local_configuration_is_valid() {
     let local = repo_file("config/local.toml");
-    let (code, _, stderr) = run(&["check-config", "--config", local.to_str().unwrap()], &[]);
+    let (code, _, stderr) = run_cli(&["check-config", "--config", local.to_str().unwrap()]);
     assert_eq!(code, 0, "{stderr}");
 }
 
 #[test]
 fn inline_secrets_are_redacted() {
     let local = repo_file("config/local.toml");
-    let (_, stdout, _) = run(&["check-config", "--config", local.to_str().unwrap()], &[]);
+    let (_, stdout, _) = run_cli(&["check-config", "--config", local.to_str().unwrap()]);
     assert!(!stdout.contains("local-development-secret"));
     assert!(stdout.contains("[redacted]"));
     // Saved and loaded again, the placeholder is refused rather than used as a secret.
     let reprinted = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(reprinted.path(), &stdout).unwrap();
-    let (code, _, stderr) = run(
-        &[
-            "check-config",
-            "--config",
-            reprinted.path().to_str().unwrap(),
-        ],
-        &[],
-    );
+    let (code, _, stderr) = run_cli(&[
+        "check-config",
+        "--config",
+        reprinted.path().to_str().unwrap(),
+    ]);
     assert_eq!(code, 1);
     assert!(stderr.contains("placeholder"), "{stderr}");
 }
@@ -85,10 +66,7 @@ fn inline_secrets_are_redacted() {
 #[test]
 fn a_missing_secret_variable_is_a_clear_error() {
     let example = repo_file("config/vizion-bridge.example.toml");
-    let (code, _, stderr) = run(
-        &["check-config", "--config", example.to_str().unwrap()],
-        &[],
-    );
+    let (code, _, stderr) = run_cli(&["check-config", "--config", example.to_str().unwrap()]);
     assert_eq!(code, 1);
     assert!(stderr.contains("VIZION_WEBHOOK_SECRET"), "{stderr}");
 }
@@ -101,15 +79,12 @@ fn unknown_keys_are_errors_in_files_and_in_the_environment() {
         "[server]\nlisten = \"127.0.0.1:1\"\nlistne = 3\n",
     )
     .unwrap();
-    let (code, _, stderr) = run(
-        &["check-config", "--config", file.path().to_str().unwrap()],
-        &[],
-    );
+    let (code, _, stderr) = run_cli(&["check-config", "--config", file.path().to_str().unwrap()]);
     assert_eq!(code, 1);
     assert!(stderr.contains("listne"), "{stderr}");
 
     let local = repo_file("config/local.toml");
-    let (code, _, stderr) = run(
+    let (code, _, stderr) = run_cli_with(
         &["check-config", "--config", local.to_str().unwrap()],
         &[("VIZION_BRIDGE__INGEST__MAX_BODY", "5")],
     );
@@ -120,7 +95,7 @@ fn unknown_keys_are_errors_in_files_and_in_the_environment() {
 #[test]
 fn environment_variables_override_the_file() {
     let local = repo_file("config/local.toml");
-    let (code, stdout, stderr) = run(
+    let (code, stdout, stderr) = run_cli_with(
         &["check-config"],
         &[
             ("VIZION_BRIDGE_CONFIG", local.to_str().unwrap()),
@@ -145,10 +120,7 @@ fn an_empty_allowlist_is_an_error_and_allow_all_a_warning() {
         "[ingest]\nallowed_sources = []\n[[auth.secrets]]\nsecret = \"s\"\n",
     )
     .unwrap();
-    let (code, _, stderr) = run(
-        &["check-config", "--config", file.path().to_str().unwrap()],
-        &[],
-    );
+    let (code, _, stderr) = run_cli(&["check-config", "--config", file.path().to_str().unwrap()]);
     assert_eq!(code, 1);
     assert!(stderr.contains("allowed_sources"), "{stderr}");
 
@@ -157,10 +129,7 @@ fn an_empty_allowlist_is_an_error_and_allow_all_a_warning() {
         "[ingest]\nallowed_sources = [\"0.0.0.0/0\", \"::/0\"]\n[[auth.secrets]]\nsecret = \"s\"\n",
     )
     .unwrap();
-    let (code, _, stderr) = run(
-        &["check-config", "--config", file.path().to_str().unwrap()],
-        &[],
-    );
+    let (code, _, stderr) = run_cli(&["check-config", "--config", file.path().to_str().unwrap()]);
     assert_eq!(code, 0, "{stderr}");
     assert!(stderr.contains("warning"), "{stderr}");
 }
@@ -174,10 +143,8 @@ fn ipv4_mapped_networks_are_read_as_the_ipv4_networks_they_denote() {
          trusted_proxies = [\"::ffff:10.0.0.0/104\"]\n[[auth.secrets]]\nsecret = \"s\"\n",
     )
     .unwrap();
-    let (code, stdout, stderr) = run(
-        &["check-config", "--config", file.path().to_str().unwrap()],
-        &[],
-    );
+    let (code, stdout, stderr) =
+        run_cli(&["check-config", "--config", file.path().to_str().unwrap()]);
     assert_eq!(code, 0, "{stderr}");
     let printed: toml::Value = toml::from_str(&stdout).unwrap();
     assert_eq!(
@@ -200,20 +167,14 @@ fn a_signature_that_need_not_cover_the_digest_is_refused() {
         "[auth.http_signature]\nrequired_headers = []\n[[auth.secrets]]\nsecret = \"s\"\n",
     )
     .unwrap();
-    let (code, _, stderr) = run(
-        &["check-config", "--config", file.path().to_str().unwrap()],
-        &[],
-    );
+    let (code, _, stderr) = run_cli(&["check-config", "--config", file.path().to_str().unwrap()]);
     assert_eq!(code, 1);
     assert!(stderr.contains("required_headers"), "{stderr}");
 }
 
 #[test]
 fn a_missing_configuration_file_is_named() {
-    let (code, _, stderr) = run(
-        &["check-config", "--config", "/nonexistent/bridge.toml"],
-        &[],
-    );
+    let (code, _, stderr) = run_cli(&["check-config", "--config", "/nonexistent/bridge.toml"]);
     assert_eq!(code, 1);
     assert!(stderr.contains("/nonexistent/bridge.toml"), "{stderr}");
 }
@@ -223,7 +184,7 @@ fn sign(body_file: &Path, secret: &str, extra: &[&str]) -> Vec<(String, String)>
     let mut args = vec!["sign", "--secret-env", "TEST_SIGNING_SECRET"];
     args.extend_from_slice(extra);
     args.push(body_file.to_str().unwrap());
-    let (code, stdout, stderr) = run(&args, &[("TEST_SIGNING_SECRET", secret)]);
+    let (code, stdout, stderr) = run_cli_with(&args, &[("TEST_SIGNING_SECRET", secret)]);
     assert_eq!(code, 0, "{stderr}");
     stdout
         .lines()
@@ -270,16 +231,6 @@ fn sign_prints_headers_that_match_an_independent_computation() {
     assert_eq!(field("signature"), hex::encode(mac.finalize().into_bytes()));
 }
 
-/// Kills the child on drop so that a failed assertion leaves no server behind.
-struct Server(std::process::Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[tokio::test]
 async fn serve_accepts_a_signed_webhook_and_stops_cleanly_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
@@ -299,26 +250,11 @@ async fn serve_accepts_a_signed_webhook_and_stops_cleanly_on_sigterm() {
         ),
     )
     .unwrap();
-    let child = Command::new(BIN)
-        .args(["serve", "--config", config.to_str().unwrap()])
-        .env("SERVE_TEST_SECRET", secret)
-        .env_remove("RUST_LOG")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut server = Server(child);
-    let stderr = server.0.stderr.take().unwrap();
-    let (lines_tx, lines_rx) = std::sync::mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = lines_tx.send(line);
-        }
-    });
+    let mut server = BridgeProcess::serve(&config, &[("SERVE_TEST_SECRET", secret)], Log::Captured);
     let mut log = Vec::new();
     let port = loop {
-        let line = lines_rx
-            .recv_timeout(Duration::from_secs(20))
+        let line = server
+            .next_log_line(Duration::from_secs(20))
             .expect("the server logs that it listens");
         log.push(line.clone());
         if let Ok(entry) = serde_json::from_str::<Value>(&line) {
@@ -350,21 +286,10 @@ async fn serve_accepts_a_signed_webhook_and_stops_cleanly_on_sigterm() {
         .unwrap();
     assert_eq!(forged.status().as_u16(), 401);
 
-    let pid = server.0.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
-    let status = tokio::task::spawn_blocking(move || {
-        let status = server.0.wait().unwrap();
-        (status, server)
-    })
-    .await
-    .unwrap()
-    .0;
-    assert_eq!(status.code(), Some(0), "exit 0 after SIGTERM");
-    log.extend(lines_rx.try_iter());
+    server.terminate();
+    let status = server.wait_for_exit(Duration::from_secs(60)).await;
+    assert_eq!(status, Some(0), "exit 0 after SIGTERM");
+    log.extend(server.rest_of_log());
     let log = log.join("\n");
     assert!(!log.contains(secret), "the secret never reaches the log");
     assert!(log.contains("\"outcome\":\"accepted\""), "{log}");

@@ -10,7 +10,6 @@ use vizion_bridge::config::secret::InlineSecret;
 use vizion_bridge::config::Settings;
 
 use crate::helpers::*;
-use crate::proxy::TcpProxy;
 
 const REDIS: &str = "127.0.0.1:6379";
 

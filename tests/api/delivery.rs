@@ -6,7 +6,6 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::helpers::*;
-use crate::test_sinks::{FlakySink, GatedSink};
 
 #[tokio::test]
 async fn a_duplicate_is_answered_200_and_not_written_again() {

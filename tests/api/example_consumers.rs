@@ -14,10 +14,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::helpers::{spawn_app_with, update_body_for, TestApp};
-use crate::kafka::{bootstrap, use_kafka};
-use crate::proxy::Child;
-use crate::rabbitmq::{Names, Reader};
+use crate::helpers::{
+    bootstrap, spawn_app_with, update_body_for, use_kafka, Child, Names, Reader, TestApp,
+};
 
 const CONTAINER_A: (&str, &str) = ("0b6a4f3e-8d52-4c11-9a0f-2f4b8c1d7e01", "MSCU1111111");
 const CONTAINER_B: (&str, &str) = ("5c2e9d7a-1f34-4b8e-8c6d-9e0a3b2f4d02", "MAEU2222222");

@@ -3,7 +3,6 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use crate::helpers::*;
-use crate::test_sinks::GatedSink;
 
 #[tokio::test]
 async fn healthz_answers_200() {

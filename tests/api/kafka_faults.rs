@@ -7,9 +7,8 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::helpers::outage::{self, assert_all_delivered};
 use crate::helpers::*;
-use crate::kafka::{consume_until, kafka_behind_proxy, use_kafka};
-use crate::outage::{self, assert_all_delivered};
 
 const DELIVERY_TIMEOUT: Duration = Duration::from_secs(3);
 

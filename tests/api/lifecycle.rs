@@ -4,7 +4,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::helpers::*;
-use crate::test_sinks::GatedSink;
 
 #[tokio::test]
 async fn a_restart_keeps_what_was_acknowledged() {

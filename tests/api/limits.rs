@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::helpers::*;
-use crate::test_sinks::GatedSink;
 
 /// Sends raw bytes and returns the status code and the whole answer.
 async fn raw_exchange(port: u16, head: &str, body_part: &[u8]) -> (u16, String) {

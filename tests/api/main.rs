@@ -12,9 +12,7 @@ mod kafka;
 mod kafka_faults;
 mod lifecycle;
 mod limits;
-mod outage;
 mod polling;
-mod proxy;
 mod rabbitmq;
 mod rabbitmq_faults;
 mod references_cli;
@@ -29,5 +27,4 @@ mod spool_faults;
 // Shared with the events tests: fixture bodies and the JSON Schema validators.
 #[path = "../fixtures/support.rs"]
 mod support;
-mod test_sinks;
 mod vizion_api;

@@ -11,8 +11,6 @@ use vizion_bridge::delivery::poller::PollScope;
 use vizion_bridge::sinks::{Record, Sink, SinkError};
 
 use crate::helpers::*;
-use crate::simulator::*;
-use crate::vizion_api::use_simulator;
 
 /// A consumer that can be taken down: while down, every write fails. It records each
 /// update it confirmed with the `deliverymode` of its events.
@@ -164,11 +162,10 @@ references = "without_callback"
 }
 
 fn poll_once(config: &std::path::Path) -> (bool, String) {
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_vizion-bridge"))
+    let output = bridge_command()
         .args(["poll", "--once", "--json", "--config"])
         .arg(config)
         .env("VIZION_TEST_SIM_API_KEY", SIM_API_KEY)
-        .env_remove("VIZION_BRIDGE_CONFIG")
         .output()
         .unwrap();
     (

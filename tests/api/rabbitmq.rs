@@ -5,145 +5,14 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use lapin::message::Delivery;
-use lapin::options::{
-    BasicConsumeOptions, ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions,
-    QueueDeleteOptions,
-};
 use lapin::types::{AMQPValue, FieldTable};
-use lapin::{Channel, Connection, ConnectionProperties, Consumer};
+use lapin::Consumer;
 use serde_json::Value;
 use vizion_bridge::config::secret::InlineSecret;
-use vizion_bridge::config::Settings;
-use vizion_bridge::sinks::SinkKind;
 
-use crate::helpers::{sample, spawn_app_with, update_body, TestApp};
+use crate::helpers::{sample, spawn_app_with, update_body, Names, Reader, TestApp};
 
-const BROKER_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 const WAIT: Duration = Duration::from_secs(10);
-
-/// The names one test publishes into.
-pub(crate) struct Names {
-    pub exchange: String,
-    pub unrouted: String,
-    pub connection: String,
-}
-
-impl Names {
-    pub(crate) fn new(test: &str) -> Self {
-        let exchange = format!("test.{test}.{}", uuid::Uuid::new_v4().simple());
-        Self {
-            unrouted: format!("{exchange}.unrouted"),
-            connection: format!("vizion-bridge-{exchange}"),
-            exchange,
-        }
-    }
-
-    pub(crate) fn configure(&self, settings: &mut Settings) {
-        settings.sinks = vec![SinkKind::Rabbitmq];
-        let rabbitmq = &mut settings.rabbitmq;
-        rabbitmq.url = Some(InlineSecret::new(BROKER_URL));
-        rabbitmq.exchange = self.exchange.clone();
-        rabbitmq.unrouted_exchange = self.unrouted.clone();
-        rabbitmq.unrouted_queue = self.unrouted.clone();
-        rabbitmq.connection_name = self.connection.clone();
-        rabbitmq.reconnect_min = Duration::from_millis(100);
-        rabbitmq.reconnect_max = Duration::from_secs(1);
-    }
-}
-
-/// A client of the test's own, reading what the bridge published.
-pub(crate) struct Reader {
-    connection: Connection,
-    channel: Channel,
-}
-
-impl Reader {
-    pub(crate) async fn connect() -> Self {
-        let connection = Connection::connect(BROKER_URL, ConnectionProperties::default())
-            .await
-            .expect("RabbitMQ runs on 127.0.0.1:5672 (scripts/test.sh starts it)");
-        let channel = connection.create_channel().await.unwrap();
-        Self {
-            connection,
-            channel,
-        }
-    }
-
-    /// A fresh exclusive queue bound to `exchange` with `pattern`, consumed.
-    pub(crate) async fn bind(&self, exchange: &str, pattern: &str) -> Consumer {
-        let queue = self
-            .channel
-            .queue_declare(
-                "".into(),
-                QueueDeclareOptions {
-                    exclusive: true,
-                    auto_delete: true,
-                    ..QueueDeclareOptions::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .unwrap();
-        self.channel
-            .queue_bind(
-                queue.name().clone(),
-                exchange.into(),
-                pattern.into(),
-                QueueBindOptions::default(),
-                FieldTable::default(),
-            )
-            .await
-            .unwrap();
-        self.consume(queue.name().as_str()).await
-    }
-
-    pub(crate) async fn consume(&self, queue: &str) -> Consumer {
-        self.channel
-            .basic_consume(
-                queue.into(),
-                "".into(),
-                BasicConsumeOptions {
-                    no_ack: true,
-                    ..BasicConsumeOptions::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .unwrap()
-    }
-
-    pub(crate) async fn delete_queue(&self, queue: &str) {
-        let _ = self
-            .channel
-            .queue_delete(queue.into(), QueueDeleteOptions::default())
-            .await;
-    }
-
-    pub(crate) async fn delete(&self, names: &Names) {
-        let _ = self
-            .channel
-            .exchange_delete(
-                names.exchange.as_str().into(),
-                ExchangeDeleteOptions::default(),
-            )
-            .await;
-        let _ = self
-            .channel
-            .exchange_delete(
-                names.unrouted.as_str().into(),
-                ExchangeDeleteOptions::default(),
-            )
-            .await;
-        let _ = self
-            .channel
-            .queue_delete(
-                names.unrouted.as_str().into(),
-                QueueDeleteOptions::default(),
-            )
-            .await;
-        let _ = self.connection.close(200, "done".into()).await;
-    }
-}
 
 async fn next(consumer: &mut Consumer) -> Delivery {
     tokio::time::timeout(WAIT, consumer.next())

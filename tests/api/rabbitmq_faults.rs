@@ -9,10 +9,8 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use vizion_bridge::config::secret::InlineSecret;
 
+use crate::helpers::outage::{self, assert_all_delivered};
 use crate::helpers::*;
-use crate::outage::{self, assert_all_delivered};
-use crate::proxy::TcpProxy;
-use crate::rabbitmq::{Names, Reader};
 
 const DELIVERY_TIMEOUT: Duration = Duration::from_secs(3);
 

@@ -2,7 +2,7 @@
 
 use serde_json::Value;
 
-use crate::simulator::*;
+use crate::helpers::*;
 
 const KEY_VAR: &str = "VIZION_TEST_REFERENCES_API_KEY";
 
@@ -23,14 +23,13 @@ fn config_for(sim: &Simulator) -> tempfile::NamedTempFile {
 
 /// Runs the binary with the configuration and returns (exit code, stdout, stderr).
 async fn cli(config: &std::path::Path, args: &[&str]) -> (i32, String, String) {
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_vizion-bridge"));
+    let mut command = bridge_command();
     command
         .arg("references")
         .args(args)
         .arg("--config")
         .arg(config)
-        .env(KEY_VAR, SIM_API_KEY)
-        .env_remove("VIZION_BRIDGE_CONFIG");
+        .env(KEY_VAR, SIM_API_KEY);
     let output = tokio::task::spawn_blocking(move || command.output().unwrap())
         .await
         .unwrap();
@@ -152,11 +151,10 @@ async fn vizions_refusals_are_reported_and_the_key_never_printed() {
     assert!(err.contains("422"), "{err}");
     assert!(!err.contains(SIM_API_KEY));
 
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_vizion-bridge"))
+    let output = bridge_command()
         .args(["references", "list", "--config"])
         .arg(config.path())
         .env_remove(KEY_VAR)
-        .env_remove("VIZION_BRIDGE_CONFIG")
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(1));
@@ -171,10 +169,9 @@ fn check_config_redacts_the_api_key() {
         "[auth]\nscheme = \"none\"\nmode = \"off\"\n\n[vizion_api]\napi_key = \"hunter2-api-key\"\n",
     )
     .unwrap();
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_vizion-bridge"))
+    let output = bridge_command()
         .args(["check-config", "--config"])
         .arg(file.path())
-        .env_remove("VIZION_BRIDGE_CONFIG")
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);

@@ -8,8 +8,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::helpers::*;
-use crate::proxy::TcpProxy;
-use crate::rabbitmq::Names;
 
 const LOCAL: [u8; 4] = [127, 0, 0, 1];
 const CLIENTS: usize = 16;

@@ -3,9 +3,7 @@
 //! spool refusing with 503.
 
 use std::collections::{HashMap, HashSet};
-use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -15,9 +13,6 @@ use vizion_bridge::config::secret::InlineSecret;
 use vizion_bridge::delivery::DeliveryMode;
 
 use crate::helpers::*;
-use crate::proxy::TcpProxy;
-use crate::rabbitmq::{Names, Reader};
-use crate::test_sinks::GatedSink;
 
 /// An update of its own container, so that the forwarder may send it beside others.
 fn update_of_container(id: &str, n: u64) -> Vec<u8> {
@@ -259,17 +254,9 @@ async fn a_full_spool_answers_503_with_retry_after_and_counts_it() {
     );
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// Starts the real binary on `port` with a spool in `dir`, publishing to RabbitMQ at
 /// `amqp` in `spool` mode.
-fn start_binary(dir: &Path, port: u16, amqp: &str, names: &Names) -> Child {
+fn start_binary(dir: &Path, port: u16, amqp: &str, names: &Names) -> BridgeProcess {
     let config = format!(
         r#"
 sinks = ["rabbitmq"]
@@ -310,13 +297,7 @@ reconnect_max = "1s"
     );
     let path = dir.join("bridge.toml");
     std::fs::write(&path, config).unwrap();
-    Command::new(env!("CARGO_BIN_EXE_vizion-bridge"))
-        .args(["serve", "--config"])
-        .arg(&path)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("the binary starts")
+    BridgeProcess::serve(&path, &[], Log::Discarded)
 }
 
 async fn wait_for_rabbitmq(client: &reqwest::Client, port: u16) {
@@ -394,8 +375,7 @@ async fn every_2xx_survives_kill_9_and_arrives_after_the_restart() {
     }
     tokio::time::sleep(Duration::from_secs(3)).await;
     // SIGKILL: no shutdown, no flush, no checkpoint.
-    bridge.kill().unwrap();
-    bridge.wait().unwrap();
+    bridge.kill();
     stop.store(true, Ordering::Release);
     for client in clients {
         client.await.unwrap();
@@ -409,10 +389,9 @@ async fn every_2xx_survives_kill_9_and_arrives_after_the_restart() {
 
     // Restart with the broker reachable: the spool is forwarded.
     let direct = "amqp://guest:guest@127.0.0.1:5672/%2f";
-    let mut bridge = start_binary(dir.path(), port, direct, &names);
+    let bridge = start_binary(dir.path(), port, direct, &names);
     let seen = collect_ids(&mut raw, &accepted, Duration::from_secs(60)).await;
-    let _ = bridge.kill();
-    let _ = bridge.wait();
+    drop(bridge);
     let missing: Vec<_> = accepted
         .iter()
         .filter(|id| !seen.contains_key(*id))
@@ -475,7 +454,7 @@ async fn records_left_at_shutdown_are_forwarded_by_the_next_start() {
     first.stop().await;
     assert!(stuck.written.ids().is_empty(), "nothing was confirmed");
 
-    let working = Arc::new(crate::test_sinks::FlakySink::new(0));
+    let working = Arc::new(crate::helpers::FlakySink::new(0));
     let second = spawn_app_with_sinks(configure, vec![working.clone()]).await;
     assert_eq!(
         second

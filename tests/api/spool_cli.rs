@@ -12,9 +12,6 @@ use vizion_bridge::config::secret::InlineSecret;
 use vizion_bridge::delivery::DeliveryMode;
 
 use crate::helpers::*;
-use crate::rabbitmq::{Names, Reader};
-
-const BROKER_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 
 /// `spool status --json` of `spool`.
 fn status_of(spool: &Path) -> Value {

@@ -16,9 +16,6 @@ use vizion_bridge::delivery::DeliveryMode;
 use vizion_bridge::sinks::SinkKind;
 
 use crate::helpers::*;
-use crate::kafka::{bootstrap, consume_until, kafka_behind_proxy, use_kafka};
-use crate::proxy::TcpProxy;
-use crate::rabbitmq::{Names, Reader};
 
 /// An update of container `container`, with `padding` bytes of extra data in its body.
 fn update_of(id: &str, container: &str, padding: usize) -> Vec<u8> {

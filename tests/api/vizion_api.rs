@@ -1,32 +1,11 @@
 //! The Vizion API client against the simulated Vizion, over real sockets: every
 //! endpoint, pagination, and the error answers a user would meet.
 
-use std::time::Duration;
-
 use serde_json::{json, Value};
 use vizion_bridge::config::secret::InlineSecret;
-use vizion_bridge::config::Settings;
-use vizion_bridge::vizion::api::{
-    ApiError, NewReference, ReferenceFilter, Subscribe, VizionApi, VizionApiConfig,
-};
+use vizion_bridge::vizion::api::{ApiError, NewReference, ReferenceFilter, Subscribe, VizionApi};
 
-use crate::simulator::*;
-
-/// Client settings for the simulator, with short retry waits.
-pub fn api_config(sim: &Simulator) -> VizionApiConfig {
-    VizionApiConfig {
-        base_url: sim.base_url.clone(),
-        api_key: Some(InlineSecret::new(SIM_API_KEY)),
-        retry_backoff: Duration::from_millis(20),
-        max_retry_backoff: Duration::from_secs(3),
-        ..VizionApiConfig::default()
-    }
-}
-
-/// Points the bridge's `[vizion_api]` at the simulator.
-pub fn use_simulator(settings: &mut Settings, sim: &Simulator) {
-    settings.vizion_api = api_config(sim);
-}
+use crate::helpers::*;
 
 fn client(sim: &Simulator) -> VizionApi {
     VizionApi::new(&api_config(sim)).unwrap()

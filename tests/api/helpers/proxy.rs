@@ -111,13 +111,3 @@ pub fn free_port() -> u16 {
         .unwrap()
         .port()
 }
-
-/// Keeps a child process for the length of a test and kills it at the end.
-pub struct Child(pub std::process::Child);
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}

@@ -7,7 +7,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::helpers::*;
-use crate::proxy::TcpProxy;
 
 pub struct Outcome {
     pub id: String,

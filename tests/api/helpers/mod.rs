@@ -1,4 +1,24 @@
 //! Starts the real application on random ports and talks to it over HTTP.
+//!
+//! Everything the test modules share lives under this module, and the test modules take
+//! what they need from here only, never from one another: the binaries under test
+//! (`binaries`, `process`), the simulated Vizion (`simulator`), the brokers as a test
+//! sees them (`topology`), a TCP proxy to cut them off (`proxy`), the outage driver
+//! (`outage`) and sinks that misbehave on purpose (`test_sinks`).
+
+mod binaries;
+pub mod outage;
+mod process;
+mod proxy;
+mod simulator;
+mod test_sinks;
+mod topology;
+
+pub use process::*;
+pub use proxy::*;
+pub use simulator::*;
+pub use test_sinks::*;
+pub use topology::*;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -603,190 +623,4 @@ impl TestApp {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
-}
-
-/// The real binary, serving until the test ends (killed on drop).
-/// For tests that look at the serving process itself (its memory, its log, its signals)
-/// rather than at an in-process app. Killed on drop, so that a failed assertion leaves no
-/// server behind.
-pub struct BinaryApp {
-    pub port: u16,
-    pub metrics_port: u16,
-    /// `http://127.0.0.1:<port>`.
-    pub address: String,
-    pub metrics_address: String,
-    pub client: reqwest::Client,
-    /// Its data directory.
-    pub data_dir: PathBuf,
-    child: std::process::Child,
-    /// Behind a mutex so that the app can be shared between tasks.
-    log: std::sync::Mutex<std::sync::mpsc::Receiver<String>>,
-    _dir: tempfile::TempDir,
-}
-
-/// Starts `vizion-bridge serve` on loopback ports chosen by the system, with the test
-/// secret, JSON logs at `info`, 127.0.0.1 allowed, `top_level` keys (e.g. `sinks`; the
-/// file sink by default) and the TOML in `sections`, which may begin with `[server]`
-/// keys and go on with sections of its own.
-pub async fn spawn_binary(top_level: &str, sections: &str) -> BinaryApp {
-    let dir = tempfile::tempdir().unwrap();
-    let data_dir = dir.path().join("data");
-    let config = format!(
-        "{top_level}\n[log]\nformat = \"json\"\nlevel = \"info\"\n\
-         [storage]\ndata_dir = \"{data}\"\n\
-         [metrics]\nlisten = \"127.0.0.1:0\"\n\
-         [[auth.secrets]]\nkey_id = \"{KEY_ID}\"\nsecret = \"{SECRET}\"\n\
-         [ingest]\nallowed_sources = [\"127.0.0.1/32\"]\n\
-         [server]\nlisten = \"127.0.0.1:0\"\nworkers = 2\n{sections}\n",
-        data = data_dir.display(),
-    );
-    let path = dir.path().join("bridge.toml");
-    std::fs::write(&path, config).unwrap();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_vizion-bridge"))
-        .args(["serve", "--config"])
-        .arg(&path)
-        .env_remove("RUST_LOG")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("the binary starts");
-    let stderr = child.stderr.take().unwrap();
-    let (lines_tx, log) = std::sync::mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        use std::io::BufRead;
-        for line in std::io::BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-        {
-            let _ = lines_tx.send(line);
-        }
-    });
-    let mut app = BinaryApp {
-        port: 0,
-        metrics_port: 0,
-        address: String::new(),
-        metrics_address: String::new(),
-        client: reqwest::Client::new(),
-        data_dir,
-        child,
-        log: std::sync::Mutex::new(log),
-        _dir: dir,
-    };
-    let listening = app
-        .wait_for_log(Duration::from_secs(30), |entry| {
-            entry["message"] == "vizion-bridge listening"
-        })
-        .expect("the binary logs that it listens");
-    app.port = listening["port"].as_u64().unwrap() as u16;
-    app.metrics_port = listening["metrics_port"].as_u64().unwrap() as u16;
-    app.address = format!("http://127.0.0.1:{}", app.port);
-    app.metrics_address = format!("http://127.0.0.1:{}", app.metrics_port);
-    app
-}
-
-impl BinaryApp {
-    /// The next log entry (JSON) that `wanted` picks, within `within`.
-    pub fn wait_for_log(
-        &self,
-        within: Duration,
-        mut wanted: impl FnMut(&Value) -> bool,
-    ) -> Option<Value> {
-        let deadline = std::time::Instant::now() + within;
-        loop {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            let line = self.log.lock().unwrap().recv_timeout(left).ok()?;
-            if let Ok(entry) = serde_json::from_str::<Value>(&line) {
-                if wanted(&entry) {
-                    return Some(entry);
-                }
-            }
-        }
-    }
-
-    /// The value of one metric series, 0 when absent.
-    pub async fn metric(&self, name: &str, labels: &str) -> f64 {
-        scrape_metric(&self.client, &self.metrics_address, name, labels).await
-    }
-
-    pub fn webhook_url(&self) -> String {
-        format!("{}{}", self.address, WEBHOOK_PATH)
-    }
-
-    /// Posts `body` with the given headers.
-    pub async fn post(&self, body: &[u8], headers: &[(String, String)]) -> reqwest::Response {
-        post_json(&self.client, &self.webhook_url(), body, headers).await
-    }
-
-    pub async fn post_signed(&self, body: &[u8]) -> reqwest::Response {
-        self.post(body, &SignatureBuilder::new(body).headers())
-            .await
-    }
-
-    /// The most memory the process has held resident so far (`VmHWM`), in bytes.
-    pub fn peak_rss_bytes(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .expect("the process is alive");
-        let kib: u64 = status
-            .lines()
-            .find_map(|line| line.strip_prefix("VmHWM:"))
-            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-            .expect("/proc/<pid>/status has VmHWM");
-        kib * 1024
-    }
-
-    /// The dead-letter events written so far.
-    pub fn dead_letters(&self) -> Vec<Value> {
-        read_lines(&self.data_dir.join(DEAD_LETTERS_FILE))
-    }
-
-    /// Sends SIGTERM, as Kubernetes does to stop a pod.
-    pub fn terminate(&self) {
-        let status = std::process::Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-
-    /// Waits for the process to exit, and returns its exit code.
-    pub async fn wait_for_exit(&mut self, within: Duration) -> Option<i32> {
-        let deadline = std::time::Instant::now() + within;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status.code();
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the binary exits within {within:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    /// The lines of `raw.jsonl`: every accepted body.
-    pub fn raw_records(&self) -> Vec<Value> {
-        read_lines(&self.data_dir.join(RAW_FILE))
-    }
-}
-
-impl Drop for BinaryApp {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Runs the `vizion-bridge` binary with `args` to its end (a one-shot command); returns
-/// its exit code, stdout and stderr.
-pub fn run_cli(args: &[&str]) -> (i32, String, String) {
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_vizion-bridge"))
-        .args(args)
-        .env_remove("VIZION_BRIDGE_CONFIG")
-        .output()
-        .unwrap();
-    (
-        output.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
 }
