@@ -3,8 +3,23 @@
 use std::fmt::Display;
 use std::time::Duration;
 
+use prometheus::IntGauge;
+
 use super::InternalEvent;
 use crate::telemetry::{Metrics, Outcome};
+
+impl Metrics {
+    /// Webhook requests in flight now, which the shutdown waits for.
+    pub fn inflight_requests(&self) -> i64 {
+        self.inflight.get()
+    }
+
+    /// `vizion_bridge_body_reads_in_progress`, kept by the bound on bodies being read:
+    /// it changes with every place taken or given back, so the handle is looked up once.
+    pub fn body_reads_in_progress_gauge(&self) -> IntGauge {
+        self.body_reads_in_progress.clone()
+    }
+}
 
 /// A webhook request reached the route: it is in flight until [`WebhookHandled`].
 pub struct WebhookStarted;
