@@ -212,3 +212,23 @@ pub(crate) fn signature_header<'r>(
             )
         })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::telemetry::events::{AUTH_FAILURE_REASONS, COUNTED_AUTH_MODES};
+
+    /// The series of `vizion_bridge_auth_failures_total` made at start are those the
+    /// failures count in.
+    #[test]
+    fn the_metrics_know_every_failure_reason_and_every_mode_that_checks() {
+        assert_eq!(
+            AUTH_FAILURE_REASONS,
+            FailureReason::ALL.map(FailureReason::as_str)
+        );
+        assert_eq!(
+            COUNTED_AUTH_MODES,
+            [Mode::Enforce.as_str(), Mode::Shadow.as_str()]
+        );
+    }
+}

@@ -21,6 +21,7 @@ use actix_web::dev::{Extensions, Service, ServiceRequest};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
+use crate::telemetry::events::{ConnectionEndedEarly, ConnectionFailed, ConnectionRefused};
 use crate::telemetry::{Metrics, Outcome};
 
 /// Every connection of the webhook listener, across workers.
@@ -116,21 +117,15 @@ impl ConnectionRecord {
             _ => None,
         };
         if let Some(outcome) = refused {
-            self.connections
-                .metrics
-                .webhooks
-                .with_label_values(&[outcome.as_str()])
-                .inc();
             let error = match result {
                 Err(error) => error.to_string(),
                 Ok(()) => "the request head did not arrive in time".to_owned(),
             };
-            tracing::warn!(
-                peer = %peer,
-                outcome = outcome.as_str(),
-                error = %error,
-                "request refused before it reached a route"
-            );
+            self.connections.metrics.emit(ConnectionRefused {
+                peer: &peer,
+                outcome,
+                error: &error,
+            });
             return;
         }
         match result {
@@ -139,8 +134,8 @@ impl ConnectionRecord {
                 error @ (DispatchError::Io(_)
                 | DispatchError::DisconnectTimeout
                 | DispatchError::HandlerDroppedPayload),
-            ) => tracing::debug!(peer = %peer, error = %error, "connection ended early"),
-            Err(error) => tracing::error!(peer = %peer, error = %error, "connection failed"),
+            ) => ConnectionEndedEarly { peer: &peer, error }.emit(),
+            Err(error) => ConnectionFailed { peer: &peer, error }.emit(),
         }
     }
 }

@@ -10,6 +10,7 @@ use serde::Serialize;
 use crate::auth::AuthFailure;
 use crate::delivery::DeliveryError;
 use crate::ingest::BodyReadsFull;
+use crate::telemetry::events::WebhookFailure;
 use crate::telemetry::Outcome;
 
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +64,21 @@ impl IngestError {
             }
             IngestError::BodyReadsFull { .. } => Outcome::BodyReadsFull,
             IngestError::ShuttingDown { .. } => Outcome::ShuttingDown,
+        }
+    }
+
+    /// What the webhook's log line says of it.
+    pub fn failure(&self) -> WebhookFailure<'_> {
+        match self {
+            IngestError::Unavailable { cause, .. } => WebhookFailure::NotStored { cause },
+            IngestError::Unauthorized(failure) => WebhookFailure::Rejected {
+                error: self,
+                auth_reason: Some(failure.reason.as_str()),
+            },
+            error => WebhookFailure::Rejected {
+                error,
+                auth_reason: None,
+            },
         }
     }
 

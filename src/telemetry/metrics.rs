@@ -6,7 +6,7 @@ use prometheus::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::auth::{FailureReason, Mode};
+use super::events::{AUTH_FAILURE_REASONS, COUNTED_AUTH_MODES};
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -95,29 +95,31 @@ impl Outcome {
 /// instances can run in one process, as in tests).
 #[derive(Clone)]
 pub struct Metrics {
+    // Fields are counted in through `telemetry::events`; those still `pub(crate)` are
+    // used directly by code not yet converted to events.
     registry: Registry,
     /// Every registered family: `render` lists even those without a series yet.
     families: Vec<FamilyMetadata>,
-    pub webhooks: IntCounterVec,
-    pub auth_failures: IntCounterVec,
-    pub request_duration: HistogramVec,
-    pub inflight: IntGauge,
-    pub body_reads_in_progress: IntGauge,
-    pub sink_write_duration: HistogramVec,
-    pub sink_write_failures: IntCounterVec,
-    pub dead_letters: IntCounterVec,
-    pub unknown_descriptions: IntCounter,
-    pub events_published: IntCounterVec,
-    pub publish_failures: IntCounterVec,
-    pub publish_duration: HistogramVec,
-    pub sink_up: IntGaugeVec,
-    pub vizion_api_requests: IntCounterVec,
-    pub poll_updates: IntCounterVec,
-    pub poll_runs: IntCounterVec,
-    pub unsubscriptions: IntCounterVec,
-    pub dedup_breaker_state: IntGauge,
-    pub dedup_breaker_transitions: IntCounterVec,
-    pub spool: SpoolMetrics,
+    pub(super) webhooks: IntCounterVec,
+    pub(super) auth_failures: IntCounterVec,
+    pub(super) request_duration: HistogramVec,
+    pub(crate) inflight: IntGauge,
+    pub(crate) body_reads_in_progress: IntGauge,
+    pub(crate) sink_write_duration: HistogramVec,
+    pub(crate) sink_write_failures: IntCounterVec,
+    pub(crate) dead_letters: IntCounterVec,
+    pub(crate) unknown_descriptions: IntCounter,
+    pub(crate) events_published: IntCounterVec,
+    pub(crate) publish_failures: IntCounterVec,
+    pub(crate) publish_duration: HistogramVec,
+    pub(crate) sink_up: IntGaugeVec,
+    pub(super) vizion_api_requests: IntCounterVec,
+    pub(crate) poll_updates: IntCounterVec,
+    pub(crate) poll_runs: IntCounterVec,
+    pub(crate) unsubscriptions: IntCounterVec,
+    pub(super) dedup_breaker_state: IntGauge,
+    pub(super) dedup_breaker_transitions: IntCounterVec,
+    pub(crate) spool: SpoolMetrics,
 }
 
 /// Buckets from 0.5 ms to 10 s: an answer is expected in milliseconds, a slow sink in seconds.
@@ -320,9 +322,9 @@ impl Metrics {
         for outcome in Outcome::ALL {
             webhooks.with_label_values(&[outcome.as_str()]);
         }
-        for reason in FailureReason::ALL {
-            for mode in [Mode::Enforce, Mode::Shadow] {
-                auth_failures.with_label_values(&[reason.as_str(), mode.as_str()]);
+        for reason in AUTH_FAILURE_REASONS {
+            for mode in COUNTED_AUTH_MODES {
+                auth_failures.with_label_values(&[reason, mode]);
             }
         }
 
@@ -409,16 +411,16 @@ impl FamilyMetadata {
 
 /// The local spool (`[spool]`): its size, its backlog and its forwarding.
 #[derive(Clone)]
-pub struct SpoolMetrics {
-    pub bytes: IntGauge,
-    pub entries: IntGauge,
-    pub oldest_entry_age_seconds: Gauge,
-    pub forwarded: IntCounter,
-    pub forward_failures: IntCounterVec,
-    pub recovered_entries: IntCounter,
-    pub torn_tails: IntCounter,
-    pub undecodable: IntCounter,
-    pub quarantined: IntCounterVec,
+pub(crate) struct SpoolMetrics {
+    pub(crate) bytes: IntGauge,
+    pub(crate) entries: IntGauge,
+    pub(crate) oldest_entry_age_seconds: Gauge,
+    pub(crate) forwarded: IntCounter,
+    pub(crate) forward_failures: IntCounterVec,
+    pub(crate) recovered_entries: IntCounter,
+    pub(crate) torn_tails: IntCounter,
+    pub(crate) undecodable: IntCounter,
+    pub(crate) quarantined: IntCounterVec,
 }
 
 impl SpoolMetrics {

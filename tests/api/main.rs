@@ -12,6 +12,7 @@ mod kafka;
 mod kafka_faults;
 mod lifecycle;
 mod limits;
+mod metric_names;
 mod polling;
 mod rabbitmq;
 mod rabbitmq_faults;

@@ -13,6 +13,7 @@ use crate::config::Settings;
 use crate::delivery::spool::quarantine;
 use crate::delivery::Spool;
 use crate::startup::{build_sinks, shutdown_signal};
+use crate::telemetry::events::SinkCloseFailed;
 use crate::telemetry::Metrics;
 
 /// How often the records left are looked at (and printed, off a terminal, every
@@ -58,7 +59,11 @@ pub fn run(settings: &Settings, dir: &Path, timeout: Duration) -> Result<(), Str
         spool.close(settings.spool.forward_timeout).await;
         for sink in &sinks {
             if let Err(e) = sink.close().await {
-                tracing::error!(sink = sink.name(), error = %e, "closing sink failed");
+                SinkCloseFailed {
+                    sink: sink.name(),
+                    error: &e,
+                }
+                .emit();
             }
         }
         let left = spool.state().entries;

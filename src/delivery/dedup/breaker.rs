@@ -7,41 +7,8 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// What the breaker does with the next call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BreakerState {
-    /// Calls go through; failures in a row are counted.
-    Closed,
-    /// Calls are refused at once.
-    Open,
-    /// One probe is under way; other calls are refused until it ends.
-    HalfOpen,
-}
-
-impl BreakerState {
-    pub const ALL: [BreakerState; 3] = [
-        BreakerState::Closed,
-        BreakerState::Open,
-        BreakerState::HalfOpen,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            BreakerState::Closed => "closed",
-            BreakerState::Open => "open",
-            BreakerState::HalfOpen => "half_open",
-        }
-    }
-
-    /// The value the state gauge shows: 0 closed, 1 open, 2 half-open.
-    pub fn gauge_value(self) -> i64 {
-        match self {
-            BreakerState::Closed => 0,
-            BreakerState::Open => 1,
-            BreakerState::HalfOpen => 2,
-        }
-    }
-}
+// Its states are labels of the breaker's metrics, so they are defined with them.
+use crate::telemetry::BreakerState;
 
 /// A change of state, as told to the breaker's observer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -19,6 +19,7 @@ use self::id_log::IdLog;
 pub use self::redis_store::{RedisError, RedisStore};
 use crate::config::secret::{self, InlineSecret, SecretError};
 use crate::delivery::key_lock::{KeyLocks, Turn};
+use crate::telemetry::events::{DedupIdNotKept, DedupLookupFailed, DedupStore};
 use crate::telemetry::Metrics;
 
 /// The file under the storage directory that keeps the ids across restarts.
@@ -221,7 +222,7 @@ impl Dedup {
             // Counted and logged once by the breaker, not per update.
             Err(RedisError::BreakerOpen) => false,
             Err(e) => {
-                tracing::warn!(error = %e, "Redis did not answer whether an update was seen; writing it");
+                DedupLookupFailed { error: &e }.emit();
                 false
             }
         }
@@ -235,7 +236,11 @@ impl Dedup {
             Store::Memory => {}
             Store::File(log) => {
                 if let Err(e) = log.append(key, now) {
-                    tracing::warn!(error = %e, "cannot keep an update id on disk");
+                    DedupIdNotKept {
+                        store: DedupStore::File,
+                        error: &e,
+                    }
+                    .emit();
                 }
             }
             Store::Redis(redis) => {
@@ -244,7 +249,11 @@ impl Dedup {
                     .await
                 {
                     Ok(()) | Err(RedisError::BreakerOpen) => {}
-                    Err(e) => tracing::warn!(error = %e, "cannot keep an update id in Redis"),
+                    Err(e) => DedupIdNotKept {
+                        store: DedupStore::Redis,
+                        error: &e,
+                    }
+                    .emit(),
                 }
             }
         }

@@ -7,8 +7,9 @@ use std::time::{Duration, Instant};
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
-use super::breaker::{Breaker, BreakerState, Observer, Transition};
+use super::breaker::{Breaker, Observer, Transition};
 use super::{DedupConfig, DedupError};
+use crate::telemetry::events::{DedupBreakerCreated, DedupBreakerTransition};
 use crate::telemetry::Metrics;
 
 #[derive(Debug, thiserror::Error)]
@@ -143,31 +144,16 @@ impl RedisStore {
 /// Each transition of the breaker: the state gauge, the transitions counter, and one
 /// log line.
 fn report_transitions(metrics: &Metrics, config: &DedupConfig) -> Observer {
-    let state = metrics.dedup_breaker_state.clone();
-    let transitions = metrics.dedup_breaker_transitions.clone();
+    let metrics = metrics.clone();
     let failures = config.redis_breaker_failures;
     let open_for = config.redis_breaker_open;
-    state.set(BreakerState::Closed.gauge_value());
-    // Series that exist from the start read 0 rather than "no data" in alerts.
-    for entered in BreakerState::ALL {
-        transitions.with_label_values(&[entered.as_str()]);
-    }
+    metrics.emit(DedupBreakerCreated);
     Arc::new(move |Transition { from, to }| {
-        state.set(to.gauge_value());
-        transitions.with_label_values(&[to.as_str()]).inc();
-        match (from, to) {
-            (BreakerState::Closed, BreakerState::Open) => tracing::warn!(
-                failures,
-                open_for = ?open_for,
-                "Redis failed {failures} times in a row; not asking it for {open_for:?}: \
-                 updates count as unseen meanwhile and unsubscriptions wait"
-            ),
-            (_, BreakerState::Open) => tracing::info!(
-                open_for = ?open_for,
-                "Redis still not answering; not asking it for another {open_for:?}"
-            ),
-            (_, BreakerState::HalfOpen) => tracing::info!("asking Redis again (one probe)"),
-            (_, BreakerState::Closed) => tracing::info!("Redis answers again; using it"),
-        }
+        metrics.emit(DedupBreakerTransition {
+            from,
+            to,
+            failures,
+            open_for,
+        })
     })
 }

@@ -16,6 +16,7 @@ use crate::events::DeliveryMode;
 use crate::ingest::body::{self, BodyError};
 use crate::ingest::{IngestError, IngestState};
 use crate::sinks::Receipt;
+use crate::telemetry::events::{AuthFailed, WebhookHandled, WebhookStarted};
 use crate::telemetry::Outcome;
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -32,7 +33,7 @@ pub async fn receive_webhook(
     state: web::Data<IngestState>,
 ) -> HttpResponse {
     let started = Instant::now();
-    state.metrics.inflight.inc();
+    state.metrics.emit(WebhookStarted);
     let request_id = request_id(&request);
     let span = tracing::info_span!(
         "webhook",
@@ -59,40 +60,20 @@ pub async fn receive_webhook(
         Err(error) => error.outcome(),
     };
     let elapsed = started.elapsed();
-    state.metrics.inflight.dec();
-    state
-        .metrics
-        .webhooks
-        .with_label_values(&[outcome.as_str()])
-        .inc();
-    state
-        .metrics
-        .request_duration
-        .with_label_values(&[outcome.as_str()])
-        .observe(elapsed.as_secs_f64());
     span.record("outcome", outcome.as_str());
     span.record("latency_ms", elapsed.as_secs_f64() * 1000.0);
-
-    let mut response = span.in_scope(|| match result {
-        Ok(answer) => {
-            tracing::info!("webhook {}", outcome.as_str());
-            HttpResponse::Ok().json(answer.body)
-        }
-        Err(error) => {
-            match &error {
-                IngestError::Unavailable { cause, .. } => {
-                    tracing::error!(error = %cause, "webhook not stored")
-                }
-                IngestError::Unauthorized(failure) => tracing::warn!(
-                    reason = failure.reason.as_str(),
-                    error = %error,
-                    "webhook rejected"
-                ),
-                error => tracing::warn!(error = %error, "webhook rejected"),
-            }
-            error.error_response()
-        }
+    span.in_scope(|| {
+        state.metrics.emit(WebhookHandled {
+            outcome,
+            duration: elapsed,
+            failure: result.as_ref().err().map(IngestError::failure),
+        })
     });
+
+    let mut response = match result {
+        Ok(answer) => HttpResponse::Ok().json(answer.body),
+        Err(error) => error.error_response(),
+    };
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert(REQUEST_ID, value);
     }
@@ -193,19 +174,15 @@ async fn handle(
         Verdict::NotChecked => None,
         Verdict::Failed(failure) => {
             let mode = state.auth.mode();
-            state
-                .metrics
-                .auth_failures
-                .with_label_values(&[failure.reason.as_str(), mode.as_str()])
-                .inc();
+            state.metrics.emit(AuthFailed {
+                reason: failure.reason.as_str(),
+                mode: mode.as_str(),
+                detail: failure.detail,
+                refused: mode == Mode::Enforce,
+            });
             if mode == Mode::Enforce {
                 return Err(IngestError::Unauthorized(failure));
             }
-            tracing::warn!(
-                reason = failure.reason.as_str(),
-                detail = failure.detail,
-                "authentication failed; accepted because auth.mode is shadow"
-            );
             None
         }
     };

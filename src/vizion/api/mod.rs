@@ -28,6 +28,7 @@ pub use self::model::{
 };
 use self::pacer::Pacer;
 use crate::config::secret::{self, InlineSecret, SecretError};
+use crate::telemetry::events::{UnsubscribeAnswerLost, VizionApiRequest, VizionApiRetrying};
 use crate::telemetry::Metrics;
 
 /// Vizion's production API.
@@ -281,10 +282,7 @@ impl VizionApi {
                 after_unanswered_attempt: true,
                 ..
             }) => {
-                tracing::info!(
-                    reference_id = id,
-                    "unsubscribed: an earlier attempt, whose answer was lost, removed the reference"
-                );
+                UnsubscribeAnswerLost { reference_id: id }.emit();
                 return Ok(Unsubscribed { message: None });
             }
             Err(e) => return Err(e),
@@ -454,13 +452,13 @@ impl VizionApi {
                 Some(asked) => asked.max(backoff),
                 None => backoff,
             };
-            tracing::warn!(
-                operation = %describe,
-                attempt = attempt + 1,
-                wait_ms = wait.as_millis() as u64,
-                error = %error,
-                "Vizion API call failed; retrying"
-            );
+            VizionApiRetrying {
+                operation: &describe,
+                attempt: attempt + 1,
+                wait,
+                error: &error,
+            }
+            .emit();
             tokio::time::sleep(wait).await;
             attempt += 1;
         }
@@ -475,10 +473,7 @@ impl VizionApi {
 
     fn count(&self, operation: &str, outcome: &str) {
         if let Some(metrics) = &self.metrics {
-            metrics
-                .vizion_api_requests
-                .with_label_values(&[operation, outcome])
-                .inc();
+            metrics.emit(VizionApiRequest { operation, outcome });
         }
     }
 }
