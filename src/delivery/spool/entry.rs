@@ -518,3 +518,106 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod fixture_gen {
+    use std::net::Ipv4Addr;
+
+    use super::*;
+    use crate::events::{self, DeliveryMode, EventContext, Unsubscription};
+    use crate::vizion;
+
+    const BODY: &str = r#"{"id":"u1","reference_id":"r1","payload":{"container_id":"MSCU1234567","carrier_scac":"MSCU","milestones":[
+        {"description":"Gate out empty","timestamp":"2024-01-01T00:00:00Z","planned":false},
+        {"description":"Vessel arrived at destination port","timestamp":"2024-02-01T00:00:00Z","planned":true}]}}"#;
+
+    fn at() -> OffsetDateTime {
+        OffsetDateTime::from_unix_timestamp_nanos(1_700_000_000_123_456_789).unwrap()
+    }
+
+    #[test]
+    #[ignore]
+    fn write_v1_fixtures() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/events/envelope/fixtures");
+        std::fs::create_dir_all(&dir).unwrap();
+        let ctx = EventContext::default();
+        let webhook = Receipt {
+            request_id: "req-1".into(),
+            received_at: at(),
+            client_ip: Ipv4Addr::new(10, 1, 2, 3).into(),
+            key_id: Some("k1".into()),
+            traceparent: Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into()),
+        };
+        let inbound = vizion::parse(BODY.as_bytes()).unwrap();
+        let batch = events::normalize(&inbound, BODY.as_bytes(), at(), &ctx);
+        let record = Record::Events { batch: &batch, kind: inbound.kind(), delivery_id: inbound.dedup_key(), receipt: &webhook };
+        std::fs::write(dir.join("v1_webhook_update.bin"), encode(&record)).unwrap();
+        dump(&dir, "v1_webhook_update", &record);
+
+        let poll = Receipt {
+            request_id: "poll-1".into(),
+            received_at: at(),
+            client_ip: Ipv4Addr::new(192, 0, 2, 7).into(),
+            key_id: None,
+            traceparent: None,
+        };
+        let mut polled = batch.clone();
+        polled.set_delivery_mode(DeliveryMode::Poll);
+        let record = Record::Events { batch: &polled, kind: inbound.kind(), delivery_id: inbound.dedup_key(), receipt: &poll };
+        std::fs::write(dir.join("v1_poll_update.bin"), encode(&record)).unwrap();
+        dump(&dir, "v1_poll_update", &record);
+
+        let alert = br#"{"id":"a1","reference_id":"r1","event_type":"exception_alert","payload":{"x":1}}"#;
+        if let Ok(inbound) = vizion::parse(alert) {
+            let batch = events::normalize(&inbound, alert, at(), &ctx);
+            let record = Record::Events { batch: &batch, kind: inbound.kind(), delivery_id: inbound.dedup_key(), receipt: &webhook };
+            std::fs::write(dir.join("v1_webhook_pass_through.bin"), encode(&record)).unwrap();
+        dump(&dir, "v1_webhook_pass_through", &record);
+        }
+
+        let body = b"{not json";
+        let dead = vizion::parse(body).unwrap_err();
+        let event = events::dead_letter_event(&dead, body, at(), &ctx);
+        let record = Record::DeadLetter { event: &event, reason: dead.reason.as_str(), receipt: &webhook };
+        std::fs::write(dir.join("v1_webhook_dead_letter.bin"), encode(&record)).unwrap();
+        dump(&dir, "v1_webhook_dead_letter", &record);
+
+        let bridge = Receipt {
+            request_id: "unsubscribe-1".into(),
+            received_at: at(),
+            client_ip: std::net::IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            key_id: None,
+            traceparent: None,
+        };
+        let event = events::reference_unsubscribed_event(
+            &Unsubscription {
+                reference_id: "r1",
+                container_id: Some("MSCU1234567"),
+                carrier_scac: Some("MSCU"),
+                update_id: "u1",
+                reason: "journey_complete",
+                vizion_message: Some("ok"),
+            },
+            at(),
+            &ctx,
+        );
+        let record = Record::BridgeEvent { event: &event, kind: "reference_unsubscribed", receipt: &bridge };
+        std::fs::write(dir.join("v1_bridge_event.bin"), encode(&record)).unwrap();
+        dump(&dir, "v1_bridge_event", &record);
+    }
+
+    fn dump(dir: &std::path::Path, name: &str, record: &Record<'_>) {
+        let mut out = String::new();
+        for m in record.messages() {
+            out.push_str(&format!("{:?} id={} key={:?} ct={} scac={:?} ms={:?}\n", m.kind, m.id, m.key, m.content_type, m.carrier_scac, m.milestone.map(|c| (c.event_code, c.event_classifier))));
+            out.push_str(&format!("  payload={}\n", String::from_utf8_lossy(m.payload)));
+            if let Some(e) = m.event {
+                for (n, v) in e.kafka_headers() { out.push_str(&format!("  kafka {n}={v}\n")); }
+                for (n, v) in e.amqp_application_properties() { out.push_str(&format!("  amqp {n}={v}\n")); }
+                out.push_str(&format!("  structured={}\n", String::from_utf8_lossy(&e.to_structured_json())));
+            }
+            for (n, v) in &m.headers { out.push_str(&format!("  header {n}={v}\n")); }
+        }
+        std::fs::write(dir.join(format!("{name}.messages.txt")), out).unwrap();
+    }
+}
