@@ -11,11 +11,10 @@ use time::OffsetDateTime;
 use tracing::{field, Instrument};
 
 use crate::auth::{Mode, RequestParts, Verdict};
-use crate::delivery::Taken;
-use crate::events::DeliveryMode;
+use crate::events::Provenance;
 use crate::ingest::body::{self, BodyError};
 use crate::ingest::{IngestError, IngestState};
-use crate::sinks::Receipt;
+use crate::pipeline::{Arrival, Outcome as Taken};
 use crate::telemetry::Outcome;
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -211,16 +210,19 @@ async fn handle(
     };
 
     // 4. Parse, then 5. deliver.
-    let receipt = Receipt {
-        request_id: request_id.to_owned(),
+    let arrival = Arrival {
+        body,
+        provenance: Provenance::Webhook {
+            request_id: request_id.to_owned(),
+            client_ip: client,
+            key_id,
+            traceparent: traceparent(request),
+        },
         received_at: OffsetDateTime::now_utc(),
-        client_ip: client,
-        key_id,
-        traceparent: traceparent(request),
     };
     let taken = state
         .intake
-        .take(&body, &receipt, DeliveryMode::Webhook)
+        .take(arrival)
         .await
         .map_err(|cause| unavailable(state, cause))?;
     Ok(answer(taken))
