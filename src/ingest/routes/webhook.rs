@@ -14,7 +14,7 @@ use crate::auth::{Mode, RequestParts, Verdict};
 use crate::events::Provenance;
 use crate::ingest::body::{self, BodyError};
 use crate::ingest::{IngestError, IngestState};
-use crate::pipeline::{Arrival, Outcome as Taken};
+use crate::pipeline::{self, Arrival};
 use crate::telemetry::Outcome;
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -228,25 +228,25 @@ async fn handle(
     Ok(answer(taken))
 }
 
-/// The answer to a body the intake took.
-fn answer(taken: Taken) -> Answer {
+/// The answer to a body the pipeline took.
+fn answer(taken: pipeline::Outcome) -> Answer {
     match taken {
-        Taken::Accepted { id } => Answer {
+        pipeline::Outcome::Accepted { id } => Answer {
             outcome: Outcome::Accepted,
             body: json!({ "status": "accepted", "id": id }),
         },
-        Taken::Duplicate { id, reason: None } => Answer {
+        pipeline::Outcome::Duplicate { id, reason: None } => Answer {
             outcome: Outcome::Duplicate,
             body: json!({ "status": "duplicate", "id": id }),
         },
-        Taken::Duplicate {
+        pipeline::Outcome::Duplicate {
             reason: Some(reason),
             ..
         } => Answer {
             outcome: Outcome::Duplicate,
             body: json!({ "status": "duplicate", "reason": reason }),
         },
-        Taken::DeadLettered { reason, id } => Answer {
+        pipeline::Outcome::DeadLettered { reason, id } => Answer {
             outcome: Outcome::DeadLettered,
             body: json!({ "status": "dead_lettered", "reason": reason, "id": id }),
         },
