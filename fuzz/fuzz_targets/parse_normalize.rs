@@ -23,11 +23,15 @@ fuzz_target!(|body: &[u8]| {
                     "invalid structured JSON: {}",
                     String::from_utf8_lossy(&json)
                 );
-                assert_eq!(event.attributes().count() + 1, vizion_bridge::sinks::kafka::event_headers(event).count());
+                assert_eq!(
+                    event.attributes().count() + 1,
+                    vizion_bridge::sinks::kafka::event_headers(event).count()
+                );
             }
         }
         Err(dead) => {
-            let event = events::dead_letter_event(&dead, body, received_at, DeliveryMode::Webhook, &ctx);
+            let event =
+                events::dead_letter_event(&dead, body, received_at, DeliveryMode::Webhook, &ctx);
             assert!(serde_json_is_valid(&event.to_structured_json()));
         }
     }

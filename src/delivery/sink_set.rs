@@ -150,3 +150,141 @@ impl SinkSet {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use async_trait::async_trait;
+    use time::OffsetDateTime;
+
+    use super::*;
+    use crate::events::{Content, DeliveryMode, EventContext, Provenance};
+
+    /// Answers every write the same way.
+    struct Fixed {
+        name: &'static str,
+        answer: Option<SinkError>,
+        slow: bool,
+    }
+
+    #[async_trait]
+    impl Sink for Fixed {
+        fn name(&self) -> &'static str {
+            self.name
+        }
+        async fn write(&self, _: &Envelope) -> Result<(), SinkError> {
+            if self.slow {
+                std::future::pending::<()>().await;
+            }
+            self.answer.clone().map_or(Ok(()), Err)
+        }
+        fn is_ready(&self) -> bool {
+            self.answer.is_none()
+        }
+        async fn close(&self) -> Result<(), SinkError> {
+            Ok(())
+        }
+    }
+
+    fn envelope() -> Envelope {
+        let body = b"{not json";
+        let dead = crate::vizion::parse(body).unwrap_err();
+        let at = OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap();
+        let event = crate::events::dead_letter_event(
+            &dead,
+            body,
+            at,
+            DeliveryMode::Webhook,
+            &EventContext::default(),
+        );
+        Envelope::new(
+            Content::DeadLetter {
+                event,
+                reason: dead.reason.as_str(),
+            },
+            Provenance::Webhook {
+                request_id: "req".into(),
+                client_ip: Ipv4Addr::LOCALHOST.into(),
+                key_id: None,
+                traceparent: None,
+            },
+            at,
+        )
+    }
+
+    fn set(metrics: &Metrics) -> SinkSet {
+        let sink = |name, answer, slow| -> Arc<dyn Sink> { Arc::new(Fixed { name, answer, slow }) };
+        SinkSet::new(
+            vec![
+                sink("file", None, false),
+                sink("kafka", Some(SinkError::Closed), false),
+                sink("rabbitmq", None, true),
+            ],
+            metrics.clone(),
+        )
+    }
+
+    #[tokio::test]
+    async fn each_sink_answers_and_each_fact_is_counted_once() {
+        let metrics = Metrics::new();
+        let sinks = set(&metrics);
+        assert!(!sinks.is_ready());
+        assert_eq!(
+            sinks.names().collect::<Vec<_>>(),
+            ["file", "kafka", "rabbitmq"]
+        );
+        let deadline = Duration::from_millis(20);
+        let writes = sinks
+            .write(&envelope(), |_| true, deadline, Purpose::Acknowledge)
+            .await;
+        let outcomes: Vec<_> = writes
+            .iter()
+            .map(|w| (w.sink, w.outcome.reason()))
+            .collect();
+        assert_eq!(
+            outcomes,
+            [
+                ("file", "confirmed"),
+                ("kafka", "closed"),
+                ("rabbitmq", "timeout")
+            ]
+        );
+        let failures = |sink, reason| {
+            metrics
+                .sink_write_failures
+                .with_label_values(&[sink, reason])
+                .get()
+        };
+        assert_eq!(failures("kafka", "closed"), 1);
+        assert_eq!(failures("rabbitmq", "timeout"), 1);
+        let timed = |sink| {
+            metrics
+                .sink_write_duration
+                .with_label_values(&[sink])
+                .get_sample_count()
+        };
+        assert_eq!(timed("file"), 1);
+
+        // Forwarding writes only to the sinks asked for, and counts forward failures.
+        let writes = sinks
+            .write(
+                &envelope(),
+                |name| name == "kafka",
+                deadline,
+                Purpose::Forward,
+            )
+            .await;
+        assert_eq!(writes.len(), 1);
+        assert_eq!(
+            metrics
+                .spool
+                .forward_failures
+                .with_label_values(&["kafka"])
+                .get(),
+            1
+        );
+        assert_eq!(failures("kafka", "closed"), 1);
+        assert_eq!(timed("file"), 1);
+    }
+}
