@@ -9,7 +9,7 @@ use std::path::Path;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use time::macros::datetime;
-use vizion_bridge::events::{self, EventContext};
+use vizion_bridge::events::{self, DeliveryMode, EventContext};
 use vizion_bridge::vizion;
 
 fn fixture(name: &str) -> Vec<u8> {
@@ -23,7 +23,7 @@ fn fixture(name: &str) -> Vec<u8> {
 fn pipeline(body: &[u8], ctx: &EventContext) -> usize {
     let received_at = datetime!(2024-11-01 12:00:00 UTC);
     let inbound = vizion::parse(body).expect("fixture parses");
-    let batch = events::normalize(&inbound, body, received_at, ctx);
+    let batch = events::normalize(&inbound, body, received_at, DeliveryMode::Webhook, ctx);
     batch
         .events()
         .map(|e| e.to_structured_json().len())
@@ -49,7 +49,13 @@ fn bench(c: &mut Criterion) {
         group.bench_function("parse_normalize", |b| {
             b.iter(|| {
                 let inbound = vizion::parse(black_box(&body)).unwrap();
-                events::normalize(&inbound, &body, datetime!(2024-11-01 12:00:00 UTC), &ctx)
+                events::normalize(
+                    &inbound,
+                    &body,
+                    datetime!(2024-11-01 12:00:00 UTC),
+                    DeliveryMode::Webhook,
+                    &ctx,
+                )
             })
         });
         group.bench_function("parse_only", |b| {
@@ -57,7 +63,13 @@ fn bench(c: &mut Criterion) {
         });
         // The CloudEvents encodings alone, of an already normalized batch.
         let inbound = vizion::parse(&body).unwrap();
-        let batch = events::normalize(&inbound, &body, datetime!(2024-11-01 12:00:00 UTC), &ctx);
+        let batch = events::normalize(
+            &inbound,
+            &body,
+            datetime!(2024-11-01 12:00:00 UTC),
+            DeliveryMode::Webhook,
+            &ctx,
+        );
         group.bench_function("cloudevents_structured", |b| {
             b.iter(|| {
                 black_box(&batch)
@@ -70,7 +82,7 @@ fn bench(c: &mut Criterion) {
             b.iter(|| {
                 black_box(&batch)
                     .events()
-                    .flat_map(|e| e.kafka_headers())
+                    .flat_map(vizion_bridge::sinks::kafka::event_headers)
                     .map(|(name, value)| name.len() + value.len())
                     .sum::<usize>()
             })

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use time::macros::datetime;
-use vizion_bridge::events::{self, EventContext};
+use vizion_bridge::events::{self, DeliveryMode, EventContext};
 use vizion_bridge::vizion;
 
 fn fixture(name: &str) -> Vec<u8> {
@@ -50,7 +50,8 @@ fn main() {
         };
         let pipeline = || {
             let inbound = vizion::parse(black_box(&body)).unwrap();
-            let batch = events::normalize(&inbound, &body, received_at, &ctx);
+            let batch =
+                events::normalize(&inbound, &body, received_at, DeliveryMode::Webhook, &ctx);
             let written: usize = batch.events().map(|e| e.to_structured_json().len()).sum();
             black_box(written);
         };

@@ -6,7 +6,7 @@
 //! updates per second.
 //!
 //! The messages are built by the bridge's own code (`vizion::parse`,
-//! `events::normalize`, `Record::messages`, and the sinks' header and property
+//! `events::normalize`, `sinks::messages`, and the sinks' header and property
 //! builders) from the same bodies the load tool sends, so the bytes match.
 //!
 //! ```sh
@@ -17,13 +17,14 @@
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
 use futures_util::future::join_all;
 use time::OffsetDateTime;
-use vizion_bridge::events::{self, EventContext, NormalizedBatch};
-use vizion_bridge::sinks::{Receipt, Record};
+use vizion_bridge::events::{
+    self, Content, DeliveryKind, DeliveryMode, Envelope, EventContext, Provenance,
+};
 use vizion_bridge::vizion;
 
 #[path = "../crates/vizion-sim/src/bodies.rs"]
@@ -77,21 +78,11 @@ enum Broker {
 }
 
 /// One update as the bridge has it once parsed and normalized.
-struct Prepared {
-    batch: NormalizedBatch,
-    kind: &'static str,
-    delivery_id: Option<String>,
-    receipt: Receipt,
-}
+struct Prepared(Envelope);
 
 impl Prepared {
-    fn record(&self) -> Record<'_> {
-        Record::Events {
-            batch: &self.batch,
-            kind: self.kind,
-            delivery_id: self.delivery_id.as_deref(),
-            receipt: &self.receipt,
-        }
+    fn record(&self) -> &Envelope {
+        &self.0
     }
 }
 
@@ -104,19 +95,22 @@ fn prepare(count: usize) -> Vec<Prepared> {
             let body = templates.render(n, &format!("ceiling-{run}-{n:010}"));
             let inbound = vizion::parse(&body).expect("the load tool's bodies parse");
             let received_at = OffsetDateTime::now_utc();
-            let batch = events::normalize(&inbound, &body, received_at, &ctx);
-            Prepared {
-                kind: inbound.kind(),
-                delivery_id: inbound.dedup_key().map(str::to_owned),
-                batch,
-                receipt: Receipt {
+            let batch =
+                events::normalize(&inbound, &body, received_at, DeliveryMode::Webhook, &ctx);
+            Prepared(Envelope::new(
+                Content::Updates {
+                    batch: Box::new(batch),
+                    kind: DeliveryKind::of(&inbound),
+                    delivery_id: inbound.dedup_key().map(str::to_owned),
+                },
+                Provenance::Webhook {
                     request_id: format!("ceiling-{n}"),
-                    received_at,
                     client_ip: Ipv4Addr::LOCALHOST.into(),
                     key_id: None,
                     traceparent: None,
                 },
-            }
+                received_at,
+            ))
         })
         .collect()
 }
@@ -167,7 +161,7 @@ async fn main() {
                         while !stop.load(Ordering::Relaxed) {
                             let n = next.fetch_add(1, Ordering::Relaxed) as usize;
                             let record = prepared[n % prepared.len()].record();
-                            let outcome = publisher.publish(&record).await;
+                            let outcome = publisher.publish(record).await;
                             count(&tally, outcome);
                         }
                     })
@@ -198,7 +192,7 @@ async fn main() {
                         while !stop.load(Ordering::Relaxed) {
                             let n = next.fetch_add(1, Ordering::Relaxed) as usize;
                             let record = prepared[n % prepared.len()].record();
-                            let outcome = publisher.publish(&record).await;
+                            let outcome = publisher.publish(record).await;
                             count(&tally, outcome);
                         }
                     })
@@ -271,12 +265,6 @@ fn count(tally: &Tally, outcome: Result<usize, String>) {
     }
 }
 
-fn now_millis() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
 mod kafka {
     use std::time::Duration;
 
@@ -285,8 +273,9 @@ mod kafka {
     use rdkafka::client::DefaultClientContext;
     use rdkafka::config::ClientConfig;
     use rdkafka::producer::{FutureProducer, FutureRecord};
+    use vizion_bridge::events::Envelope;
     use vizion_bridge::sinks::kafka::{KafkaConfig, KafkaSink};
-    use vizion_bridge::sinks::{MessageKind, Record};
+    use vizion_bridge::sinks::{messages, MessageKind};
 
     pub struct Publisher {
         producer: FutureProducer,
@@ -348,9 +337,10 @@ mod kafka {
         }
 
         /// Queues every message of `record`, then waits for every acknowledgement.
-        pub async fn publish(&self, record: &Record<'_>) -> Result<usize, String> {
-            let messages = record.messages();
-            let timestamp = super::now_millis();
+        pub async fn publish(&self, record: &Envelope) -> Result<usize, String> {
+            let messages = messages(record);
+            let timestamp =
+                i64::try_from(record.received_at().unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
             let mut deliveries = Vec::with_capacity(messages.len());
             for message in &messages {
                 let topic = self.topics.for_kind(message.kind);
@@ -390,8 +380,9 @@ mod rabbitmq {
     };
     use lapin::types::{AMQPValue, FieldTable, LongString};
     use lapin::{Channel, Confirmation, Connection, ConnectionProperties, ExchangeKind};
+    use vizion_bridge::events::Envelope;
+    use vizion_bridge::sinks::messages;
     use vizion_bridge::sinks::rabbitmq::{properties, routing_key, ALTERNATE_EXCHANGE};
-    use vizion_bridge::sinks::Record;
 
     pub struct Publisher {
         _connection: Connection,
@@ -479,16 +470,12 @@ mod rabbitmq {
 
         /// Publishes every message of `record` on one channel without waiting in
         /// between, then waits for all the confirms.
-        pub async fn publish(&self, record: &Record<'_>) -> Result<usize, String> {
+        pub async fn publish(&self, record: &Envelope) -> Result<usize, String> {
             let channel =
                 &self.channels[self.next.fetch_add(1, Ordering::Relaxed) % self.channels.len()];
-            let (delivery_kind, receipt) = match record {
-                Record::Events { kind, receipt, .. } => (Some(*kind), *receipt),
-                Record::DeadLetter { receipt, .. } => (None, *receipt),
-                Record::BridgeEvent { kind, receipt, .. } => (Some(*kind), *receipt),
-            };
-            let timestamp = u64::try_from(receipt.received_at.unix_timestamp()).unwrap_or(0);
-            let messages = record.messages();
+            let delivery_kind = record.kind_name();
+            let timestamp = u64::try_from(record.received_at().unix_timestamp()).unwrap_or(0);
+            let messages = messages(record);
             let publishes = messages.iter().map(|message| {
                 let key = routing_key(message, delivery_kind);
                 channel.basic_publish(

@@ -1,8 +1,9 @@
 //! vizion-bridge: receives Vizion container-tracking webhooks, checks where they came
 //! from and that they are authentic, and writes them durably to the configured sinks.
 //!
-//! The data path reads top to bottom: [`ingest`] (HTTP) → [`auth`] → [`vizion`]
-//! (parse) → [`delivery`] (dedup, acknowledgement) → [`sinks`].
+//! The data path reads top to bottom: [`ingest`] (HTTP) or [`poller`] → [`pipeline`]
+//! (parse, normalize into an [`events::Envelope`]) → [`delivery`] (dedup,
+//! acknowledgement, spool) → [`sinks`].
 
 pub mod auth;
 pub mod cli;
@@ -12,6 +13,8 @@ pub mod delivery;
 pub mod events;
 pub mod ingest;
 pub mod lifecycle;
+pub mod pipeline;
+pub mod poller;
 pub mod sinks;
 pub mod startup;
 pub mod telemetry;

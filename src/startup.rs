@@ -12,14 +12,17 @@ use actix_web::{web, App, HttpServer};
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpStream;
 use tokio::sync::{Notify, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::auth::{Authenticator, KeyRing};
 use crate::config::{ConfigError, Settings};
-use crate::delivery::poller::Poller;
-use crate::delivery::{Dedup, DedupError, Delivery, Intake, Spool, SpoolError};
+use crate::delivery::{Dedup, DedupError, Delivery, Spool, SpoolError};
 use crate::ingest::connection::{self, Connections};
 use crate::ingest::{routes, BodyReads, IngestState, ShutdownState, SourcePolicy};
 use crate::lifecycle::{AutoUnsubscribe, UnsubscribeRecord};
+use crate::pipeline::Pipeline as Intake;
+use crate::poller::Poller;
 use crate::sinks::file::FileSink;
 use crate::sinks::kafka::KafkaSink;
 use crate::sinks::rabbitmq::RabbitmqSink;
@@ -299,11 +302,11 @@ impl Application {
         let metrics = self.metrics_server.handle();
         let mut serving = tokio::spawn(self.server);
         let metrics_serving = tokio::spawn(self.metrics_server);
-        let (halt_polling, halted) = tokio::sync::watch::channel(false);
+        let halt_polling = CancellationToken::new();
         let polling = self
             .poller
             .take()
-            .map(|poller| tokio::spawn(poller.run(halted)));
+            .map(|poller| tokio::spawn(poller.run(halt_polling.clone())));
 
         let early_exit = tokio::select! {
             _ = shutdown_signal() => None,
@@ -330,7 +333,7 @@ impl Application {
                 serving.await.map_err(std::io::Error::other).and_then(|r| r)
             }
         };
-        let _ = halt_polling.send(true);
+        halt_polling.cancel();
         if let Some(mut polling) = polling {
             // A pass stops before its next update; the one being written finishes.
             if tokio::time::timeout(Duration::from_secs(30), &mut polling)
@@ -471,7 +474,12 @@ impl Pipeline {
         );
         if settings.spool.dir.is_some() && spool_use == SpoolUse::Serve {
             let spool = Spool::open(&settings.spool, metrics.clone())?;
-            delivery = delivery.with_spool(spool, settings.delivery.effective_mode(true));
+            delivery = delivery.with_spool(
+                spool,
+                settings.delivery.effective_mode(true),
+                CancellationToken::new(),
+                &TaskTracker::new(),
+            );
         }
         let delivery = Arc::new(delivery);
         let mut intake = Intake::new(delivery.clone(), settings.events.context(), metrics.clone());
@@ -484,10 +492,12 @@ impl Pipeline {
             };
             let auto = AutoUnsubscribe::new(
                 api,
-                delivery,
+                intake.clone(),
                 settings.events.context(),
                 record,
                 metrics.clone(),
+                CancellationToken::new(),
+                TaskTracker::new(),
             );
             intake = intake.on_complete(auto.hook());
             Some(auto)

@@ -4,7 +4,7 @@
 //!
 //! What is produced comes from the code path the sinks use: fixture bodies through
 //! `vizion::parse`, `events::normalize` (or the dead-letter and unsubscription events),
-//! `Record::messages`, `KafkaTopics::for_kind`, `rabbitmq::routing_key`,
+//! `sinks::messages`, `KafkaTopics::for_kind`, `rabbitmq::routing_key`,
 //! `KafkaSink::headers` and `rabbitmq::properties`, all with the default configuration.
 
 #[path = "fixtures/support.rs"]
@@ -17,11 +17,13 @@ use std::path::PathBuf;
 use rdkafka::message::Headers as _;
 use serde_json::Value;
 use support::*;
-use vizion_bridge::events::{self, EventContext, MilestoneCode, Unsubscription};
-use vizion_bridge::lifecycle::UNSUBSCRIBED_KIND;
+use vizion_bridge::events::{
+    self, BridgeEventKind, Content, DeliveryKind, DeliveryMode, Envelope, EventContext,
+    MilestoneCode, Provenance, Unsubscription,
+};
 use vizion_bridge::sinks::kafka::{KafkaConfig, KafkaSink};
 use vizion_bridge::sinks::rabbitmq::{self, RabbitmqConfig};
-use vizion_bridge::sinks::{Message, Receipt, Record};
+use vizion_bridge::sinks::{messages, Message};
 use vizion_bridge::vizion;
 
 /// What a message carries instead of a CloudEvents type when it is the body as received.
@@ -151,9 +153,9 @@ fn routing_key_template(message: &Message<'_>, delivery_kind: Option<&str>) -> S
     rabbitmq::routing_key(&template, delivery_kind)
 }
 
-fn add_messages(produced: &mut Vec<(ChannelMessage, Produced)>, record: &Record<'_>) {
+fn add_messages(produced: &mut Vec<(ChannelMessage, Produced)>, record: &Envelope) {
     let topics = KafkaConfig::default().topics;
-    for message in record.messages() {
+    for message in messages(record) {
         let event_type = message
             .event
             .map_or(RAW_BODY.to_owned(), |e| e.event_type().to_owned());
@@ -185,7 +187,7 @@ fn add_messages(produced: &mut Vec<(ChannelMessage, Produced)>, record: &Record<
         produced.push((
             (
                 AMQP.into(),
-                routing_key_template(&message, record.delivery_kind()),
+                routing_key_template(&message, record.kind_name()),
                 event_type,
             ),
             Produced {
@@ -200,9 +202,8 @@ fn add_messages(produced: &mut Vec<(ChannelMessage, Produced)>, record: &Record<
 /// an automatic unsubscription.
 fn produced_messages() -> Vec<(ChannelMessage, Produced)> {
     let ctx = EventContext::default();
-    let receipt = Receipt {
+    let provenance = Provenance::Webhook {
         request_id: "req".into(),
-        received_at: RECEIVED_AT,
         client_ip: Ipv4Addr::LOCALHOST.into(),
         key_id: None,
         traceparent: Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into()),
@@ -217,22 +218,35 @@ fn produced_messages() -> Vec<(ChannelMessage, Produced)> {
         let body = body(&name);
         match vizion::parse(&body) {
             Ok(inbound) => {
-                let batch = events::normalize(&inbound, &body, RECEIVED_AT, &ctx);
-                let record = Record::Events {
-                    batch: &batch,
-                    kind: inbound.kind(),
-                    delivery_id: inbound.dedup_key(),
-                    receipt: &receipt,
-                };
+                let batch =
+                    events::normalize(&inbound, &body, RECEIVED_AT, DeliveryMode::Webhook, &ctx);
+                let record = Envelope::new(
+                    Content::Updates {
+                        batch: Box::new(batch),
+                        kind: DeliveryKind::of(&inbound),
+                        delivery_id: inbound.dedup_key().map(str::to_owned),
+                    },
+                    provenance.clone(),
+                    RECEIVED_AT,
+                );
                 add_messages(&mut produced, &record);
             }
             Err(dead) => {
-                let event = events::dead_letter_event(&dead, &body, RECEIVED_AT, &ctx);
-                let record = Record::DeadLetter {
-                    event: &event,
-                    reason: dead.reason.as_str(),
-                    receipt: &receipt,
-                };
+                let event = events::dead_letter_event(
+                    &dead,
+                    &body,
+                    RECEIVED_AT,
+                    DeliveryMode::Webhook,
+                    &ctx,
+                );
+                let record = Envelope::new(
+                    Content::DeadLetter {
+                        event,
+                        reason: dead.reason.as_str(),
+                    },
+                    provenance.clone(),
+                    RECEIVED_AT,
+                );
                 add_messages(&mut produced, &record);
             }
         }
@@ -249,11 +263,14 @@ fn produced_messages() -> Vec<(ChannelMessage, Produced)> {
         RECEIVED_AT,
         &ctx,
     );
-    let record = Record::BridgeEvent {
-        event: &unsubscribed,
-        kind: UNSUBSCRIBED_KIND,
-        receipt: &receipt,
-    };
+    let record = Envelope::new(
+        Content::BridgeEvent {
+            event: unsubscribed,
+            kind: BridgeEventKind::ReferenceUnsubscribed,
+        },
+        provenance,
+        RECEIVED_AT,
+    );
     add_messages(&mut produced, &record);
     produced
 }

@@ -5,7 +5,8 @@ mod support;
 
 use serde_json::{json, Value};
 use support::*;
-use vizion_bridge::events::{self, EventContext, NormalizedBatch};
+use vizion_bridge::events::{self, DeliveryMode, EventContext, NormalizedBatch};
+use vizion_bridge::sinks::{kafka, rabbitmq};
 use vizion_bridge::vizion::{self, Inbound};
 
 fn update_data(batch: &NormalizedBatch) -> Value {
@@ -423,14 +424,14 @@ fn structured_and_binary_modes_carry_the_same_event() {
         assert!(event
             .attributes()
             .any(|(n, v)| n == "deliverymode" && v == "webhook"));
-        let headers: Vec<(String, &str)> = event.kafka_headers().collect();
+        let headers: Vec<(String, &str)> = kafka::event_headers(event).collect();
         assert_eq!(headers.len(), attribute_count + 1);
         assert!(headers.contains(&("ce_specversion".into(), "1.0")));
         assert!(headers.contains(&("ce_id".into(), event.id())));
         assert!(headers.contains(&("ce_type".into(), event.event_type())));
         assert!(headers.contains(&("ce_subject".into(), "KKTU7887918")));
         assert!(headers.contains(&("content-type".into(), "application/json")));
-        let props: Vec<(String, &str)> = event.amqp_application_properties().collect();
+        let props: Vec<(String, &str)> = rabbitmq::event_properties(event).collect();
         assert_eq!(props.len(), attribute_count);
         assert!(props.contains(&("cloudEvents:source".into(), "urn:vizion-bridge")));
         assert!(props.contains(&("cloudEvents:time".into(), event.time())));
@@ -442,7 +443,7 @@ fn source_and_type_prefix_are_configurable() {
     let raw = body("mid-journey-transshipment.json");
     let inbound = vizion::parse(&raw).unwrap();
     let ctx = EventContext::new("https://bridge.example.com/vizion", "com.example.logistics");
-    let batch = events::normalize(&inbound, &raw, RECEIVED_AT, &ctx);
+    let batch = events::normalize(&inbound, &raw, RECEIVED_AT, DeliveryMode::Webhook, &ctx);
     let update = batch.tracking_update().unwrap();
     assert_eq!(update.source(), "https://bridge.example.com/vizion");
     assert_eq!(update.event_type(), "com.example.logistics.update.v1");
@@ -476,7 +477,13 @@ fn alerts_and_reference_events_pass_through_whole() {
             inbound,
             Inbound::ExceptionAlert(_) | Inbound::ReferenceEvent(_)
         ));
-        let batch = events::normalize(&inbound, &raw, RECEIVED_AT, &EventContext::default());
+        let batch = events::normalize(
+            &inbound,
+            &raw,
+            RECEIVED_AT,
+            DeliveryMode::Webhook,
+            &EventContext::default(),
+        );
         assert!(batch.tracking_update().is_none());
         assert!(batch.milestones().is_empty());
         let event = batch.pass_through().unwrap();

@@ -7,7 +7,7 @@ use proptest::prelude::*;
 use serde_json::{json, Value};
 use support::*;
 use vizion_bridge::events::codes::DESCRIPTIONS;
-use vizion_bridge::events::{self, EventContext};
+use vizion_bridge::events::{self, DeliveryMode, EventContext};
 use vizion_bridge::vizion;
 
 fn description() -> impl Strategy<Value = Value> {
@@ -179,7 +179,7 @@ proptest! {
     #[test]
     fn arbitrary_bytes_never_panic(raw in prop::collection::vec(any::<u8>(), 0..512)) {
         if let Ok(inbound) = vizion::parse(&raw) {
-            let batch = events::normalize(&inbound, &raw, RECEIVED_AT, &EventContext::default());
+            let batch = events::normalize(&inbound, &raw, RECEIVED_AT, DeliveryMode::Webhook, &EventContext::default());
             prop_assert_eq!(batch.raw_body(), &raw[..]);
         }
     }
@@ -210,7 +210,7 @@ proptest! {
         let raw = serde_json::to_vec(&mangled).unwrap();
         match vizion::parse(&raw) {
             Ok(inbound) => {
-                let batch = events::normalize(&inbound, &raw, RECEIVED_AT, &EventContext::default());
+                let batch = events::normalize(&inbound, &raw, RECEIVED_AT, DeliveryMode::Webhook, &EventContext::default());
                 let errors = schema_errors(&batch);
                 prop_assert!(errors.is_empty(), "{:#?}", errors);
             }

@@ -5,7 +5,7 @@ mod support;
 
 use serde_json::json;
 use support::*;
-use vizion_bridge::events::{self, EventContext};
+use vizion_bridge::events::{self, DeliveryMode, EventContext};
 use vizion_bridge::vizion;
 
 #[test]
@@ -69,7 +69,13 @@ fn dead_letter_events_validate_and_carry_the_body() {
     ] {
         let raw = body(name);
         let dead = vizion::parse(&raw).expect_err(name);
-        let event = events::dead_letter_event(&dead, &raw, RECEIVED_AT, &EventContext::default());
+        let event = events::dead_letter_event(
+            &dead,
+            &raw,
+            RECEIVED_AT,
+            DeliveryMode::Webhook,
+            &EventContext::default(),
+        );
         let json = structured(&event);
         let errors: Vec<String> = schemas()
             .dead_letter
@@ -88,11 +94,18 @@ fn dead_letter_events_validate_and_carry_the_body() {
 
 #[test]
 fn polled_updates_and_unsubscriptions_validate() {
-    use vizion_bridge::events::{reference_unsubscribed_event, DeliveryMode, Unsubscription};
+    use vizion_bridge::events::{reference_unsubscribed_event, Unsubscription};
 
-    let mut batch = normalize_bytes(&body("bol-child-journey-complete.json"));
+    let raw = body("bol-child-journey-complete.json");
+    let inbound = vizion::parse(&raw).unwrap();
+    let batch = events::normalize(
+        &inbound,
+        &raw,
+        RECEIVED_AT,
+        DeliveryMode::Poll,
+        &EventContext::default(),
+    );
     assert!(batch.journey_complete());
-    batch.set_delivery_mode(DeliveryMode::Poll);
     assert!(
         schema_errors(&batch).is_empty(),
         "{:?}",

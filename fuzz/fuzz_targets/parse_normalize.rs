@@ -4,7 +4,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use time::OffsetDateTime;
-use vizion_bridge::events::{self, EventContext};
+use vizion_bridge::events::{self, DeliveryMode, EventContext};
 use vizion_bridge::vizion;
 
 fuzz_target!(|body: &[u8]| {
@@ -14,7 +14,7 @@ fuzz_target!(|body: &[u8]| {
         Ok(inbound) => {
             let _ = inbound.dedup_key();
             let _ = inbound.kind();
-            let batch = events::normalize(&inbound, body, received_at, &ctx);
+            let batch = events::normalize(&inbound, body, received_at, DeliveryMode::Webhook, &ctx);
             assert_eq!(batch.raw_body(), body);
             for event in batch.events() {
                 let json = event.to_structured_json();
@@ -23,11 +23,15 @@ fuzz_target!(|body: &[u8]| {
                     "invalid structured JSON: {}",
                     String::from_utf8_lossy(&json)
                 );
-                assert_eq!(event.attributes().count() + 1, event.kafka_headers().count());
+                assert_eq!(
+                    event.attributes().count() + 1,
+                    vizion_bridge::sinks::kafka::event_headers(event).count()
+                );
             }
         }
         Err(dead) => {
-            let event = events::dead_letter_event(&dead, body, received_at, &ctx);
+            let event =
+                events::dead_letter_event(&dead, body, received_at, DeliveryMode::Webhook, &ctx);
             assert!(serde_json_is_valid(&event.to_structured_json()));
         }
     }

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use crate::cli::PollScopeArg;
 use crate::config::Settings;
-use crate::delivery::poller::{PollReport, PollScope};
+use crate::poller::{PollReport, PollScope};
 use crate::startup::{build_sinks, Pipeline, SpoolUse, StartupError};
 use crate::telemetry::Metrics;
 

@@ -11,11 +11,11 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 use crate::auth::{AuthConfig, KeyRing, Mode, Scheme};
-use crate::delivery::poller::PollConfig;
-use crate::delivery::{DedupConfig, DeliveryConfig, DeliveryMode, SpoolConfig};
+use crate::delivery::{AckMode, DedupConfig, DeliveryConfig, SpoolConfig};
 use crate::events::EventsConfig;
 use crate::ingest::IngestConfig;
 use crate::lifecycle::LifecycleConfig;
+use crate::poller::PollConfig;
 use crate::sinks::kafka::KafkaConfig;
 use crate::sinks::rabbitmq::RabbitmqConfig;
 use crate::sinks::SinkKind;
@@ -208,7 +208,7 @@ impl Settings {
         if self.spool.dir.is_none()
             && matches!(
                 self.delivery.mode,
-                Some(DeliveryMode::Spool | DeliveryMode::BrokerThenSpool)
+                Some(AckMode::Spool | AckMode::BrokerThenSpool)
             )
         {
             errors.push("`delivery.mode` needs a spool: set `spool.dir`".into());

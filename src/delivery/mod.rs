@@ -1,24 +1,27 @@
-//! From a recognised webhook to a durable write: deduplication, writing to every sink
-//! within a deadline (or to the local spool, see `delivery.mode`), and the rule that
-//! only a confirmed write is acknowledged.
+//! From an envelope to a durable write: deduplication, writing to every sink within a
+//! deadline (or to the local spool, see `delivery.mode`), and the rule that only a
+//! confirmed write is acknowledged.
 
 mod dedup;
-mod intake;
 mod key_lock;
-pub mod poller;
+pub mod retry;
+mod sink_set;
 pub mod spool;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use futures_util::future::join_all;
 use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 pub use self::dedup::{Claim, Dedup, DedupConfig, DedupError, RedisStore, DEDUP_FILE};
-pub use self::intake::{CompletedJourney, Intake, OnComplete, Taken};
 use self::key_lock::KeyLocks;
+pub use self::retry::{Backoff, RetryPolicy};
+pub use self::sink_set::{Purpose, SinkOutcome, SinkSet, SinkWrite};
 pub use self::spool::{Spool, SpoolConfig, SpoolError, SpoolState};
-use crate::sinks::{Record, Sink, SinkError};
+use crate::events::Envelope;
+use crate::sinks::{Sink, SinkError};
 use crate::telemetry::Metrics;
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -27,9 +30,9 @@ pub struct DeliveryConfig {
     /// How long every sink together may take to confirm a write before the answer is 503.
     #[serde(with = "humantime_serde")]
     pub timeout: Duration,
-    /// Where an update must be before it is answered 200 (see [`DeliveryMode`]). Unset:
+    /// Where an update must be before it is answered 200 (see [`AckMode`]). Unset:
     /// `broker_then_spool` when `spool.dir` is set, else `broker`.
-    pub mode: Option<DeliveryMode>,
+    pub mode: Option<AckMode>,
     /// In `broker_then_spool` mode: how long the sinks get to confirm before the update
     /// goes to the spool instead.
     #[serde(with = "humantime_serde")]
@@ -48,19 +51,19 @@ impl Default for DeliveryConfig {
 
 impl DeliveryConfig {
     /// The mode in force, given whether a spool is configured.
-    pub fn effective_mode(&self, spool_configured: bool) -> DeliveryMode {
+    pub fn effective_mode(&self, spool_configured: bool) -> AckMode {
         self.mode.unwrap_or(if spool_configured {
-            DeliveryMode::BrokerThenSpool
+            AckMode::BrokerThenSpool
         } else {
-            DeliveryMode::Broker
+            AckMode::Broker
         })
     }
 }
 
-/// Where an update must be before the bridge answers 200.
+/// What must be durable before the bridge answers 200.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum DeliveryMode {
+pub enum AckMode {
     /// Confirmed by every sink within `delivery.timeout`; otherwise 503.
     Broker,
     /// fsync'd to the spool; the spool's forwarder publishes it.
@@ -71,12 +74,12 @@ pub enum DeliveryMode {
     BrokerThenSpool,
 }
 
-impl DeliveryMode {
+impl AckMode {
     pub fn as_str(self) -> &'static str {
         match self {
-            DeliveryMode::Broker => "broker",
-            DeliveryMode::Spool => "spool",
-            DeliveryMode::BrokerThenSpool => "broker_then_spool",
+            AckMode::Broker => "broker",
+            AckMode::Spool => "spool",
+            AckMode::BrokerThenSpool => "broker_then_spool",
         }
     }
 }
@@ -95,27 +98,19 @@ impl Attempt<'_> {
         self.duplicate
     }
 
-    /// Writes `record` to every sink (or to the spool, as `delivery.mode` says); the key
-    /// is remembered only once the record is durable, so a failed write can be retried.
-    pub async fn write(self, record: &Record<'_>) -> Result<Delivered, DeliveryError> {
+    /// Writes `envelope` to every sink (or to the spool, as `delivery.mode` says); the
+    /// key is remembered only once it is durable, so that a failed write can be retried.
+    /// A duplicate is not written again.
+    pub async fn write(self, envelope: &Envelope) -> Result<(), DeliveryError> {
         if self.duplicate {
-            return Ok(Delivered::Duplicate);
+            return Ok(());
         }
-        self.delivery.deliver(record).await?;
+        self.delivery.deliver(envelope).await?;
         if let Some(key) = self.key {
             self.delivery.dedup.remember(key).await;
         }
-        Ok(Delivered::Accepted)
+        Ok(())
     }
-}
-
-/// What happened to a delivered record.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Delivered {
-    /// Written durably by every sink, or to the spool.
-    Accepted,
-    /// Seen and written before: not written again.
-    Duplicate,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -136,6 +131,21 @@ pub enum DeliveryError {
 }
 
 impl DeliveryError {
+    /// The error a sink's answer amounts to, unless it confirmed.
+    pub fn from_outcome(sink: &'static str, outcome: &SinkOutcome) -> Option<Self> {
+        match outcome {
+            SinkOutcome::Confirmed => None,
+            SinkOutcome::Failed(source) => Some(DeliveryError::Sink {
+                sink,
+                source: source.clone(),
+            }),
+            SinkOutcome::TimedOut(timeout) => Some(DeliveryError::Timeout {
+                sink,
+                timeout: *timeout,
+            }),
+        }
+    }
+
     /// True when the spool refused the record for want of room.
     pub fn is_spool_full(&self) -> bool {
         matches!(self, DeliveryError::Spool(SpoolError::Full { .. }))
@@ -143,20 +153,19 @@ impl DeliveryError {
 }
 
 pub struct Delivery {
-    sinks: Vec<Arc<dyn Sink>>,
+    sinks: Arc<SinkSet>,
     dedup: Dedup,
     timeout: Duration,
-    metrics: Metrics,
-    mode: DeliveryMode,
+    mode: AckMode,
     broker_deadline: Duration,
     spool: Option<Spool>,
-    /// In `broker_then_spool` mode: one record per order key (container) at a time
+    /// In `broker_then_spool` mode: one envelope per order key (container) at a time
     /// between arrival and durability, so that the second update of a container never
     /// reaches the brokers while the first is on its way to the spool.
     in_order: KeyLocks,
 }
 
-/// What writing one record to every sink came to.
+/// What writing one envelope to every sink came to.
 struct Written {
     /// The sinks that confirmed it.
     confirmed: Vec<&'static str>,
@@ -165,6 +174,22 @@ struct Written {
 }
 
 impl Written {
+    fn new(writes: Vec<SinkWrite>) -> Self {
+        let mut written = Written {
+            confirmed: Vec::with_capacity(writes.len()),
+            failure: None,
+        };
+        for write in writes {
+            match DeliveryError::from_outcome(write.sink, &write.outcome) {
+                None => written.confirmed.push(write.sink),
+                Some(error) => {
+                    written.failure.get_or_insert(error);
+                }
+            }
+        }
+        written
+    }
+
     fn into_result(self) -> Result<(), DeliveryError> {
         self.failure.map_or(Ok(()), Err)
     }
@@ -178,49 +203,62 @@ impl Delivery {
         metrics: Metrics,
     ) -> Self {
         Self {
-            sinks,
+            sinks: Arc::new(SinkSet::new(sinks, metrics)),
             dedup,
             timeout: config.timeout,
-            metrics,
-            mode: DeliveryMode::Broker,
+            mode: AckMode::Broker,
             broker_deadline: config.broker_deadline,
             spool: None,
             in_order: KeyLocks::default(),
         }
     }
 
-    /// Puts `spool` behind the sinks, in `mode`, and starts forwarding what it holds.
-    pub fn with_spool(mut self, spool: Spool, mode: DeliveryMode) -> Self {
-        spool.start_forwarding(self.sinks.clone());
+    /// Puts `spool` behind the sinks, in `mode`, and starts forwarding what it holds on
+    /// `tracker` until `cancel` fires or the delivery closes.
+    pub fn with_spool(
+        mut self,
+        spool: Spool,
+        mode: AckMode,
+        cancel: CancellationToken,
+        tracker: &TaskTracker,
+    ) -> Self {
+        spool.start_forwarding(self.sinks.clone(), cancel, tracker);
         self.spool = Some(spool);
         self.mode = mode;
         self
     }
 
-    pub fn mode(&self) -> DeliveryMode {
+    pub fn mode(&self) -> AckMode {
         self.mode
     }
 
-    /// Writes `record` where the mode says.
-    async fn deliver(&self, record: &Record<'_>) -> Result<(), DeliveryError> {
+    /// The sinks, for writes that bypass deduplication and the spool.
+    pub fn sinks(&self) -> &Arc<SinkSet> {
+        &self.sinks
+    }
+
+    /// Writes `envelope` where the mode says.
+    async fn deliver(&self, envelope: &Envelope) -> Result<(), DeliveryError> {
         match (&self.spool, self.mode) {
-            (Some(spool), DeliveryMode::Spool) => Ok(spool.append(record).await?),
-            (Some(spool), DeliveryMode::BrokerThenSpool) => {
-                let _turn = self.in_order.lock(&spool::entry::order_key(record)).await;
-                // Older records wait in the spool: this one queues behind them. With a sink
-                // known to be down, trying it would only add the deadline to the answer.
-                if spool.has_backlog() || !self.sinks.iter().all(|s| s.is_ready()) {
-                    return Ok(spool.append(record).await?);
+            (Some(spool), AckMode::Spool) => Ok(spool.append(envelope).await?),
+            (Some(spool), AckMode::BrokerThenSpool) => {
+                let _turn = self.in_order.lock(envelope.order_key()).await;
+                // Older envelopes wait in the spool: this one queues behind them. With a
+                // sink known to be down, trying it would only add the deadline to the answer.
+                if spool.has_backlog() || !self.sinks.is_ready() {
+                    return Ok(spool.append(envelope).await?);
                 }
-                let written = self.write_all(record, self.broker_deadline).await;
+                let written = self.write_all(envelope, self.broker_deadline).await;
                 let Some(error) = written.failure else {
                     return Ok(());
                 };
                 tracing::warn!(error = %error, confirmed_by = ?written.confirmed, "sinks did not confirm in time; spooling");
                 // The forwarder sends it only to the sinks that did not confirm it.
-                Ok(spool.append_confirmed_by(record, written.confirmed).await?)
+                Ok(spool
+                    .append_confirmed_by(envelope, written.confirmed)
+                    .await?)
             }
-            _ => self.write_all(record, self.timeout).await.into_result(),
+            _ => self.write_all(envelope, self.timeout).await.into_result(),
         }
     }
 
@@ -243,75 +281,20 @@ impl Delivery {
         }
     }
 
-    async fn write_all(&self, record: &Record<'_>, timeout: Duration) -> Written {
-        let writes = self
-            .sinks
-            .iter()
-            .map(|sink| self.write_one(sink.as_ref(), record, timeout));
-        // Every write is awaited, even after one fails, so that no write is left
-        // running unobserved; the first failure is reported.
-        let results = join_all(writes).await;
-        let mut written = Written {
-            confirmed: Vec::with_capacity(results.len()),
-            failure: None,
-        };
-        for (sink, result) in self.sinks.iter().zip(results) {
-            match result {
-                Ok(()) => written.confirmed.push(sink.name()),
-                Err(error) => {
-                    written.failure.get_or_insert(error);
-                }
-            }
-        }
-        written
-    }
-
-    async fn write_one(
-        &self,
-        sink: &dyn Sink,
-        record: &Record<'_>,
-        timeout: Duration,
-    ) -> Result<(), DeliveryError> {
-        let name = sink.name();
-        let started = Instant::now();
-        let result = match tokio::time::timeout(timeout, sink.write(record)).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(source)) => Err(DeliveryError::Sink { sink: name, source }),
-            Err(_) => Err(DeliveryError::Timeout {
-                sink: name,
-                timeout,
-            }),
-        };
-        match &result {
-            Ok(()) => self
-                .metrics
-                .sink_write_duration
-                .with_label_values(&[name])
-                .observe(started.elapsed().as_secs_f64()),
-            Err(error) => {
-                let reason = match error {
-                    DeliveryError::Sink { source, .. } => source.reason(),
-                    DeliveryError::Timeout { .. } => "timeout",
-                    DeliveryError::Spool(_) => "spool",
-                };
-                self.metrics
-                    .sink_write_failures
-                    .with_label_values(&[name, reason])
-                    .inc();
-                tracing::error!(sink = name, error = %error, "sink write failed");
-            }
-        }
-        result
+    async fn write_all(&self, envelope: &Envelope, timeout: Duration) -> Written {
+        Written::new(
+            self.sinks
+                .write(envelope, |_| true, timeout, Purpose::Acknowledge)
+                .await,
+        )
     }
 
     /// True when an update can be made durable now: every sink can take writes, or in
     /// a spool mode, the spool has room.
     pub fn is_ready(&self) -> bool {
         match (&self.spool, self.mode) {
-            (Some(spool), DeliveryMode::Spool | DeliveryMode::BrokerThenSpool) => {
-                spool.is_accepting()
-            }
-            _ => self.sinks.iter().all(|s| s.is_ready()),
+            (Some(spool), AckMode::Spool | AckMode::BrokerThenSpool) => spool.is_accepting(),
+            _ => self.sinks.is_ready(),
         }
     }
 
@@ -322,10 +305,7 @@ impl Delivery {
 
     /// Each sink's name and whether it is ready, for `/readyz`.
     pub fn sink_states(&self) -> Vec<(&'static str, bool)> {
-        self.sinks
-            .iter()
-            .map(|s| (s.name(), s.is_ready()))
-            .collect()
+        self.sinks.states()
     }
 
     /// The dedup store, for records that share it (such as unsubscriptions).
@@ -339,11 +319,7 @@ impl Delivery {
         if let Some(spool) = &self.spool {
             spool.close(self.timeout).await;
         }
-        for sink in &self.sinks {
-            if let Err(e) = sink.close().await {
-                tracing::error!(sink = sink.name(), error = %e, "closing sink failed");
-            }
-        }
+        self.sinks.close().await;
     }
 }
 

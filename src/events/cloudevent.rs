@@ -6,29 +6,25 @@ use std::sync::Arc;
 pub const DATA_CONTENT_TYPE: &str = "application/json";
 /// Content type of the structured-mode encoding.
 pub const STRUCTURED_CONTENT_TYPE: &str = "application/cloudevents+json; charset=utf-8";
-/// Prefix of CloudEvents attributes in Kafka record headers (binary mode).
-pub const KAFKA_HEADER_PREFIX: &str = "ce_";
-/// Prefix of CloudEvents attributes in AMQP application properties (binary mode).
-pub const AMQP_PROPERTY_PREFIX: &str = "cloudEvents:";
 
 /// One CloudEvent whose `data` is JSON, already encoded.
 ///
 /// Structured mode: [`CloudEvent::to_structured_json`]. Binary mode: the context
 /// attributes from [`CloudEvent::attributes`], the content type from
 /// [`CloudEvent::content_type`] (which a binding carries in its own content-type field,
-/// not as an attribute), and the body from [`CloudEvent::data`]. Kafka and AMQP helpers
-/// add the binding prefixes.
+/// not as an attribute), and the body from [`CloudEvent::data`]. The broker sinks add
+/// their binding's prefixes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CloudEvent {
-    pub(crate) id: String,
-    pub(crate) source: Arc<str>,
-    pub(crate) event_type: Arc<str>,
-    pub(crate) subject: Option<String>,
-    pub(crate) time: Arc<str>,
-    pub(crate) dataschema: Option<&'static str>,
+    pub(in crate::events) id: String,
+    pub(in crate::events) source: Arc<str>,
+    pub(in crate::events) event_type: Arc<str>,
+    pub(in crate::events) subject: Option<String>,
+    pub(in crate::events) time: Arc<str>,
+    pub(in crate::events) dataschema: Option<&'static str>,
     /// Extension attributes (lowercase alphanumeric names).
-    pub(crate) extensions: Vec<(&'static str, String)>,
-    pub(crate) data: Vec<u8>,
+    pub(in crate::events) extensions: Vec<(&'static str, String)>,
+    pub(in crate::events) data: Vec<u8>,
 }
 
 impl CloudEvent {
@@ -69,21 +65,6 @@ impl CloudEvent {
             .map(|(_, v)| v.as_str())
     }
 
-    /// Sets the `deliverymode` extension attribute.
-    pub fn set_delivery_mode(&mut self, mode: super::DeliveryMode) {
-        let value = mode.as_str().to_owned();
-        match self
-            .extensions
-            .iter_mut()
-            .find(|(n, _)| *n == super::DELIVERY_MODE_ATTRIBUTE)
-        {
-            Some((_, v)) => *v = value,
-            None => self
-                .extensions
-                .push((super::DELIVERY_MODE_ATTRIBUTE, value)),
-        }
-    }
-
     /// Context attributes for binary mode, as `(name, value)` pairs: `specversion`, `id`,
     /// `source`, `type`, `subject`, `time`, `dataschema` and the extensions.
     /// `datacontenttype` is left out because bindings carry it as the content type.
@@ -100,25 +81,6 @@ impl CloudEvent {
         .into_iter()
         .flatten()
         .chain(self.extensions.iter().map(|(n, v)| (*n, v.as_str())))
-    }
-
-    /// Kafka record headers for binary mode: `ce_<attribute>` for each attribute and
-    /// `content-type` for the data's content type. The record value is [`Self::data`].
-    pub fn kafka_headers(&self) -> impl Iterator<Item = (String, &str)> + '_ {
-        self.attributes()
-            .map(|(n, v)| (format!("{KAFKA_HEADER_PREFIX}{n}"), v))
-            .chain(std::iter::once((
-                "content-type".to_owned(),
-                DATA_CONTENT_TYPE,
-            )))
-    }
-
-    /// AMQP application properties for binary mode: `cloudEvents:<attribute>` for each
-    /// attribute. The content type goes into the message's `content-type` property
-    /// ([`Self::content_type`]) and the body is [`Self::data`].
-    pub fn amqp_application_properties(&self) -> impl Iterator<Item = (String, &str)> + '_ {
-        self.attributes()
-            .map(|(n, v)| (format!("{AMQP_PROPERTY_PREFIX}{n}"), v))
     }
 
     /// The structured-mode JSON encoding (`application/cloudevents+json`), with `data`

@@ -1,15 +1,23 @@
-//! From a parsed update to the version 1 event data.
+//! From a recognised delivery to its events: [`normalize`] and the version 1 event data.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
+use base64::Engine as _;
 use serde::Serialize;
 use serde_json::{Map, Value};
 use time::format_description::well_known::Rfc3339;
 use time::{OffsetDateTime, UtcOffset};
 
 use super::codes::{lookup, EventCode, Leg, TransportMode};
-use super::ids;
-use crate::vizion::{JourneyEvent, Location, Milestone, ShipmentLocation, Update};
+use super::{
+    ids, BatchKeys, CloudEvent, DeliveryMode, EventContext, MilestoneCode, NormalizedBatch,
+    DEAD_LETTER_SCHEMA, DELIVERY_MODE_ATTRIBUTE, MILESTONE_SCHEMA, REFERENCE_UNSUBSCRIBED_SCHEMA,
+    TRACKING_UPDATE_SCHEMA,
+};
+use crate::vizion::{
+    DeadLetter, Inbound, JourneyEvent, Location, Milestone, PassThrough, ShipmentLocation, Update,
+};
 
 pub(crate) const SCHEMA_VERSION: u32 = 1;
 
@@ -589,4 +597,336 @@ pub(crate) struct MilestoneKeys<'a> {
     pub container_id: Option<&'a str>,
     pub carrier_scac: Option<&'a str>,
     pub bill_of_lading: Option<&'a str>,
+}
+
+/// Turns a recognised delivery into events.
+///
+/// `raw_body` is the body as received (kept byte for byte in the batch),
+/// `received_at` the time it arrived and `arrival` how (every event's `deliverymode`).
+/// The CloudEvents `time` of an update's events is Vizion's `updated_at` when it is a
+/// valid timestamp, else `received_at`.
+pub fn normalize(
+    inbound: &Inbound,
+    raw_body: &[u8],
+    received_at: OffsetDateTime,
+    arrival: DeliveryMode,
+    ctx: &EventContext,
+) -> NormalizedBatch {
+    let received: Arc<str> = Arc::from(utc_text(received_at).unwrap_or_default());
+    match inbound {
+        Inbound::Update(update) => normalize_update(update, raw_body, received, arrival, ctx),
+        Inbound::ExceptionAlert(p) => {
+            pass_through(p, &ctx.alert_type, raw_body, received, arrival, ctx)
+        }
+        Inbound::ReferenceEvent(p) => pass_through(
+            p,
+            &ctx.reference_event_type,
+            raw_body,
+            received,
+            arrival,
+            ctx,
+        ),
+    }
+}
+
+fn to_json<T: Serialize>(value: &T) -> Vec<u8> {
+    to_json_with_capacity(value, 128)
+}
+
+fn to_json_with_capacity<T: Serialize>(value: &T, capacity: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(capacity);
+    // The data types hold only strings, numbers, booleans and string-keyed maps, which
+    // serde_json always serializes; an empty object stands in should that ever change.
+    if serde_json::to_writer(&mut out, value).is_err() {
+        out.clear();
+        out.extend_from_slice(b"{}");
+    }
+    out
+}
+
+/// Joins two serialized JSON objects into one: `{a...}` + `{b...}` gives `{a...,b...}`.
+/// Either may be `{}`.
+fn join_objects(out: &mut Vec<u8>, a: &[u8], b: &[u8]) {
+    if b.len() <= 2 {
+        out.extend_from_slice(a);
+        return;
+    }
+    if a.len() <= 2 {
+        out.extend_from_slice(b);
+        return;
+    }
+    out.extend_from_slice(&a[..a.len() - 1]);
+    out.push(b',');
+    out.extend_from_slice(&b[1..]);
+}
+
+fn non_empty(s: Option<&str>) -> Option<String> {
+    s.map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+}
+
+fn normalize_update(
+    update: &Update,
+    raw_body: &[u8],
+    received: Arc<str>,
+    arrival: DeliveryMode,
+    ctx: &EventContext,
+) -> NormalizedBatch {
+    let p = &update.payload;
+    let milestones = milestones(update);
+    let unknown = milestones
+        .iter()
+        .filter(|m| m.duplicate_of.is_none() && m.has_unknown_description())
+        .count();
+    let time: Arc<str> = vizion_time(update.updated_at.as_deref())
+        .map(Arc::from)
+        .unwrap_or_else(|| received.clone());
+    let subject = non_empty(p.container_id.as_deref());
+    let partition = vec![
+        ("partitionkey", update.reference_id.clone()),
+        (DELIVERY_MODE_ATTRIBUTE, arrival.as_str().to_owned()),
+    ];
+    let event = |id: String, event_type: &Arc<str>, schema, data: Vec<u8>| CloudEvent {
+        id,
+        source: ctx.source.clone(),
+        event_type: event_type.clone(),
+        subject: subject.clone(),
+        time: time.clone(),
+        dataschema: Some(schema),
+        extensions: partition.clone(),
+        data,
+    };
+
+    // Each milestone is serialized once; the bytes go both into its own event, after the
+    // shipment keys, and into the tracking update's `milestones` array.
+    let milestone_json: Vec<Vec<u8>> = milestones
+        .iter()
+        .map(|m| to_json_with_capacity(m, 1024))
+        .collect();
+    let keys = to_json(&MilestoneKeys {
+        schema_version: SCHEMA_VERSION,
+        update_id: &update.id,
+        reference_id: &update.reference_id,
+        container_id: p.container_id.as_deref(),
+        carrier_scac: p.carrier_scac.as_deref(),
+        bill_of_lading: p.bill_of_lading.as_deref(),
+    });
+    let milestone_events = milestones
+        .iter()
+        .zip(&milestone_json)
+        .filter(|(m, _)| m.duplicate_of.is_none())
+        .map(|(m, json)| {
+            let mut data = Vec::with_capacity(keys.len() + json.len());
+            join_objects(&mut data, &keys, json);
+            event(
+                format!("{}:{}", update.id, m.milestone_id),
+                &ctx.milestone_type,
+                MILESTONE_SCHEMA,
+                data,
+            )
+        })
+        .collect();
+
+    let head_data = TrackingUpdateData::new(update, &milestones, &received, unknown);
+    let journey_complete = head_data.summary.journey_complete;
+    let head = to_json_with_capacity(&head_data, 2048);
+    let list_len: usize = milestone_json.iter().map(|m| m.len() + 1).sum();
+    let mut data = Vec::with_capacity(head.len() + list_len + 20);
+    join_objects(&mut data, &head, b"{\"milestones\":[");
+    for (i, json) in milestone_json.iter().enumerate() {
+        if i > 0 {
+            data.push(b',');
+        }
+        data.extend_from_slice(json);
+    }
+    data.extend_from_slice(b"]}");
+    let tracking_update = event(
+        update.id.clone(),
+        &ctx.update_type,
+        TRACKING_UPDATE_SCHEMA,
+        data,
+    );
+    let milestone_codes = milestones
+        .iter()
+        .filter(|m| m.duplicate_of.is_none())
+        .map(|m| MilestoneCode {
+            event_code: m.event_code.as_str(),
+            event_classifier: m.event_classifier,
+        })
+        .collect();
+    NormalizedBatch {
+        tracking_update: Some(tracking_update),
+        milestones: milestone_events,
+        pass_through: None,
+        raw: raw_body.to_vec(),
+        unknown_descriptions: unknown,
+        keys: BatchKeys {
+            reference_id: Some(update.reference_id.clone()),
+            container_id: subject.clone(),
+            carrier_scac: non_empty(p.carrier_scac.as_deref()),
+        },
+        milestone_codes,
+        journey_complete,
+    }
+}
+
+fn pass_through(
+    p: &PassThrough,
+    event_type: &Arc<str>,
+    raw_body: &[u8],
+    received: Arc<str>,
+    arrival: DeliveryMode,
+    ctx: &EventContext,
+) -> NormalizedBatch {
+    let id =
+        p.id.clone()
+            .unwrap_or_else(|| ids::hashed_id(&[b"pass-through", raw_body]));
+    let data = if serde_json::from_slice::<serde::de::IgnoredAny>(raw_body).is_ok() {
+        raw_body.to_vec()
+    } else {
+        // Not the body the delivery was parsed from; fall back to the parsed object.
+        to_json(&p.body)
+    };
+    let event = CloudEvent {
+        id,
+        source: ctx.source.clone(),
+        event_type: event_type.clone(),
+        subject: p.reference_id.clone(),
+        time: received,
+        dataschema: None,
+        extensions: p
+            .reference_id
+            .iter()
+            .map(|r| ("partitionkey", r.clone()))
+            .chain([(DELIVERY_MODE_ATTRIBUTE, arrival.as_str().to_owned())])
+            .collect(),
+        data,
+    };
+    NormalizedBatch {
+        tracking_update: None,
+        milestones: Vec::new(),
+        pass_through: Some(event),
+        raw: raw_body.to_vec(),
+        unknown_descriptions: 0,
+        keys: BatchKeys {
+            reference_id: p.reference_id.clone(),
+            ..BatchKeys::default()
+        },
+        milestone_codes: Vec::new(),
+        journey_complete: false,
+    }
+}
+
+#[derive(Serialize)]
+struct DeadLetterData<'a> {
+    schema_version: u32,
+    reason: &'static str,
+    detail: &'a str,
+    received_at: &'a str,
+    raw_body_base64: String,
+}
+
+/// A CloudEvent (`….dead_letter.v1`) for a body that [`crate::vizion::parse`] refused:
+/// the reason code, the detail and the raw body in base64. Its id is derived from the
+/// body and `received_at`, so retrying the same write gives the same event; `arrival`
+/// is its `deliverymode`.
+pub fn dead_letter_event(
+    dead: &DeadLetter,
+    raw_body: &[u8],
+    received_at: OffsetDateTime,
+    arrival: DeliveryMode,
+    ctx: &EventContext,
+) -> CloudEvent {
+    let received = utc_text(received_at).unwrap_or_default();
+    let data = DeadLetterData {
+        schema_version: SCHEMA_VERSION,
+        reason: dead.reason.as_str(),
+        detail: &dead.detail,
+        received_at: &received,
+        raw_body_base64: base64::engine::general_purpose::STANDARD.encode(raw_body),
+    };
+    CloudEvent {
+        id: ids::hashed_id(&[b"dead-letter", raw_body, received.as_bytes()]),
+        source: ctx.source.clone(),
+        event_type: ctx.dead_letter_type.clone(),
+        subject: None,
+        time: Arc::from(received.as_str()),
+        dataschema: Some(DEAD_LETTER_SCHEMA),
+        extensions: vec![(DELIVERY_MODE_ATTRIBUTE, arrival.as_str().to_owned())],
+        data: to_json(&data),
+    }
+}
+
+/// A reference the bridge unsubscribed because its journey was complete.
+#[derive(Debug, Clone, Serialize)]
+pub struct Unsubscription<'a> {
+    pub reference_id: &'a str,
+    pub container_id: Option<&'a str>,
+    pub carrier_scac: Option<&'a str>,
+    /// The update that showed the journey complete.
+    pub update_id: &'a str,
+    /// Why: always `journey_complete` in version 1.
+    pub reason: &'static str,
+    /// What Vizion answered to the unsubscription, when it said something.
+    pub vizion_message: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct UnsubscribedData<'a> {
+    schema_version: u32,
+    #[serde(flatten)]
+    unsubscription: &'a Unsubscription<'a>,
+    unsubscribed_at: &'a str,
+}
+
+/// A CloudEvent (`….reference.unsubscribed.v1`) saying that the bridge unsubscribed a
+/// reference. Its id depends on the reference alone: one reference is unsubscribed once.
+pub fn reference_unsubscribed_event(
+    unsubscription: &Unsubscription<'_>,
+    unsubscribed_at: OffsetDateTime,
+    ctx: &EventContext,
+) -> CloudEvent {
+    let at = utc_text(unsubscribed_at).unwrap_or_default();
+    let data = UnsubscribedData {
+        schema_version: SCHEMA_VERSION,
+        unsubscription,
+        unsubscribed_at: &at,
+    };
+    CloudEvent {
+        id: ids::hashed_id(&[
+            b"reference-unsubscribed",
+            unsubscription.reference_id.as_bytes(),
+        ]),
+        source: ctx.source.clone(),
+        event_type: ctx.unsubscribed_type.clone(),
+        subject: non_empty(unsubscription.container_id),
+        time: Arc::from(at.as_str()),
+        dataschema: Some(REFERENCE_UNSUBSCRIBED_SCHEMA),
+        extensions: vec![("partitionkey", unsubscription.reference_id.to_owned())],
+        data: to_json(&data),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::join_objects;
+
+    #[test]
+    fn joining_objects_gives_one_valid_object() {
+        for (a, b, expected) in [
+            (
+                &b"{\"a\":1}"[..],
+                &b"{\"b\":2}"[..],
+                &b"{\"a\":1,\"b\":2}"[..],
+            ),
+            (b"{}", b"{\"b\":2}", b"{\"b\":2}"),
+            (b"{\"a\":1}", b"{}", b"{\"a\":1}"),
+            (b"{}", b"{}", b"{}"),
+        ] {
+            let mut out = Vec::new();
+            join_objects(&mut out, a, b);
+            assert_eq!(out, expected);
+        }
+    }
 }

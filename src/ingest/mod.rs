@@ -20,7 +20,8 @@ pub use self::error::IngestError;
 pub use self::shutdown::ShutdownState;
 pub use self::source::{ForwardedHeader, SourcePolicy};
 use crate::auth::Authenticator;
-use crate::delivery::{Delivery, Intake};
+use crate::delivery::Delivery;
+use crate::pipeline::Pipeline;
 use crate::telemetry::Metrics;
 
 /// Vizion's published sending address.
@@ -62,7 +63,7 @@ pub struct IngestState {
     pub auth: Authenticator,
     pub delivery: Arc<Delivery>,
     /// Parses, normalizes and delivers authentic bodies (shared with the poller).
-    pub intake: Intake,
+    pub intake: Pipeline,
     pub metrics: Metrics,
     pub max_body_bytes: usize,
     pub body_read_timeout: Duration,

@@ -5,25 +5,29 @@
 
 mod record;
 
-use std::net::{IpAddr, Ipv4Addr};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
-use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 pub use self::record::{Claimed, UnsubscribeRecord, UNSUBSCRIBED_FILE};
-use crate::delivery::{CompletedJourney, Delivery, OnComplete};
-use crate::events::{self, EventContext, Unsubscription};
-use crate::sinks::{Receipt, Record};
+use crate::delivery::RetryPolicy;
+use crate::events::{self, BridgeEventKind, EventContext, Unsubscription};
+use crate::pipeline::{CompletedJourney, OnComplete, Pipeline};
 use crate::telemetry::Metrics;
 use crate::vizion::api::VizionApi;
 
 /// The `kind` of the event in the sinks (RabbitMQ routing key `pass_through.<kind>`).
 pub const UNSUBSCRIBED_KIND: &str = "reference_unsubscribed";
-/// Attempts at writing the event while the sinks fail.
-const EVENT_ATTEMPTS: u32 = 5;
+/// Writing the event while the sinks fail: five attempts, a second apart at first.
+const EVENT_RETRY: RetryPolicy = RetryPolicy {
+    initial: Duration::from_secs(1),
+    max: Duration::from_secs(8),
+    max_attempts: Some(5),
+};
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -35,61 +39,73 @@ pub struct LifecycleConfig {
 /// Unsubscribes completed journeys in the background.
 pub struct AutoUnsubscribe {
     api: VizionApi,
-    delivery: Arc<Delivery>,
+    pipeline: Pipeline,
     events: EventContext,
     record: UnsubscribeRecord,
     metrics: Metrics,
-    tasks: Mutex<JoinSet<()>>,
+    tasks: TaskTracker,
+    /// Stops unsubscriptions still running, at shutdown.
+    cancel: CancellationToken,
     /// The runtime that runs unsubscriptions: the one that built this, which outlives
     /// the HTTP workers that see the completed journeys.
     runtime: tokio::runtime::Handle,
 }
 
 impl AutoUnsubscribe {
-    /// Call from within the runtime that should run the unsubscriptions.
+    /// Call from within the runtime that should run the unsubscriptions. They run on
+    /// `tasks` and stop when `cancel` fires; the event goes through `pipeline`.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         api: VizionApi,
-        delivery: Arc<Delivery>,
+        pipeline: Pipeline,
         events: EventContext,
         record: UnsubscribeRecord,
         metrics: Metrics,
+        cancel: CancellationToken,
+        tasks: TaskTracker,
     ) -> Arc<Self> {
         Arc::new(Self {
             api,
-            delivery,
+            pipeline,
             events,
             record,
             metrics,
-            tasks: Mutex::new(JoinSet::new()),
+            tasks,
+            cancel,
             runtime: tokio::runtime::Handle::current(),
         })
     }
 
-    /// The hook for [`crate::delivery::Intake::on_complete`]: it starts the
+    /// The hook for [`crate::pipeline::Pipeline::on_complete`]: it starts the
     /// unsubscription without holding up the answer to the update.
     pub fn hook(self: &Arc<Self>) -> OnComplete {
         let this = Arc::downgrade(self);
         Arc::new(move |journey| {
             let Some(this) = this.upgrade() else { return };
             let runner = this.clone();
-            let mut tasks = this.tasks.lock().expect("task lock poisoned");
-            // Reap what has finished, so the set stays small.
-            while tasks.try_join_next().is_some() {}
-            tasks.spawn_on(
-                async move { runner.unsubscribe(journey).await },
+            this.tasks.spawn_on(
+                async move {
+                    tokio::select! {
+                        _ = runner.cancel.cancelled() => {}
+                        _ = runner.unsubscribe(journey) => {}
+                    }
+                },
                 &this.runtime,
             );
         })
     }
 
-    /// Waits up to `within` for unsubscriptions in progress (at shutdown).
+    /// Waits up to `within` for unsubscriptions in progress (at shutdown), then stops
+    /// those still running.
     pub async fn finish(&self, within: Duration) {
-        let mut tasks = std::mem::take(&mut *self.tasks.lock().expect("task lock poisoned"));
-        let drained =
-            tokio::time::timeout(within, async { while tasks.join_next().await.is_some() {} })
-                .await;
-        if drained.is_err() {
+        self.tasks.close();
+        if tokio::time::timeout(within, self.tasks.wait())
+            .await
+            .is_err()
+        {
             tracing::warn!("unsubscriptions still running at shutdown were stopped");
+            self.cancel.cancel();
+            self.tasks.wait().await;
         }
     }
 
@@ -144,7 +160,7 @@ impl AutoUnsubscribe {
             OffsetDateTime::now_utc(),
             &self.events,
         );
-        self.publish(&event).await;
+        self.publish(event).await;
     }
 
     async fn finish_record(&self, reference_id: &str) {
@@ -153,32 +169,33 @@ impl AutoUnsubscribe {
         }
     }
 
-    /// Writes the event to the sinks, retrying for a while if they fail.
-    async fn publish(&self, event: &events::CloudEvent) {
-        let receipt = Receipt {
-            request_id: format!("unsubscribe-{}", uuid::Uuid::new_v4()),
-            received_at: OffsetDateTime::now_utc(),
-            client_ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-            key_id: None,
-            traceparent: None,
-        };
+    /// Writes the event through the pipeline, retrying for a while if the sinks fail.
+    async fn publish(&self, event: events::CloudEvent) {
         let key = format!("unsubscribed:{}", event.id());
-        let mut wait = Duration::from_secs(1);
-        for attempt in 1..=EVENT_ATTEMPTS {
-            let record = Record::BridgeEvent {
-                event,
-                kind: UNSUBSCRIBED_KIND,
-                receipt: &receipt,
-            };
-            match self.delivery.begin(Some(&key)).await.write(&record).await {
+        let at = OffsetDateTime::now_utc();
+        let mut backoff = EVENT_RETRY.backoff();
+        loop {
+            let attempt = backoff.attempted();
+            let written = self
+                .pipeline
+                .emit(
+                    event.clone(),
+                    BridgeEventKind::ReferenceUnsubscribed,
+                    &key,
+                    at,
+                )
+                .await;
+            match written {
                 Ok(_) => return,
-                Err(e) if attempt < EVENT_ATTEMPTS => {
+                Err(e) if !backoff.exhausted() => {
                     tracing::warn!(error = %e, attempt, "cannot write the unsubscription event yet");
-                    tokio::time::sleep(wait).await;
-                    wait *= 2;
+                    if !backoff.wait(&self.cancel).await {
+                        return;
+                    }
                 }
                 Err(e) => {
                     tracing::error!(error = %e, event_id = event.id(), "the unsubscription event was not written");
+                    return;
                 }
             }
         }

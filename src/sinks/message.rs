@@ -1,9 +1,7 @@
-//! The broker-neutral messages one [`Record`] becomes: what a broker sink publishes,
+//! The broker-neutral messages one [`Envelope`] becomes: what a broker sink publishes,
 //! in which stream (Kafka topic, AMQP routing key) and under which key.
 
-use crate::events::{CloudEvent, MilestoneCode, DATA_CONTENT_TYPE};
-
-use super::{Receipt, Record};
+use crate::events::{CloudEvent, Content, Envelope, MilestoneCode, DATA_CONTENT_TYPE};
 
 /// The streams a broker keeps apart.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -71,109 +69,90 @@ pub const DELIVERY_KIND_HEADER: &str = "vizion_delivery_kind";
 /// W3C trace context, when the webhook carried one.
 pub const TRACEPARENT_HEADER: &str = "traceparent";
 
-impl<'a> Record<'a> {
-    /// Every message this record becomes, updates first, then milestones in Vizion's
-    /// order, then the raw body.
-    pub fn messages(&self) -> Vec<Message<'a>> {
-        let mut messages = self.messages_without_trace();
-        if let Some(traceparent) = self.receipt().traceparent.as_deref() {
-            for message in &mut messages {
-                message.headers.push((TRACEPARENT_HEADER, traceparent));
-            }
-        }
-        messages
-    }
-
-    pub fn receipt(&self) -> &'a Receipt {
-        match *self {
-            Record::Events { receipt, .. }
-            | Record::DeadLetter { receipt, .. }
-            | Record::BridgeEvent { receipt, .. } => receipt,
+/// Every message `envelope` becomes, updates first, then milestones in Vizion's order,
+/// then the raw body.
+pub fn messages(envelope: &Envelope) -> Vec<Message<'_>> {
+    let mut messages = messages_without_trace(envelope);
+    if let Some(traceparent) = envelope.provenance().traceparent() {
+        for message in &mut messages {
+            message.headers.push((TRACEPARENT_HEADER, traceparent));
         }
     }
+    messages
+}
 
-    /// The kind of delivery the record came from (RabbitMQ routes passed-through
-    /// events by it); a dead letter has none.
-    pub fn delivery_kind(&self) -> Option<&'a str> {
-        match *self {
-            Record::Events { kind, .. } | Record::BridgeEvent { kind, .. } => Some(kind),
-            Record::DeadLetter { .. } => None,
-        }
-    }
-
-    fn messages_without_trace(&self) -> Vec<Message<'a>> {
-        match *self {
-            Record::Events {
-                batch,
+fn messages_without_trace(envelope: &Envelope) -> Vec<Message<'_>> {
+    match envelope.content() {
+        Content::Updates {
+            batch,
+            kind,
+            delivery_id,
+        } => {
+            let delivery_id = delivery_id.as_deref();
+            let keys = batch.keys();
+            let mut messages = Vec::with_capacity(batch.milestones().len() + 2);
+            let event_message = |kind, event, key| Message {
                 kind,
-                delivery_id,
-                ..
-            } => {
-                let keys = batch.keys();
-                let mut messages = Vec::with_capacity(batch.milestones().len() + 2);
-                let event_message = |kind, event: &'a CloudEvent, key: Option<&'a str>| Message {
-                    kind,
-                    id: event.id(),
-                    key,
-                    event: Some(event),
-                    payload: event.data(),
-                    content_type: DATA_CONTENT_TYPE,
-                    carrier_scac: keys.carrier_scac.as_deref(),
-                    milestone: None,
-                    headers: Vec::new(),
-                };
-                let reference_id = keys.reference_id.as_deref();
-                if let Some(update) = batch.tracking_update() {
-                    messages.push(event_message(MessageKind::Update, update, reference_id));
-                }
-                let container_id = keys.container_id.as_deref().or(reference_id);
-                for (event, code) in batch.milestones().iter().zip(batch.milestone_codes()) {
-                    let mut message = event_message(MessageKind::Milestone, event, container_id);
-                    message.milestone = Some(*code);
-                    messages.push(message);
-                }
-                if let Some(event) = batch.pass_through() {
-                    messages.push(event_message(MessageKind::PassThrough, event, reference_id));
-                }
-                let raw_id = delivery_id
-                    .or_else(|| batch.events().next().map(CloudEvent::id))
-                    .unwrap_or_default();
-                messages.push(Message {
-                    kind: MessageKind::Raw,
-                    id: raw_id,
-                    key: delivery_id,
-                    event: None,
-                    payload: batch.raw_body(),
-                    content_type: DATA_CONTENT_TYPE,
-                    carrier_scac: keys.carrier_scac.as_deref(),
-                    milestone: None,
-                    headers: vec![(DELIVERY_KIND_HEADER, kind)],
-                });
-                messages
-            }
-            Record::DeadLetter { event, reason, .. } => vec![Message {
-                kind: MessageKind::DeadLetter,
-                id: event.id(),
-                key: Some(event.id()),
+                id: CloudEvent::id(event),
+                key,
                 event: Some(event),
                 payload: event.data(),
                 content_type: DATA_CONTENT_TYPE,
-                carrier_scac: None,
-                milestone: None,
-                headers: vec![(REASON_HEADER, reason)],
-            }],
-            Record::BridgeEvent { event, .. } => vec![Message {
-                kind: MessageKind::PassThrough,
-                id: event.id(),
-                key: event.extension("partitionkey"),
-                event: Some(event),
-                payload: event.data(),
-                content_type: DATA_CONTENT_TYPE,
-                carrier_scac: None,
+                carrier_scac: keys.carrier_scac.as_deref(),
                 milestone: None,
                 headers: Vec::new(),
-            }],
+            };
+            let reference_id = keys.reference_id.as_deref();
+            if let Some(update) = batch.tracking_update() {
+                messages.push(event_message(MessageKind::Update, update, reference_id));
+            }
+            let container_id = keys.container_id.as_deref().or(reference_id);
+            for (event, code) in batch.milestones().iter().zip(batch.milestone_codes()) {
+                let mut message = event_message(MessageKind::Milestone, event, container_id);
+                message.milestone = Some(*code);
+                messages.push(message);
+            }
+            if let Some(event) = batch.pass_through() {
+                messages.push(event_message(MessageKind::PassThrough, event, reference_id));
+            }
+            let raw_id = delivery_id
+                .or_else(|| batch.events().next().map(CloudEvent::id))
+                .unwrap_or_default();
+            messages.push(Message {
+                kind: MessageKind::Raw,
+                id: raw_id,
+                key: delivery_id,
+                event: None,
+                payload: batch.raw_body(),
+                content_type: DATA_CONTENT_TYPE,
+                carrier_scac: keys.carrier_scac.as_deref(),
+                milestone: None,
+                headers: vec![(DELIVERY_KIND_HEADER, kind.as_str())],
+            });
+            messages
         }
+        Content::DeadLetter { event, reason } => vec![Message {
+            kind: MessageKind::DeadLetter,
+            id: event.id(),
+            key: Some(event.id()),
+            event: Some(event),
+            payload: event.data(),
+            content_type: DATA_CONTENT_TYPE,
+            carrier_scac: None,
+            milestone: None,
+            headers: vec![(REASON_HEADER, reason)],
+        }],
+        Content::BridgeEvent { event, .. } => vec![Message {
+            kind: MessageKind::PassThrough,
+            id: event.id(),
+            key: event.extension("partitionkey"),
+            event: Some(event),
+            payload: event.data(),
+            content_type: DATA_CONTENT_TYPE,
+            carrier_scac: None,
+            milestone: None,
+            headers: Vec::new(),
+        }],
     }
 }
 
@@ -184,7 +163,7 @@ mod tests {
     use time::OffsetDateTime;
 
     use super::*;
-    use crate::events::{self, EventContext};
+    use crate::events::{self, DeliveryKind, DeliveryMode, EventContext, Provenance};
     use crate::vizion;
 
     const BODY: &str = r#"{"id":"u1","reference_id":"r1","payload":{"container_id":"MSCU1234567","carrier_scac":"MSCU","milestones":[
@@ -198,22 +177,25 @@ mod tests {
             &inbound,
             BODY.as_bytes(),
             OffsetDateTime::now_utc(),
+            DeliveryMode::Webhook,
             &EventContext::default(),
         );
-        let receipt = Receipt {
+        let provenance = Provenance::Webhook {
             request_id: "req".into(),
-            received_at: OffsetDateTime::now_utc(),
             client_ip: Ipv4Addr::LOCALHOST.into(),
             key_id: None,
             traceparent: Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into()),
         };
-        let record = Record::Events {
-            batch: &batch,
-            kind: inbound.kind(),
-            delivery_id: inbound.dedup_key(),
-            receipt: &receipt,
-        };
-        let messages = record.messages();
+        let envelope = Envelope::new(
+            Content::Updates {
+                batch: Box::new(batch),
+                kind: DeliveryKind::of(&inbound),
+                delivery_id: inbound.dedup_key().map(str::to_owned),
+            },
+            provenance,
+            OffsetDateTime::now_utc(),
+        );
+        let messages = messages(&envelope);
         let kinds: Vec<_> = messages.iter().map(|m| m.kind).collect();
         assert_eq!(
             kinds,
@@ -240,5 +222,71 @@ mod tests {
                 && *v == "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"));
         }
         assert!(messages[..3].iter().all(|m| m.event.is_some()));
+    }
+
+    /// Spooled records written before the envelope existed become, once read back, the
+    /// very messages (ids, keys, payloads, headers and properties) they became then.
+    #[test]
+    fn records_spooled_by_earlier_releases_become_the_same_messages() {
+        use crate::events::envelope::codec;
+        use crate::sinks::{kafka, rabbitmq};
+
+        let fixtures = [
+            (
+                &include_bytes!("../events/envelope/fixtures/v1_webhook_update.bin")[..],
+                include_str!("../events/envelope/fixtures/v1_webhook_update.messages.txt"),
+            ),
+            (
+                include_bytes!("../events/envelope/fixtures/v1_poll_update.bin"),
+                include_str!("../events/envelope/fixtures/v1_poll_update.messages.txt"),
+            ),
+            (
+                include_bytes!("../events/envelope/fixtures/v1_webhook_pass_through.bin"),
+                include_str!("../events/envelope/fixtures/v1_webhook_pass_through.messages.txt"),
+            ),
+            (
+                include_bytes!("../events/envelope/fixtures/v1_webhook_dead_letter.bin"),
+                include_str!("../events/envelope/fixtures/v1_webhook_dead_letter.messages.txt"),
+            ),
+            (
+                include_bytes!("../events/envelope/fixtures/v1_bridge_event.bin"),
+                include_str!("../events/envelope/fixtures/v1_bridge_event.messages.txt"),
+            ),
+        ];
+        for (bytes, expected) in fixtures {
+            let envelope = codec::decode(bytes).unwrap();
+            let mut out = String::new();
+            for m in messages(&envelope) {
+                out.push_str(&format!(
+                    "{:?} id={} key={:?} ct={} scac={:?} ms={:?}\n",
+                    m.kind,
+                    m.id,
+                    m.key,
+                    m.content_type,
+                    m.carrier_scac,
+                    m.milestone.map(|c| (c.event_code, c.event_classifier))
+                ));
+                out.push_str(&format!(
+                    "  payload={}\n",
+                    String::from_utf8_lossy(m.payload)
+                ));
+                if let Some(e) = m.event {
+                    for (n, v) in kafka::event_headers(e) {
+                        out.push_str(&format!("  kafka {n}={v}\n"));
+                    }
+                    for (n, v) in rabbitmq::event_properties(e) {
+                        out.push_str(&format!("  amqp {n}={v}\n"));
+                    }
+                    out.push_str(&format!(
+                        "  structured={}\n",
+                        String::from_utf8_lossy(&e.to_structured_json())
+                    ));
+                }
+                for (n, v) in &m.headers {
+                    out.push_str(&format!("  header {n}={v}\n"));
+                }
+            }
+            assert_eq!(out, expected);
+        }
     }
 }

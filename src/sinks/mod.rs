@@ -1,6 +1,6 @@
 //! Where accepted updates and dead letters are written. Each kind of output is one
-//! module behind the [`Sink`] trait; a write counts only once the sink confirms it is
-//! durable.
+//! module behind the [`Sink`] trait, which takes one [`Envelope`] at a time; a write
+//! counts only once the sink confirms it is durable.
 
 pub mod file;
 mod health;
@@ -8,16 +8,15 @@ pub mod kafka;
 mod message;
 pub mod rabbitmq;
 
-use std::net::IpAddr;
-
 use async_trait::async_trait;
 use prometheus::{Histogram, IntCounter};
 use serde::{Deserialize, Serialize};
-use time::OffsetDateTime;
 
 pub use self::health::SinkHealth;
-pub use self::message::{Message, MessageKind, DELIVERY_KIND_HEADER, REASON_HEADER};
-use crate::events::{CloudEvent, NormalizedBatch};
+pub use self::message::{
+    messages, Message, MessageKind, DELIVERY_KIND_HEADER, REASON_HEADER, TRACEPARENT_HEADER,
+};
+use crate::events::Envelope;
 use crate::telemetry::Metrics;
 
 /// The sinks that configuration can name in `sinks = [...]`.
@@ -30,46 +29,6 @@ pub enum SinkKind {
     Kafka,
     /// A RabbitMQ topic exchange, with publisher confirms.
     Rabbitmq,
-}
-
-/// Facts about how an update was received, written beside it.
-#[derive(Debug, Clone)]
-pub struct Receipt {
-    pub request_id: String,
-    pub received_at: OffsetDateTime,
-    pub client_ip: IpAddr,
-    /// Id of the secret that verified the webhook, when it has one.
-    pub key_id: Option<String>,
-    /// The sender's W3C `traceparent`, passed on with every message so that consumers
-    /// can join the trace.
-    pub traceparent: Option<String>,
-}
-
-/// What one webhook produces, for the sinks to write durably.
-#[derive(Debug, Clone, Copy)]
-pub enum Record<'a> {
-    /// A recognised delivery: its normalized events and the body as received.
-    Events {
-        batch: &'a NormalizedBatch,
-        /// `update`, `exception_alert` or `reference_event`.
-        kind: &'static str,
-        /// Vizion's id of the delivery, when it has one.
-        delivery_id: Option<&'a str>,
-        receipt: &'a Receipt,
-    },
-    /// An authentic body that could not be used, kept whole in its dead-letter event.
-    DeadLetter {
-        event: &'a CloudEvent,
-        reason: &'static str,
-        receipt: &'a Receipt,
-    },
-    /// An event the bridge produces itself, such as `reference.unsubscribed`: written
-    /// with the passed-through events, under `kind`.
-    BridgeEvent {
-        event: &'a CloudEvent,
-        kind: &'static str,
-        receipt: &'a Receipt,
-    },
 }
 
 /// Why a sink did not take a record. [`SinkError::Refused`] is the one permanent
@@ -114,8 +73,8 @@ pub trait Sink: Send + Sync {
     /// Stable name, used as the `sink` label of metrics.
     fn name(&self) -> &'static str;
 
-    /// Writes one record and returns once it is durable.
-    async fn write(&self, record: &Record<'_>) -> Result<(), SinkError>;
+    /// Writes one envelope and returns once it is durable.
+    async fn write(&self, envelope: &Envelope) -> Result<(), SinkError>;
 
     /// Whether the sink can take writes now.
     fn is_ready(&self) -> bool;

@@ -7,8 +7,9 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use serde_json::Value;
-use vizion_bridge::delivery::poller::PollScope;
-use vizion_bridge::sinks::{Record, Sink, SinkError};
+use vizion_bridge::events::{Content, Envelope};
+use vizion_bridge::poller::PollScope;
+use vizion_bridge::sinks::{Sink, SinkError};
 
 use crate::helpers::*;
 
@@ -32,15 +33,15 @@ impl Sink for SwitchableSink {
         "switchable"
     }
 
-    async fn write(&self, record: &Record<'_>) -> Result<(), SinkError> {
+    async fn write(&self, record: &Envelope) -> Result<(), SinkError> {
         if self.down.load(Ordering::SeqCst) {
             return Err(SinkError::Io("down on purpose".into()));
         }
-        if let Record::Events {
+        if let Content::Updates {
             batch,
             delivery_id: Some(id),
             ..
-        } = record
+        } = record.content()
         {
             let mode = batch
                 .tracking_update()

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use vizion_bridge::config::secret::InlineSecret;
-use vizion_bridge::delivery::DeliveryMode;
+use vizion_bridge::delivery::AckMode;
 
 use crate::helpers::*;
 
@@ -116,7 +116,7 @@ async fn a_rabbitmq_outage_is_answered_200_and_the_spool_drains_after_it() {
         s.rabbitmq.url = Some(InlineSecret::new(url));
         s.spool.dir = Some(s.storage.data_dir.join("spool"));
         s.spool.retry_max_backoff = Duration::from_millis(500);
-        s.delivery.mode = Some(DeliveryMode::BrokerThenSpool);
+        s.delivery.mode = Some(AckMode::BrokerThenSpool);
     })
     .await;
     wait_for_broker(&app).await;
@@ -185,7 +185,7 @@ async fn a_full_spool_answers_503_with_retry_after_and_counts_it() {
             s.spool.dir = Some(s.storage.data_dir.join("spool"));
             s.spool.segment_bytes = 4096;
             s.spool.max_bytes = 8192;
-            s.delivery.mode = Some(DeliveryMode::Spool);
+            s.delivery.mode = Some(AckMode::Spool);
         },
         vec![sink.clone()],
     )
@@ -420,7 +420,7 @@ async fn every_2xx_survives_kill_9_and_arrives_after_the_restart() {
 async fn a_dead_letter_goes_through_the_spool_to_the_sink() {
     let app = spawn_app_with(|s| {
         s.spool.dir = Some(s.storage.data_dir.join("spool"));
-        s.delivery.mode = Some(DeliveryMode::Spool);
+        s.delivery.mode = Some(AckMode::Spool);
     })
     .await;
     let response = app.post_signed(b"{\"not\": \"a delivery\"}").await;
@@ -442,7 +442,7 @@ async fn records_left_at_shutdown_are_forwarded_by_the_next_start() {
     let dir = tempfile::tempdir().unwrap();
     let configure = |s: &mut vizion_bridge::config::Settings| {
         s.spool.dir = Some(dir.path().join("spool"));
-        s.delivery.mode = Some(DeliveryMode::Spool);
+        s.delivery.mode = Some(AckMode::Spool);
         s.delivery.timeout = Duration::from_millis(500);
     };
     let stuck = Arc::new(GatedSink::new());

@@ -9,7 +9,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use serde_json::Value;
 use vizion_bridge::config::secret::InlineSecret;
-use vizion_bridge::delivery::DeliveryMode;
+use vizion_bridge::delivery::AckMode;
 
 use crate::helpers::*;
 
@@ -42,7 +42,7 @@ async fn a_spool_left_behind_is_drained_into_rabbitmq_once_and_then_reports_empt
     let unreachable = format!("amqp://guest:guest@127.0.0.1:{}/%2f", closed_port());
     settings.rabbitmq.url = Some(InlineSecret::new(unreachable.clone()));
     settings.spool.dir = Some(spool.clone());
-    settings.delivery.mode = Some(DeliveryMode::Spool);
+    settings.delivery.mode = Some(AckMode::Spool);
 
     // A bridge whose broker is away answers from its spool, then goes.
     let app = spawn_app_from(settings).await;

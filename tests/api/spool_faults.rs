@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use serde_json::Value;
 use vizion_bridge::config::secret::InlineSecret;
-use vizion_bridge::delivery::DeliveryMode;
+use vizion_bridge::delivery::AckMode;
 use vizion_bridge::sinks::SinkKind;
 
 use crate::helpers::*;
@@ -73,7 +73,7 @@ async fn a_record_kafka_refuses_as_too_large_is_quarantined_and_the_ones_behind_
     settings.spool.dir = Some(spool.clone());
     settings.spool.retry_initial_backoff = Duration::from_millis(50);
     settings.spool.retry_max_backoff = Duration::from_millis(500);
-    settings.delivery.mode = Some(DeliveryMode::Spool);
+    settings.delivery.mode = Some(AckMode::Spool);
     let mut small_limit = settings.clone();
     // The producer refuses any message above 20 kB.
     small_limit
@@ -238,7 +238,7 @@ fn rabbitmq_and_file_through<'a>(
         s.spool.forward_timeout = Duration::from_secs(1);
         s.spool.retry_initial_backoff = Duration::from_millis(50);
         s.spool.retry_max_backoff = Duration::from_millis(300);
-        s.delivery.mode = Some(DeliveryMode::BrokerThenSpool);
+        s.delivery.mode = Some(AckMode::BrokerThenSpool);
         s.delivery.broker_deadline = broker_deadline;
     }
 }
@@ -390,7 +390,7 @@ async fn a_record_rabbitmq_refuses_for_want_of_its_exchange_is_quarantined_and_t
         s.spool.dir = Some(s.storage.data_dir.join("spool"));
         s.spool.retry_initial_backoff = Duration::from_millis(50);
         s.spool.retry_max_backoff = Duration::from_millis(300);
-        s.delivery.mode = Some(DeliveryMode::Spool);
+        s.delivery.mode = Some(AckMode::Spool);
     })
     .await;
     wait_for_rabbitmq(&app, true).await;

@@ -5,15 +5,18 @@
 use std::collections::BTreeSet;
 use std::io::IsTerminal;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use super::open_exclusive;
 use crate::commands::progress;
 use crate::config::Settings;
 use crate::delivery::spool::quarantine;
-use crate::delivery::Spool;
+use crate::delivery::{SinkSet, Spool};
 use crate::startup::{build_sinks, shutdown_signal};
-use crate::telemetry::events::SinkCloseFailed;
 use crate::telemetry::Metrics;
 
 /// How often the records left are looked at (and printed, off a terminal, every
@@ -49,7 +52,8 @@ pub fn run(settings: &Settings, dir: &Path, timeout: Duration) -> Result<(), Str
         };
         let total = spool.state().entries;
         println!("draining {total} record(s) from {}", dir.display());
-        spool.start_forwarding(sinks.clone());
+        let sinks = Arc::new(SinkSet::new(sinks, metrics.clone()));
+        spool.start_forwarding(sinks.clone(), CancellationToken::new(), &TaskTracker::new());
         let ending = tokio::select! {
             () = wait_until_empty(&spool, total) => Ending::Empty,
             () = tokio::time::sleep(timeout) => Ending::TimedOut,
@@ -57,15 +61,7 @@ pub fn run(settings: &Settings, dir: &Path, timeout: Duration) -> Result<(), Str
         };
         // Records in flight get the time a forward may take; the position is stored.
         spool.close(settings.spool.forward_timeout).await;
-        for sink in &sinks {
-            if let Err(e) = sink.close().await {
-                SinkCloseFailed {
-                    sink: sink.name(),
-                    error: &e,
-                }
-                .emit();
-            }
-        }
+        sinks.close().await;
         let left = spool.state().entries;
         let quarantined = quarantined_records(dir)?
             .difference(&quarantined_before)

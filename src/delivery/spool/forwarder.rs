@@ -8,28 +8,33 @@
 //! [`CHECKPOINT_EVERY`]; segments behind it are deleted.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::future::{join_all, BoxFuture};
+use futures_util::future::BoxFuture;
 use futures_util::stream::{FuturesUnordered, StreamExt};
-use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
-use super::entry::{self, StoredRecord};
 use super::format::Frame;
 use super::quarantine::{self, Note};
 use super::reader::Reader;
 use super::{checkpoint, log, undecodable, unix_millis, Shared};
-use crate::sinks::{Sink, SinkError};
+use crate::delivery::{Purpose, SinkOutcome, SinkSet};
+use crate::events::envelope::codec;
+use crate::events::Envelope;
+use crate::sinks::SinkError;
 
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
 /// Records read from disk at once.
 const READ_BATCH: usize = 512;
 
 pub(super) struct Handle {
-    stop: watch::Sender<Option<Duration>>,
+    stop: CancellationToken,
+    /// How long records in flight may take to finish once stopped, in milliseconds.
+    grace_ms: Arc<AtomicU64>,
     task: JoinHandle<()>,
 }
 
@@ -37,24 +42,38 @@ impl Handle {
     /// Asks the forwarder to stop and waits for it: records in flight get `grace` to
     /// finish, then the position is stored.
     pub(super) async fn stop(self, grace: Duration) {
-        self.stop.send_replace(Some(grace));
+        let millis = u64::try_from(grace.as_millis()).unwrap_or(u64::MAX);
+        self.grace_ms.store(millis, Ordering::Release);
+        self.stop.cancel();
         if let Err(e) = self.task.await {
             tracing::error!(error = %e, "spool forwarder ended abnormally");
         }
     }
 }
 
-pub(super) fn start(shared: Arc<Shared>, sinks: Vec<Arc<dyn Sink>>) -> Handle {
-    let (stop, stopped) = watch::channel(None);
-    let task = tokio::spawn(run(shared, sinks, stopped));
-    Handle { stop, task }
+/// Starts the forwarder on `tracker`; it stops when `cancel` fires (records in flight
+/// then get no grace) or through [`Handle::stop`].
+pub(super) fn start(
+    shared: Arc<Shared>,
+    sinks: Arc<SinkSet>,
+    cancel: CancellationToken,
+    tracker: &TaskTracker,
+) -> Handle {
+    let stop = cancel.child_token();
+    let grace_ms = Arc::new(AtomicU64::new(0));
+    let task = tracker.spawn(run(shared, sinks, stop.clone(), grace_ms.clone()));
+    Handle {
+        stop,
+        grace_ms,
+        task,
+    }
 }
 
 struct Pending {
     /// The entry as it is in the log, for the quarantine.
     frame: Frame,
     key: String,
-    record: StoredRecord,
+    envelope: Envelope,
     /// Sinks that confirmed the record before it was spooled.
     confirmed_before: Vec<&'static str>,
 }
@@ -70,9 +89,11 @@ type Forwarding = BoxFuture<'static, Released>;
 
 async fn run(
     shared: Arc<Shared>,
-    sinks: Vec<Arc<dyn Sink>>,
-    mut stopped: watch::Receiver<Option<Duration>>,
+    sinks: Arc<SinkSet>,
+    stopped: CancellationToken,
+    grace_ms: Arc<AtomicU64>,
 ) {
+    let grace = || Duration::from_millis(grace_ms.load(Ordering::Acquire));
     let mut committed = shared.committed.subscribe();
     let window = shared.config.forward_concurrency.max(1);
     let start = shared.forwarded.load(Ordering::Acquire);
@@ -125,16 +146,16 @@ async fn run(
             };
             exhausted = frames.len() < room.min(READ_BATCH);
             for frame in frames {
-                match entry::decode(&frame.payload) {
-                    Ok(record) => {
+                match codec::decode(&frame.payload) {
+                    Ok(envelope) => {
                         read_up_to = frame.seq + 1;
-                        let key = entry::order_key(&record.record());
+                        let key = envelope.order_key().to_owned();
                         outstanding.insert(frame.seq, frame.appended_at_ms);
                         let pending = Pending {
                             confirmed_before: shared.take_confirmed_before(frame.seq),
                             frame,
                             key: key.clone(),
-                            record,
+                            envelope,
                         };
                         match queues.get_mut(&key) {
                             Some(queue) => queue.push_back(pending),
@@ -149,9 +170,9 @@ async fn run(
                         // this version cannot read. Keeping it in the log would stop the
                         // spool, so it is kept aside before the forwarder moves on.
                         tracing::error!(seq = frame.seq, error = %error, "a spool entry cannot be decoded; keeping it aside");
-                        if !keep_undecodable(&shared, &frame, &mut stopped).await {
+                        if !keep_undecodable(&shared, &frame, &stopped).await {
                             // Stopping before it was kept: the position stays before it.
-                            break 'forwarding stopped.borrow().unwrap_or_default();
+                            break 'forwarding grace();
                         }
                         read_up_to = frame.seq + 1;
                         shared.metrics.spool.undecodable.inc();
@@ -192,8 +213,8 @@ async fn run(
                 update_age(&shared, &outstanding);
                 stored = store(&shared, stored).await;
             }
-            _ = stopped.changed() => {
-                break stopped.borrow().unwrap_or_default();
+            _ = stopped.cancelled() => {
+                break grace();
             }
         }
     };
@@ -219,9 +240,9 @@ async fn run(
 async fn keep_undecodable(
     shared: &Arc<Shared>,
     frame: &Frame,
-    stopped: &mut watch::Receiver<Option<Duration>>,
+    stopped: &CancellationToken,
 ) -> bool {
-    let mut backoff = shared.config.retry_initial_backoff;
+    let mut backoff = shared.config.retry_policy().backoff();
     loop {
         let dir = shared.dir.clone();
         let task_frame = frame.clone();
@@ -235,11 +256,9 @@ async fn keep_undecodable(
             Err(error) => error.to_string(),
         };
         tracing::error!(seq = frame.seq, error = %error, "keeping an undecodable spool entry failed; will retry");
-        tokio::select! {
-            _ = tokio::time::sleep(backoff) => {}
-            _ = stopped.changed() => return false,
+        if !backoff.wait(stopped).await {
+            return false;
         }
-        backoff = (backoff * 2).min(shared.config.retry_max_backoff);
     }
 }
 
@@ -297,48 +316,40 @@ async fn store(shared: &Arc<Shared>, stored: u64) -> u64 {
 
 /// Writes one record to every sink that has not confirmed it yet, until each has
 /// confirmed it or it was quarantined for that sink.
-fn forward(shared: Arc<Shared>, sinks: Vec<Arc<dyn Sink>>, pending: Pending) -> Forwarding {
+fn forward(shared: Arc<Shared>, sinks: Arc<SinkSet>, pending: Pending) -> Forwarding {
     Box::pin(async move {
         let config = &shared.config;
         let seq = pending.frame.seq;
-        let mut backoff = config.retry_initial_backoff;
-        let mut waiting: Vec<&Arc<dyn Sink>> = sinks
-            .iter()
-            .filter(|sink| !pending.confirmed_before.contains(&sink.name()))
+        let mut backoff = config.retry_policy().backoff();
+        let mut waiting: Vec<&'static str> = sinks
+            .names()
+            .filter(|name| !pending.confirmed_before.contains(name))
             .collect();
-        let mut attempts = 0;
         let mut quarantined = false;
         while !waiting.is_empty() {
-            if attempts > 0 {
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(config.retry_max_backoff);
+            if backoff.attempts() > 0 {
+                tokio::time::sleep(backoff.next_delay()).await;
             }
-            attempts += 1;
-            let record = pending.record.record();
-            let writes = waiting.iter().map(|sink| {
-                let record = &record;
-                async move {
-                    match tokio::time::timeout(config.forward_timeout, sink.write(record)).await {
-                        Ok(result) => result,
-                        Err(_) => Err(SinkError::Broker(format!(
-                            "no confirmation within {:?}",
-                            config.forward_timeout
-                        ))),
-                    }
-                }
-            });
-            let results = join_all(writes).await;
+            let attempts = backoff.attempted();
+            let writes = sinks
+                .write(
+                    &pending.envelope,
+                    |name| waiting.contains(&name),
+                    config.forward_timeout,
+                    Purpose::Forward,
+                )
+                .await;
             let mut still_waiting = Vec::with_capacity(waiting.len());
-            for (sink, result) in waiting.into_iter().zip(results) {
-                let Err(error) = result else { continue };
-                shared
-                    .metrics
-                    .spool
-                    .forward_failures
-                    .with_label_values(&[sink.name()])
-                    .inc();
-                let out_of_attempts = config.max_attempts > 0 && attempts >= config.max_attempts;
-                if error.is_permanent() || out_of_attempts {
+            for write in writes {
+                let sink = write.sink;
+                let error = match write.outcome {
+                    SinkOutcome::Confirmed => continue,
+                    SinkOutcome::Failed(error) => error,
+                    SinkOutcome::TimedOut(timeout) => {
+                        SinkError::Broker(format!("no confirmation within {timeout:?}"))
+                    }
+                };
+                if error.is_permanent() || backoff.exhausted() {
                     let reason = if error.is_permanent() {
                         error.reason()
                     } else {
@@ -346,7 +357,7 @@ fn forward(shared: Arc<Shared>, sinks: Vec<Arc<dyn Sink>>, pending: Pending) -> 
                     };
                     let note = Note {
                         seq,
-                        sink: sink.name().to_owned(),
+                        sink: sink.to_owned(),
                         reason: reason.to_owned(),
                         detail: error.to_string(),
                         attempts,
@@ -356,7 +367,7 @@ fn forward(shared: Arc<Shared>, sinks: Vec<Arc<dyn Sink>>, pending: Pending) -> 
                     keep_quarantined(&shared, &pending.frame, &note).await;
                     quarantined = true;
                 } else {
-                    tracing::warn!(sink = sink.name(), seq, attempts, error = %error, "forwarding a spooled record failed; will retry");
+                    tracing::warn!(sink, seq, attempts, error = %error, "forwarding a spooled record failed; will retry");
                     still_waiting.push(sink);
                 }
             }
@@ -373,7 +384,7 @@ fn forward(shared: Arc<Shared>, sinks: Vec<Arc<dyn Sink>>, pending: Pending) -> 
 /// Quarantines `frame` for the sink `note` names, retrying until it is on disk (the
 /// record stays in the log until then), then counts and logs it.
 async fn keep_quarantined(shared: &Arc<Shared>, frame: &Frame, note: &Note) {
-    let mut backoff = shared.config.retry_initial_backoff;
+    let mut backoff = shared.config.retry_policy().backoff();
     loop {
         let (dir, task_frame, task_note) = (shared.dir.clone(), frame.clone(), note.clone());
         let kept =
@@ -403,8 +414,7 @@ async fn keep_quarantined(shared: &Arc<Shared>, frame: &Frame, note: &Note) {
             Err(error) => error.to_string(),
         };
         tracing::error!(seq = note.seq, sink = %note.sink, error = %error, "quarantining a spooled record failed; will retry");
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(shared.config.retry_max_backoff);
+        tokio::time::sleep(backoff.next_delay()).await;
     }
 }
 

@@ -7,7 +7,6 @@
 //! - [`log`]: the segmented log, its recovery and the removal of forwarded segments;
 //! - [`reader`]: reading entries back in order, following the writer;
 //! - [`checkpoint`]: the forwarded position;
-//! - [`entry`]: a sink record as bytes and back;
 //! - [`writer`]: the group-commit thread behind [`Spool::append`];
 //! - [`forwarder`]: the task that publishes spooled records;
 //! - [`undecodable`]: where records this version cannot decode are kept;
@@ -16,7 +15,6 @@
 
 mod aside;
 pub mod checkpoint;
-pub mod entry;
 pub mod format;
 mod forwarder;
 pub mod log;
@@ -33,8 +31,13 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
-use crate::sinks::{Record, Sink};
+use super::retry::RetryPolicy;
+use super::SinkSet;
+use crate::events::envelope::codec;
+use crate::events::Envelope;
 use crate::telemetry::Metrics;
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -83,6 +86,16 @@ impl Default for SpoolConfig {
 }
 
 impl SpoolConfig {
+    /// How the forwarder retries a record (and keeps one aside): the configured
+    /// backoff, and `max_attempts` unless it is 0.
+    pub fn retry_policy(&self) -> RetryPolicy {
+        let policy = RetryPolicy::unbounded(self.retry_initial_backoff, self.retry_max_backoff);
+        match self.max_attempts {
+            0 => policy,
+            n => policy.with_max_attempts(n),
+        }
+    }
+
     /// What is wrong with these settings, one line per problem.
     pub fn problems(&self) -> Vec<String> {
         let mut problems = Vec::new();
@@ -304,26 +317,34 @@ impl Spool {
         })
     }
 
-    /// Starts publishing spooled records to `sinks`, oldest first.
-    pub fn start_forwarding(&self, sinks: Vec<Arc<dyn Sink>>) {
-        let handle = forwarder::start(self.shared.clone(), sinks);
+    /// Starts publishing spooled records to `sinks`, oldest first, on `tracker`, until
+    /// `cancel` fires or [`Spool::close`].
+    pub fn start_forwarding(
+        &self,
+        sinks: Arc<SinkSet>,
+        cancel: CancellationToken,
+        tracker: &TaskTracker,
+    ) {
+        let handle = forwarder::start(self.shared.clone(), sinks, cancel, tracker);
         *self.forwarder.lock().expect("forwarder lock poisoned") = Some(handle);
     }
 
-    /// Appends `record` and returns once it is on disk.
-    pub async fn append(&self, record: &Record<'_>) -> Result<(), SpoolError> {
-        self.writer.append(entry::encode(record), Vec::new()).await
+    /// Appends `envelope` and returns once it is on disk.
+    pub async fn append(&self, envelope: &Envelope) -> Result<(), SpoolError> {
+        self.writer
+            .append(codec::encode(envelope), Vec::new())
+            .await
     }
 
-    /// Appends `record`, which the sinks named `confirmed_by` already confirmed: it is
+    /// Appends `envelope`, which the sinks named `confirmed_by` already confirmed: it is
     /// forwarded to the other sinks only (to all of them after a restart).
     pub async fn append_confirmed_by(
         &self,
-        record: &Record<'_>,
+        envelope: &Envelope,
         confirmed_by: Vec<&'static str>,
     ) -> Result<(), SpoolError> {
         self.writer
-            .append(entry::encode(record), confirmed_by)
+            .append(codec::encode(envelope), confirmed_by)
             .await
     }
 

@@ -407,9 +407,9 @@ impl crate::sinks::Sink for KeepingSink {
     }
     async fn write(
         &self,
-        record: &crate::sinks::Record<'_>,
+        envelope: &crate::events::Envelope,
     ) -> Result<(), crate::sinks::SinkError> {
-        self.0.lock().unwrap().push(format!("{record:?}"));
+        self.0.lock().unwrap().push(format!("{envelope:?}"));
         Ok(())
     }
     fn is_ready(&self) -> bool {
@@ -438,15 +438,10 @@ async fn an_undecodable_record_is_kept_aside_counted_and_the_rest_forwarded() {
     };
     let metrics = crate::telemetry::Metrics::new();
     let spool = super::Spool::open(&config, metrics.clone()).unwrap();
-    let (event, reason, receipt) = dead_letter_parts(b"{not json", "req-1");
-    let record = crate::sinks::Record::DeadLetter {
-        event: &event,
-        reason,
-        receipt: &receipt,
-    };
+    let record = dead_letter(b"{not json", "req-1");
     spool.append(&record).await.unwrap();
     let sink = Arc::new(KeepingSink::default());
-    spool.start_forwarding(vec![sink.clone()]);
+    start_forwarding(&spool, vec![sink.clone()]);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while spool.has_backlog() {
         assert!(
@@ -468,30 +463,42 @@ async fn an_undecodable_record_is_kept_aside_counted_and_the_rest_forwarded() {
     assert_eq!(checkpoint::load(dir.path()), 2);
 }
 
-/// A dead-letter event with `body`, received under `request_id`.
-fn dead_letter_parts(
-    body: &[u8],
-    request_id: &str,
-) -> (
-    crate::events::CloudEvent,
-    &'static str,
-    crate::sinks::Receipt,
-) {
+/// A dead letter of `body`, received under `request_id`.
+fn dead_letter(body: &[u8], request_id: &str) -> crate::events::Envelope {
+    use crate::events::{Content, DeliveryMode, Envelope, EventContext, Provenance};
+
     let dead = crate::vizion::parse(body).unwrap_err();
-    let receipt = crate::sinks::Receipt {
-        request_id: request_id.into(),
-        received_at: time::OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap(),
-        client_ip: std::net::Ipv4Addr::LOCALHOST.into(),
-        key_id: None,
-        traceparent: None,
-    };
+    let received_at = time::OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap();
     let event = crate::events::dead_letter_event(
         &dead,
         body,
-        receipt.received_at,
-        &crate::events::EventContext::default(),
+        received_at,
+        DeliveryMode::Webhook,
+        &EventContext::default(),
     );
-    (event, dead.reason.as_str(), receipt)
+    Envelope::new(
+        Content::DeadLetter {
+            event,
+            reason: dead.reason.as_str(),
+        },
+        Provenance::Webhook {
+            request_id: request_id.into(),
+            client_ip: std::net::Ipv4Addr::LOCALHOST.into(),
+            key_id: None,
+            traceparent: None,
+        },
+        received_at,
+    )
+}
+
+/// Starts forwarding to `sinks` on a tracker of its own.
+fn start_forwarding(spool: &super::Spool, sinks: Vec<std::sync::Arc<dyn crate::sinks::Sink>>) {
+    let sinks = crate::delivery::SinkSet::new(sinks, crate::telemetry::Metrics::new());
+    spool.start_forwarding(
+        std::sync::Arc::new(sinks),
+        tokio_util::sync::CancellationToken::new(),
+        &tokio_util::task::TaskTracker::new(),
+    );
 }
 
 /// A sink that answers `refusal` (a clone of it) for records received under
@@ -527,17 +534,18 @@ impl crate::sinks::Sink for RefusingSink {
     }
     async fn write(
         &self,
-        record: &crate::sinks::Record<'_>,
+        envelope: &crate::events::Envelope,
     ) -> Result<(), crate::sinks::SinkError> {
-        let crate::sinks::Record::DeadLetter { receipt, .. } = record else {
+        let crate::events::Content::DeadLetter { .. } = envelope.content() else {
             panic!("only dead letters here");
         };
-        if receipt.request_id == self.refused_request {
+        let request_id = envelope.provenance().request_id().unwrap_or_default();
+        if request_id == self.refused_request {
             self.attempts
                 .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             return Err(self.refusal.clone());
         }
-        self.kept.lock().unwrap().push(receipt.request_id.clone());
+        self.kept.lock().unwrap().push(request_id.to_owned());
         Ok(())
     }
     fn is_ready(&self) -> bool {
@@ -569,18 +577,13 @@ async fn forward_two(
         ("req-first", &b"{first"[..], first_confirmed_by),
         ("req-second", &b"{second"[..], Vec::new()),
     ] {
-        let (event, reason, receipt) = dead_letter_parts(body, request);
-        let record = crate::sinks::Record::DeadLetter {
-            event: &event,
-            reason,
-            receipt: &receipt,
-        };
+        let record = dead_letter(body, request);
         spool
             .append_confirmed_by(&record, confirmed_by)
             .await
             .unwrap();
     }
-    spool.start_forwarding(sinks);
+    start_forwarding(&spool, sinks);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while spool.has_backlog() {
         assert!(
@@ -744,20 +747,14 @@ async fn a_container_whose_record_is_retried_does_not_hold_back_the_others() {
         )
     }));
     for (request, body) in &appends {
-        let (event, reason, receipt) = dead_letter_parts(body, request);
-        let record = crate::sinks::Record::DeadLetter {
-            event: &event,
-            reason,
-            receipt: &receipt,
-        };
-        spool.append(&record).await.unwrap();
+        spool.append(&dead_letter(body, request)).await.unwrap();
     }
     let sink = Arc::new(RefusingSink::new(
         "kafka",
         "req-stuck",
         crate::sinks::SinkError::Broker("kafka did not confirm: timed out".into()),
     ));
-    spool.start_forwarding(vec![sink.clone()]);
+    start_forwarding(&spool, vec![sink.clone()]);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while sink.kept.lock().unwrap().len() < 5 {
         assert!(

@@ -11,11 +11,10 @@ use time::OffsetDateTime;
 use tracing::{field, Instrument};
 
 use crate::auth::{Mode, RequestParts, Verdict};
-use crate::delivery::Taken;
-use crate::events::DeliveryMode;
+use crate::events::Provenance;
 use crate::ingest::body::{self, BodyError};
 use crate::ingest::{IngestError, IngestState};
-use crate::sinks::Receipt;
+use crate::pipeline::{self, Arrival};
 use crate::telemetry::events::{AuthFailed, WebhookHandled, WebhookStarted};
 use crate::telemetry::Outcome;
 
@@ -188,40 +187,43 @@ async fn handle(
     };
 
     // 4. Parse, then 5. deliver.
-    let receipt = Receipt {
-        request_id: request_id.to_owned(),
+    let arrival = Arrival {
+        body,
+        provenance: Provenance::Webhook {
+            request_id: request_id.to_owned(),
+            client_ip: client,
+            key_id,
+            traceparent: traceparent(request),
+        },
         received_at: OffsetDateTime::now_utc(),
-        client_ip: client,
-        key_id,
-        traceparent: traceparent(request),
     };
     let taken = state
         .intake
-        .take(&body, &receipt, DeliveryMode::Webhook)
+        .take(arrival)
         .await
         .map_err(|cause| unavailable(state, cause))?;
     Ok(answer(taken))
 }
 
-/// The answer to a body the intake took.
-fn answer(taken: Taken) -> Answer {
+/// The answer to a body the pipeline took.
+fn answer(taken: pipeline::Outcome) -> Answer {
     match taken {
-        Taken::Accepted { id } => Answer {
+        pipeline::Outcome::Accepted { id } => Answer {
             outcome: Outcome::Accepted,
             body: json!({ "status": "accepted", "id": id }),
         },
-        Taken::Duplicate { id, reason: None } => Answer {
+        pipeline::Outcome::Duplicate { id, reason: None } => Answer {
             outcome: Outcome::Duplicate,
             body: json!({ "status": "duplicate", "id": id }),
         },
-        Taken::Duplicate {
+        pipeline::Outcome::Duplicate {
             reason: Some(reason),
             ..
         } => Answer {
             outcome: Outcome::Duplicate,
             body: json!({ "status": "duplicate", "reason": reason }),
         },
-        Taken::DeadLettered { reason, id } => Answer {
+        pipeline::Outcome::DeadLettered { reason, id } => Answer {
             outcome: Outcome::DeadLettered,
             body: json!({ "status": "dead_lettered", "reason": reason, "id": id }),
         },

@@ -7,6 +7,7 @@
 
 mod appender;
 
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 
 use async_trait::async_trait;
@@ -16,7 +17,8 @@ use serde::Serialize;
 use time::format_description::well_known::Rfc3339;
 
 use self::appender::Appender;
-use super::{Receipt, Record, Sink, SinkError};
+use super::{Sink, SinkError};
+use crate::events::{Content, Envelope, Provenance};
 
 pub const EVENTS_FILE: &str = "events.jsonl";
 pub const RAW_FILE: &str = "raw.jsonl";
@@ -69,19 +71,35 @@ impl<'a> RawLine<'a> {
     fn new(
         kind: &'static str,
         delivery_id: Option<&'a str>,
-        receipt: &'a Receipt,
+        envelope: &'a Envelope,
         body: &[u8],
     ) -> Self {
+        let received_at = envelope.received_at();
+        // The line format predates polling: a polled body is written with the address
+        // Vizion's API answered from, or the unspecified address when that is unknown.
+        let (request_id, client_ip, key_id) = match envelope.provenance() {
+            Provenance::Webhook {
+                request_id,
+                client_ip,
+                key_id,
+                ..
+            } => (request_id.as_str(), *client_ip, key_id.as_deref()),
+            Provenance::Poll { request_id, peer } => (
+                request_id.as_str(),
+                peer.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
+                None,
+            ),
+            Provenance::Bridge => ("", IpAddr::V4(Ipv4Addr::UNSPECIFIED), None),
+        };
         Self {
             kind,
             delivery_id,
-            received_at: receipt
-                .received_at
+            received_at: received_at
                 .format(&Rfc3339)
-                .unwrap_or_else(|_| receipt.received_at.unix_timestamp().to_string()),
-            request_id: &receipt.request_id,
-            client_ip: receipt.client_ip.to_string(),
-            key_id: receipt.key_id.as_deref(),
+                .unwrap_or_else(|_| received_at.unix_timestamp().to_string()),
+            request_id,
+            client_ip: client_ip.to_string(),
+            key_id,
             body_base64: base64::engine::general_purpose::STANDARD.encode(body),
         }
     }
@@ -113,28 +131,32 @@ impl Sink for FileSink {
         "file"
     }
 
-    async fn write(&self, record: &Record<'_>) -> Result<(), SinkError> {
-        match record {
-            Record::Events {
+    async fn write(&self, envelope: &Envelope) -> Result<(), SinkError> {
+        match envelope.content() {
+            Content::Updates {
                 batch,
                 kind,
                 delivery_id,
-                receipt,
             } => {
                 let mut events = Vec::new();
                 for event in batch.events() {
                     push_line(&mut events, &event.to_structured_json());
                 }
-                let raw = encode(&RawLine::new(kind, *delivery_id, receipt, batch.raw_body()))?;
+                let raw = encode(&RawLine::new(
+                    kind.as_str(),
+                    delivery_id.as_deref(),
+                    envelope,
+                    batch.raw_body(),
+                ))?;
                 try_join(self.events.append(events), self.raw.append(raw)).await?;
                 Ok(())
             }
-            Record::DeadLetter { event, .. } => {
+            Content::DeadLetter { event, .. } => {
                 let mut line = Vec::new();
                 push_line(&mut line, &event.to_structured_json());
                 self.dead_letters.append(line).await
             }
-            Record::BridgeEvent { event, .. } => {
+            Content::BridgeEvent { event, .. } => {
                 let mut line = Vec::new();
                 push_line(&mut line, &event.to_structured_json());
                 self.events.append(line).await

@@ -6,7 +6,7 @@ mod health;
 mod producer;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use futures_util::future::join_all;
@@ -18,10 +18,26 @@ use tokio::task::JoinHandle;
 
 pub use self::config::{KafkaConfig, KafkaTopics};
 use self::producer::{failure_reason, is_permanent, ProducerSlot};
-use super::{Message, PublishMetrics, Record, Sink, SinkError, SinkHealth};
+use super::{messages, Message, PublishMetrics, Sink, SinkError, SinkHealth};
+use crate::events::{CloudEvent, Envelope, DATA_CONTENT_TYPE};
 use crate::telemetry::Metrics;
 
 const SINK: &str = "kafka";
+
+/// Prefix of CloudEvents attributes in Kafka record headers (binary mode).
+pub const HEADER_PREFIX: &str = "ce_";
+
+/// Kafka record headers of `event` in binary mode: `ce_<attribute>` for each attribute
+/// and `content-type` for the data's content type. The record value is its data.
+pub fn event_headers(event: &CloudEvent) -> impl Iterator<Item = (String, &str)> + '_ {
+    event
+        .attributes()
+        .map(|(n, v)| (format!("{HEADER_PREFIX}{n}"), v))
+        .chain(std::iter::once((
+            "content-type".to_owned(),
+            DATA_CONTENT_TYPE,
+        )))
+}
 
 pub struct KafkaSink {
     slot: Arc<ProducerSlot>,
@@ -87,7 +103,7 @@ impl KafkaSink {
         let mut headers = OwnedHeaders::new_with_capacity(12);
         match message.event {
             Some(event) => {
-                for (name, value) in event.kafka_headers() {
+                for (name, value) in event_headers(event) {
                     headers = headers.insert(Header {
                         key: &name,
                         value: Some(value),
@@ -117,12 +133,13 @@ impl Sink for KafkaSink {
         SINK
     }
 
-    async fn write(&self, record: &Record<'_>) -> Result<(), SinkError> {
-        let messages = record.messages();
+    async fn write(&self, envelope: &Envelope) -> Result<(), SinkError> {
+        let messages = messages(envelope);
         let producer = self.slot.current();
-        let timestamp = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64);
+        // Every message of the envelope carries its reception time, also when the spool
+        // forwards it later: a retry is not a newer fact.
+        let timestamp =
+            i64::try_from(envelope.received_at().unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
         let started = Instant::now();
         let mut deliveries = Vec::with_capacity(messages.len());
         let mut refused = None;

@@ -1,4 +1,4 @@
-//! The RabbitMQ sink: every message of a record is published persistent and
+//! The RabbitMQ sink: every message of an envelope is published persistent and
 //! `mandatory` to a durable topic exchange on a confirm-mode channel, and the write
 //! is confirmed only when the broker has acknowledged every one of them.
 //!
@@ -24,10 +24,11 @@ use lapin::{Confirmation, ErrorKind};
 
 pub use self::config::{RabbitmqConfig, DEFAULT_URL};
 use self::connection::{ConnectionManager, Session};
-pub use self::properties::{properties, APP_ID, PERSISTENT};
+pub use self::properties::{event_properties, properties, APP_ID, PERSISTENT, PROPERTY_PREFIX};
 pub use self::routing::routing_key;
 pub use self::topology::ALTERNATE_EXCHANGE;
-use super::{Message, PublishMetrics, Record, Sink, SinkError, SinkHealth};
+use super::{messages, Message, PublishMetrics, Sink, SinkError, SinkHealth};
+use crate::events::Envelope;
 use crate::telemetry::Metrics;
 
 const NAME: &str = "rabbitmq";
@@ -235,11 +236,11 @@ impl Sink for RabbitmqSink {
         NAME
     }
 
-    async fn write(&self, record: &Record<'_>) -> Result<(), SinkError> {
+    async fn write(&self, envelope: &Envelope) -> Result<(), SinkError> {
         let started = Instant::now();
-        let delivery_kind = record.delivery_kind();
-        let timestamp = u64::try_from(record.receipt().received_at.unix_timestamp()).unwrap_or(0);
-        let messages = record.messages();
+        let delivery_kind = envelope.kind_name();
+        let timestamp = u64::try_from(envelope.received_at().unix_timestamp()).unwrap_or(0);
+        let messages = messages(envelope);
         let result = loop {
             let mut waiting = WaitingForConnection {
                 metrics: &self.metrics,

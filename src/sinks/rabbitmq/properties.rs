@@ -4,7 +4,20 @@
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::BasicProperties;
 
+use crate::events::CloudEvent;
 use crate::sinks::Message;
+
+/// Prefix of CloudEvents attributes in AMQP application properties (binary mode).
+pub const PROPERTY_PREFIX: &str = "cloudEvents:";
+
+/// AMQP application properties of `event` in binary mode: `cloudEvents:<attribute>`
+/// for each attribute. The content type goes into the message's `content-type`
+/// property and the body is the event's data.
+pub fn event_properties(event: &CloudEvent) -> impl Iterator<Item = (String, &str)> + '_ {
+    event
+        .attributes()
+        .map(|(n, v)| (format!("{PROPERTY_PREFIX}{n}"), v))
+}
 
 /// `delivery_mode` of a message the broker writes to disk.
 pub const PERSISTENT: u8 = 2;
@@ -14,7 +27,7 @@ pub const APP_ID: &str = "vizion-bridge";
 pub fn properties(message: &Message<'_>, timestamp: u64) -> BasicProperties {
     let mut headers = FieldTable::default();
     if let Some(event) = message.event {
-        for (name, value) in event.amqp_application_properties() {
+        for (name, value) in event_properties(event) {
             headers.insert(ShortString::from(name), long(value));
         }
     }

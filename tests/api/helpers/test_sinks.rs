@@ -5,7 +5,8 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use tokio::sync::Semaphore;
-use vizion_bridge::sinks::{Record, Sink, SinkError};
+use vizion_bridge::events::Envelope;
+use vizion_bridge::sinks::{Sink, SinkError};
 
 /// Records the update ids it was asked to write.
 #[derive(Default)]
@@ -14,12 +15,8 @@ pub struct Recorded {
 }
 
 impl Recorded {
-    fn record(&self, record: &Record<'_>) {
-        if let Record::Events {
-            delivery_id: Some(id),
-            ..
-        } = record
-        {
+    fn record(&self, envelope: &Envelope) {
+        if let Some(id) = envelope.delivery_id() {
             self.update_ids.lock().unwrap().push(id.to_string());
         }
     }
@@ -50,7 +47,7 @@ impl Sink for FlakySink {
         "flaky"
     }
 
-    async fn write(&self, record: &Record<'_>) -> Result<(), SinkError> {
+    async fn write(&self, record: &Envelope) -> Result<(), SinkError> {
         let failed = self
             .remaining_failures
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
@@ -107,7 +104,7 @@ impl Sink for GatedSink {
         "gated"
     }
 
-    async fn write(&self, record: &Record<'_>) -> Result<(), SinkError> {
+    async fn write(&self, record: &Envelope) -> Result<(), SinkError> {
         self.waiting.fetch_add(1, Ordering::SeqCst);
         let permit = self.gate.acquire().await.map_err(|_| SinkError::Closed)?;
         permit.forget();

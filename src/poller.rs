@@ -1,20 +1,19 @@
 //! Polling: fetches references' updates from Vizion's API and takes each one exactly as
-//! a webhook would be taken ([`Intake`]), so that an update whose webhook failed (or
+//! a webhook would be taken ([`Pipeline`]), so that an update whose webhook failed (or
 //! that has no callback URL at all) still reaches the sinks. Duplicates are dropped by
 //! the same update-id deduplication as webhooks.
 
-use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
+use bytes::Bytes;
 use futures_util::stream::{self, StreamExt};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::delivery::{Intake, Taken};
-use crate::events::DeliveryMode;
-use crate::sinks::Receipt;
+use crate::events::Provenance;
+use crate::pipeline::{Arrival, Outcome, Pipeline};
 use crate::telemetry::Metrics;
 use crate::vizion::api::{ApiError, Reference, ReferenceFilter, VizionApi};
 
@@ -129,19 +128,19 @@ impl PollReport {
 #[derive(Clone)]
 pub struct Poller {
     api: VizionApi,
-    intake: Intake,
+    pipeline: Pipeline,
     config: PollConfig,
     metrics: Metrics,
-    /// Turns true on shutdown: a pass stops before its next update.
-    halt: Option<watch::Receiver<bool>>,
+    /// Fires on shutdown: a pass stops before its next update.
+    halt: Option<CancellationToken>,
 }
 
 impl Poller {
     /// `api` should carry the poller's rate limit ([`VizionApi::with_rate_limit`]).
-    pub fn new(api: VizionApi, intake: Intake, config: PollConfig, metrics: Metrics) -> Self {
+    pub fn new(api: VizionApi, pipeline: Pipeline, config: PollConfig, metrics: Metrics) -> Self {
         Self {
             api,
-            intake,
+            pipeline,
             config,
             metrics,
             halt: None,
@@ -149,7 +148,9 @@ impl Poller {
     }
 
     fn halted(&self) -> bool {
-        self.halt.as_ref().is_some_and(|halt| *halt.borrow())
+        self.halt
+            .as_ref()
+            .is_some_and(CancellationToken::is_cancelled)
     }
 
     /// One pass over the references of `poll.references`. Fails only when the list of
@@ -209,8 +210,8 @@ impl Poller {
                 return report;
             }
         };
-        let client_ip = peer.map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |p| p.ip());
-        let horizon = OffsetDateTime::now_utc() - self.intake.delivery().dedup().ttl();
+        let peer = peer.map(|p| p.ip());
+        let horizon = OffsetDateTime::now_utc() - self.pipeline.delivery().dedup().ttl();
         for update in &updates {
             if self.halted() {
                 break;
@@ -224,34 +225,29 @@ impl Poller {
                     .inc();
                 continue;
             }
-            let receipt = Receipt {
-                request_id: format!("poll-{}", uuid::Uuid::new_v4()),
-                received_at: OffsetDateTime::now_utc(),
-                client_ip,
-                key_id: None,
-                traceparent: None,
-            };
+            let request_id = format!("poll-{}", uuid::Uuid::new_v4());
             let span = tracing::info_span!(
                 "poll",
-                request_id = %receipt.request_id,
+                request_id = %request_id,
                 reference_id,
                 update_id = tracing::field::Empty,
             );
-            let taken = self
-                .intake
-                .take(update.get().as_bytes(), &receipt, DeliveryMode::Poll)
-                .instrument(span)
-                .await;
+            let arrival = Arrival {
+                body: Bytes::copy_from_slice(update.get().as_bytes()),
+                provenance: Provenance::Poll { request_id, peer },
+                received_at: OffsetDateTime::now_utc(),
+            };
+            let taken = self.pipeline.take(arrival).instrument(span).await;
             let outcome = match &taken {
-                Ok(Taken::Accepted { .. }) => {
+                Ok(Outcome::Accepted { .. }) => {
                     report.accepted += 1;
                     "accepted"
                 }
-                Ok(Taken::Duplicate { .. }) => {
+                Ok(Outcome::Duplicate { .. }) => {
                     report.duplicates += 1;
                     "duplicate"
                 }
-                Ok(Taken::DeadLettered { .. }) => {
+                Ok(Outcome::DeadLettered { .. }) => {
                     report.dead_lettered += 1;
                     "dead_lettered"
                 }
@@ -273,8 +269,8 @@ impl Poller {
         report
     }
 
-    /// Passes at `poll.interval`, the first at once, until `stop` turns true.
-    pub async fn run(mut self, mut stop: watch::Receiver<bool>) {
+    /// Passes at `poll.interval`, the first at once, until `stop` fires.
+    pub async fn run(mut self, stop: CancellationToken) {
         self.halt = Some(stop.clone());
         loop {
             match self.run_once().await {
@@ -286,7 +282,7 @@ impl Poller {
             }
             tokio::select! {
                 _ = tokio::time::sleep(self.config.interval) => {}
-                _ = stop.wait_for(|stopped| *stopped) => return,
+                _ = stop.cancelled() => return,
             }
         }
     }
