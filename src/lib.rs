@@ -12,6 +12,7 @@ pub mod delivery;
 pub mod events;
 pub mod ingest;
 pub mod lifecycle;
+pub mod secret;
 pub mod sinks;
 pub mod startup;
 pub mod telemetry;

@@ -3,7 +3,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::secret::InlineSecret;
+use crate::secret::InlineSecret;
 
 /// How a webhook proves it is authentic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]

@@ -1,8 +1,6 @@
 //! Typed settings: defaults, then a TOML file, then `VIZION_BRIDGE__SECTION__KEY`
 //! environment variables. Unknown keys anywhere are an error.
 
-pub mod secret;
-
 use std::path::{Path, PathBuf};
 
 use figment::providers::{Env, Format, Serialized, Toml};

@@ -2,7 +2,7 @@
 
 use serde_json::Value;
 use vizion_bridge::auth::{KeyConfig, Mode, Scheme};
-use vizion_bridge::config::secret::InlineSecret;
+use vizion_bridge::secret::InlineSecret;
 
 use crate::helpers::*;
 

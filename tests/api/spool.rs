@@ -11,8 +11,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use vizion_bridge::config::secret::InlineSecret;
 use vizion_bridge::delivery::DeliveryMode;
+use vizion_bridge::secret::InlineSecret;
 
 use crate::helpers::*;
 use crate::proxy::TcpProxy;

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use serde_json::Value;
-use vizion_bridge::config::secret::InlineSecret;
 use vizion_bridge::delivery::DeliveryMode;
+use vizion_bridge::secret::InlineSecret;
 use vizion_bridge::sinks::SinkKind;
 
 use crate::helpers::*;

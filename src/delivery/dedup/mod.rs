@@ -17,8 +17,8 @@ use serde::{Deserialize, Serialize};
 
 use self::id_log::IdLog;
 pub use self::redis_store::{RedisError, RedisStore};
-use crate::config::secret::{self, InlineSecret, SecretError};
 use crate::delivery::key_lock::{KeyLocks, Turn};
+use crate::secret::{self, InlineSecret, SecretError};
 use crate::telemetry::Metrics;
 
 /// The file under the storage directory that keeps the ids across restarts.

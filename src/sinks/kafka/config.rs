@@ -5,7 +5,7 @@ use std::time::Duration;
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize, Serializer};
 
-use crate::config::secret::{self, SecretError, REDACTED};
+use crate::secret::{self, SecretError, REDACTED};
 use crate::sinks::MessageKind;
 
 /// Producer properties the bridge sets itself: its delivery guarantee rests on them.

@@ -7,7 +7,7 @@ use lapin::uri::AMQPUri;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
-use crate::config::secret::{self, InlineSecret, SecretError};
+use crate::secret::{self, InlineSecret, SecretError};
 
 /// Used when no URL is configured: a broker on this machine with its stock account.
 pub const DEFAULT_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";

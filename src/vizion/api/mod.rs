@@ -27,7 +27,7 @@ pub use self::model::{
     Created, NewReference, Page, PageInfo, Reference, ReferenceFilter, Subscribe, Unsubscribed,
 };
 use self::pacer::Pacer;
-use crate::config::secret::{self, InlineSecret, SecretError};
+use crate::secret::{self, InlineSecret, SecretError};
 use crate::telemetry::Metrics;
 
 /// Vizion's production API.
