@@ -13,6 +13,7 @@ pub mod events;
 pub mod ingest;
 pub mod lifecycle;
 pub mod secret;
+pub mod settings;
 pub mod sinks;
 pub mod startup;
 pub mod telemetry;

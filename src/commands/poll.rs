@@ -4,8 +4,8 @@
 use std::process::ExitCode;
 
 use crate::cli::PollScopeArg;
-use crate::config::Settings;
 use crate::delivery::poller::{PollReport, PollScope};
+use crate::settings::Settings;
 use crate::startup::{build_sinks, Pipeline, SpoolUse, StartupError};
 use crate::telemetry::Metrics;
 
@@ -23,7 +23,8 @@ pub fn run(
             PollScopeArg::All => PollScope::All,
         };
     }
-    let mut problems = settings.vizion_api.problems(true);
+    let mut problems = settings.vizion_api.validate();
+    problems.extend(settings.vizion_api.require_key());
     if let Err(e) = settings.validate() {
         problems.push(e.to_string());
     }

@@ -9,7 +9,7 @@ use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{Headers, Message as _};
 use rdkafka::ClientConfig;
 use serde_json::Value;
-use vizion_bridge::config::Settings;
+use vizion_bridge::settings::Settings;
 use vizion_bridge::sinks::SinkKind;
 
 use crate::helpers::*;

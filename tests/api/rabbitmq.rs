@@ -12,8 +12,8 @@ use lapin::options::{
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Channel, Connection, ConnectionProperties, Consumer};
 use serde_json::Value;
-use vizion_bridge::config::Settings;
 use vizion_bridge::secret::InlineSecret;
+use vizion_bridge::settings::Settings;
 use vizion_bridge::sinks::SinkKind;
 
 use crate::helpers::{sample, spawn_app_with, update_body, TestApp};

@@ -461,7 +461,7 @@ async fn a_dead_letter_goes_through_the_spool_to_the_sink() {
 #[tokio::test]
 async fn records_left_at_shutdown_are_forwarded_by_the_next_start() {
     let dir = tempfile::tempdir().unwrap();
-    let configure = |s: &mut vizion_bridge::config::Settings| {
+    let configure = |s: &mut vizion_bridge::settings::Settings| {
         s.spool.dir = Some(dir.path().join("spool"));
         s.delivery.mode = Some(DeliveryMode::Spool);
         s.delivery.timeout = Duration::from_millis(500);

@@ -231,7 +231,7 @@ fn rabbitmq_and_file_through<'a>(
     proxy: &TcpProxy,
     names: &'a Names,
     broker_deadline: Duration,
-) -> impl FnOnce(&mut vizion_bridge::config::Settings) + 'a {
+) -> impl FnOnce(&mut vizion_bridge::settings::Settings) + 'a {
     let url = format!("amqp://guest:guest@{}/%2f", proxy.addr);
     move |s| {
         names.configure(s);

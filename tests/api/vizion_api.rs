@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use vizion_bridge::config::Settings;
 use vizion_bridge::secret::InlineSecret;
+use vizion_bridge::settings::Settings;
 use vizion_bridge::vizion::api::{
     ApiError, NewReference, ReferenceFilter, Subscribe, VizionApi, VizionApiConfig,
 };

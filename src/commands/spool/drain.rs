@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use super::open_exclusive;
 use crate::commands::progress;
-use crate::config::Settings;
 use crate::delivery::spool::quarantine;
 use crate::delivery::Spool;
+use crate::settings::Settings;
 use crate::startup::{build_sinks, shutdown_signal};
 use crate::telemetry::Metrics;
 

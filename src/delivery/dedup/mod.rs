@@ -82,20 +82,24 @@ impl DedupConfig {
         self.redis_url.is_some() || self.redis_url_env.is_some() || self.redis_url_file.is_some()
     }
 
-    /// What is wrong with the Redis settings (checked without connecting).
-    pub fn problems(&self) -> Vec<String> {
+    /// What is wrong with these settings, one sentence each (Redis is checked without
+    /// connecting).
+    pub fn validate(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if self.capacity == 0 {
+            problems.push("`dedup.capacity` must be above 0".into());
+        }
         if !self.uses_redis() {
-            return Vec::new();
+            return problems;
         }
         let checked = self.redis_url().and_then(|url| {
             redis::Client::open(url.expose_secret())
                 .map(drop)
                 .map_err(|e| DedupError::BadRedisUrl(format!("{:?}", e.kind())))
         });
-        let mut problems = match checked {
-            Ok(()) => Vec::new(),
-            Err(e) => vec![e.to_string()],
-        };
+        if let Err(e) = checked {
+            problems.push(e.to_string());
+        }
         if self.redis_timeout.is_zero() {
             problems.push("`dedup.redis_timeout` must be above 0".into());
         }
@@ -308,7 +312,7 @@ mod tests {
             redis_breaker_open: Duration::ZERO,
             ..DedupConfig::default()
         };
-        let problems = config.problems();
+        let problems = config.validate();
         assert!(
             problems
                 .iter()
@@ -323,7 +327,7 @@ mod tests {
             redis_url: Some(InlineSecret::new("redis://127.0.0.1:6379/0")),
             ..DedupConfig::default()
         }
-        .problems()
+        .validate()
         .is_empty());
     }
 

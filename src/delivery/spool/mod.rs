@@ -84,7 +84,7 @@ impl Default for SpoolConfig {
 
 impl SpoolConfig {
     /// What is wrong with these settings, one line per problem.
-    pub fn problems(&self) -> Vec<String> {
+    pub fn validate(&self) -> Vec<String> {
         let mut problems = Vec::new();
         if self.dir.is_none() {
             return problems;

@@ -233,20 +233,4 @@ mod tests {
         };
         assert!(config.validate()[0].contains("exactly one"));
     }
-
-    #[test]
-    fn the_section_is_checked_only_when_the_sink_is_used() {
-        use crate::config::{ConfigError, Settings};
-        use crate::sinks::SinkKind;
-
-        let mut settings = Settings::default();
-        settings.rabbitmq.channels = 0;
-        let errors = |settings: &Settings| match settings.validate() {
-            Err(ConfigError::Invalid(errors)) => errors.join("\n"),
-            _ => String::new(),
-        };
-        assert!(!errors(&settings).contains("rabbitmq"));
-        settings.sinks = vec![SinkKind::Rabbitmq];
-        assert!(errors(&settings).contains("`rabbitmq.channels`"));
-    }
 }
