@@ -7,7 +7,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::auth::{AuthConfig, Mode, Scheme};
-use crate::config::{self, ConfigError, ConfigWarning, StorageConfig};
+use crate::config::{self, BuildContext, ConfigError, ConfigWarning, StorageConfig};
 use crate::delivery::poller::PollConfig;
 use crate::delivery::{DedupConfig, DeliveryConfig, DeliveryMode, SpoolConfig};
 use crate::events::EventsConfig;
@@ -15,8 +15,8 @@ use crate::ingest::{IngestConfig, ServerConfig};
 use crate::lifecycle::LifecycleConfig;
 use crate::sinks::kafka::KafkaConfig;
 use crate::sinks::rabbitmq::RabbitmqConfig;
-use crate::sinks::SinkKind;
-use crate::telemetry::{LogConfig, MetricsConfig};
+use crate::sinks::{SinkConfigs, SinkKind};
+use crate::telemetry::{LogConfig, Metrics, MetricsConfig};
 use crate::vizion::api::VizionApiConfig;
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -136,6 +136,25 @@ impl Settings {
             ));
         }
         warnings
+    }
+
+    /// The sections of the sinks, for [`crate::sinks::build`].
+    pub fn sink_configs(&self) -> SinkConfigs<'_> {
+        SinkConfigs {
+            file: &self.storage,
+            kafka: &self.kafka,
+            rabbitmq: &self.rabbitmq,
+        }
+    }
+
+    /// A context to build components with, for an application of its own (its own
+    /// token and tracker), with `server.shutdown_timeout` as the grace at shutdown.
+    pub fn build_context(&self, metrics: Metrics) -> BuildContext {
+        BuildContext::new(
+            metrics,
+            self.storage.data_dir.clone(),
+            self.server.shutdown_timeout,
+        )
     }
 
     /// The effective settings as TOML, with every secret shown as `[redacted]`.

@@ -20,10 +20,7 @@ use crate::ingest::connection::{self, Connections};
 use crate::ingest::{routes, BodyReads, IngestState, ShutdownState, SourcePolicy, ANSWER_MARGIN};
 use crate::lifecycle::{AutoUnsubscribe, UnsubscribeRecord};
 use crate::settings::Settings;
-use crate::sinks::file::FileSink;
-use crate::sinks::kafka::KafkaSink;
-use crate::sinks::rabbitmq::RabbitmqSink;
-use crate::sinks::{Sink, SinkError, SinkKind};
+use crate::sinks::{self, Sink, SinkError};
 use crate::telemetry::Metrics;
 use crate::vizion::api::{ApiError, VizionApi};
 
@@ -436,20 +433,8 @@ pub fn build_sinks(
     settings: &Settings,
     metrics: &Metrics,
 ) -> Result<Vec<Arc<dyn Sink>>, StartupError> {
-    let mut built: Vec<Arc<dyn Sink>> = Vec::with_capacity(settings.sinks.len());
-    for kind in &settings.sinks {
-        match kind {
-            SinkKind::File => built.push(Arc::new(FileSink::open(&settings.storage.data_dir)?)),
-            SinkKind::Kafka => built.push(Arc::new(KafkaSink::start(
-                &settings.kafka,
-                metrics.clone(),
-            )?)),
-            SinkKind::Rabbitmq => {
-                built.push(Arc::new(RabbitmqSink::start(&settings.rabbitmq, metrics)?))
-            }
-        }
-    }
-    Ok(built)
+    let cx = settings.build_context(metrics.clone());
+    Ok(sinks::build(&settings.sinks, settings.sink_configs(), &cx)?)
 }
 
 fn bind(addr: SocketAddr) -> Result<TcpListener, StartupError> {

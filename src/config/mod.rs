@@ -1,15 +1,17 @@
 //! Generic configuration pieces that every component may use: the errors of loading
 //! and checking settings, the loader itself (defaults, then a TOML file, then
-//! `VIZION_BRIDGE__SECTION__KEY` environment variables, unknown keys being an error)
-//! and the storage section. The root aggregate of every section is
-//! [`crate::settings::Settings`].
+//! `VIZION_BRIDGE__SECTION__KEY` environment variables, unknown keys being an error),
+//! the storage section, and the [`BuildContext`] components are built with. The root
+//! aggregate of every section is [`crate::settings::Settings`].
 
+mod context;
 mod load;
 
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+pub use self::context::BuildContext;
 pub use self::load::{load, CONFIG_PATH_ENV, ENV_PREFIX};
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

@@ -2,6 +2,7 @@
 //! module behind the [`Sink`] trait; a write counts only once the sink confirms it is
 //! durable.
 
+mod build;
 pub mod file;
 mod health;
 pub mod kafka;
@@ -15,6 +16,7 @@ use prometheus::{Histogram, IntCounter};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
+pub use self::build::{build, SinkConfig, SinkConfigs};
 pub use self::health::SinkHealth;
 pub use self::message::{Message, MessageKind, DELIVERY_KIND_HEADER, REASON_HEADER};
 use crate::events::{CloudEvent, NormalizedBatch};

@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use self::id_log::IdLog;
 pub use self::redis_store::{RedisError, RedisStore};
+use crate::config::BuildContext;
 use crate::delivery::key_lock::{KeyLocks, Turn};
 use crate::secret::{self, InlineSecret, SecretError};
 use crate::telemetry::Metrics;
@@ -119,6 +120,12 @@ impl DedupConfig {
             self.redis_url_env.as_deref(),
             self.redis_url_file.as_deref(),
         )?)
+    }
+
+    /// The deduplication these settings describe, its ids kept under the context's
+    /// data directory (see [`Dedup::open`]).
+    pub fn build(&self, cx: &BuildContext) -> Result<Dedup, DedupError> {
+        Dedup::open(self, &cx.data_dir, &cx.metrics)
     }
 
     /// The Redis store, when Redis is configured. It connects on first use.

@@ -34,6 +34,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
+use crate::config::BuildContext;
 use crate::sinks::{Record, Sink};
 use crate::telemetry::Metrics;
 
@@ -83,6 +84,11 @@ impl Default for SpoolConfig {
 }
 
 impl SpoolConfig {
+    /// The spool in `dir`, opened as [`Spool::open`] does.
+    pub fn build(&self, cx: &BuildContext) -> Result<Spool, SpoolError> {
+        Spool::open(self, cx.metrics.clone())
+    }
+
     /// What is wrong with these settings, one line per problem.
     pub fn validate(&self) -> Vec<String> {
         let mut problems = Vec::new();
