@@ -2,6 +2,7 @@
 //! same way (tests on port 0).
 
 use std::net::{SocketAddr, TcpListener};
+use std::pin::pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,12 +11,15 @@ use actix_service::{apply_fn_factory, map_config};
 use actix_web::dev::{AppConfig, Server, Service};
 use actix_web::{web, App, HttpServer};
 use tokio::net::TcpStream;
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 use crate::auth::{Authenticator, KeyRing};
-use crate::config::ConfigError;
+use crate::config::{BuildContext, ConfigError};
 use crate::delivery::poller::Poller;
-use crate::delivery::{Dedup, DedupError, Delivery, Intake, Spool, SpoolError};
+use crate::delivery::{DedupError, Delivery, Intake, SpoolError};
 use crate::ingest::connection::{self, Connections};
 use crate::ingest::{routes, BodyReads, IngestState, ShutdownState, SourcePolicy, ANSWER_MARGIN};
 use crate::lifecycle::{AutoUnsubscribe, UnsubscribeRecord};
@@ -31,6 +35,9 @@ const DRAIN_QUIET: Duration = Duration::from_millis(100);
 /// How long a connection answered before its body was read stays open to take the
 /// rest, so that the answer is not lost to a reset.
 const CLIENT_DISCONNECT_LINGER: Duration = Duration::from_secs(1);
+
+/// What a cancelled background task gets for its last step, should the grace be spent.
+const LAST_STEP: Duration = Duration::from_secs(1);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -64,30 +71,32 @@ pub struct Application {
     metrics_server: Server,
     state: web::Data<IngestState>,
     connections: Arc<Connections>,
-    stop: Arc<Notify>,
+    /// Cancelled to begin the shutdown: a child of the application's root token, so
+    /// that cancelling the root stops serving as well.
+    stop: CancellationToken,
     shutdown_delay: Duration,
     shutdown_timeout: Duration,
     answer_window: Duration,
     poller: Option<Poller>,
-    auto_unsubscribe: Option<Arc<AutoUnsubscribe>>,
+    wiring: Wiring,
 }
 
 /// Asks a running [`Application`] to shut down as on SIGTERM.
 #[derive(Clone)]
-pub struct StopHandle(Arc<Notify>);
+pub struct StopHandle(CancellationToken);
 
 impl StopHandle {
     pub fn stop(&self) {
-        self.0.notify_one();
+        self.0.cancel();
     }
 }
 
 impl Application {
     /// Builds the service with the sinks named in `settings`.
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
-        let metrics = Metrics::new();
-        let sinks = build_sinks(&settings, &metrics)?;
-        Self::assemble(settings, sinks, metrics).await
+        let cx = settings.build_context(Metrics::new());
+        let sinks = sinks::build(&settings.sinks, settings.sink_configs(), &cx)?;
+        Self::assemble(settings, sinks, cx).await
     }
 
     /// Builds the service with the given sinks in place of the configured ones (tests
@@ -96,13 +105,14 @@ impl Application {
         settings: Settings,
         sinks: Vec<Arc<dyn Sink>>,
     ) -> Result<Self, StartupError> {
-        Self::assemble(settings, sinks, Metrics::new()).await
+        let cx = settings.build_context(Metrics::new());
+        Self::assemble(settings, sinks, cx).await
     }
 
     async fn assemble(
         settings: Settings,
         sinks: Vec<Arc<dyn Sink>>,
-        metrics: Metrics,
+        cx: BuildContext,
     ) -> Result<Self, StartupError> {
         for warning in settings.validate()? {
             tracing::warn!("{}", warning.0);
@@ -110,12 +120,12 @@ impl Application {
         let keys = KeyRing::from_config(&settings.auth.secrets)
             .map_err(|e| ConfigError::Invalid(vec![format!("`auth.secrets`: {e}")]))?;
         let server_config = &settings.server;
-        let pipeline = Pipeline::build(&settings, sinks, &metrics, SpoolUse::Serve)?;
-        let delivery = pipeline.intake.delivery().clone();
-        let intake = pipeline.intake.clone();
-        let auto_unsubscribe = pipeline.auto_unsubscribe.clone();
+        let metrics = cx.metrics.clone();
+        let wiring = Wiring::build(&settings, sinks, &cx, SpoolUse::Serve)?;
+        let delivery = wiring.intake.delivery().clone();
+        let intake = wiring.intake.clone();
         let poller = if settings.poll.enabled {
-            Some(pipeline.poller(&settings, &metrics)?)
+            Some(wiring.poller(&settings)?)
         } else {
             None
         };
@@ -176,12 +186,12 @@ impl Application {
             metrics_server,
             state,
             connections,
-            stop: Arc::new(Notify::new()),
+            stop: cx.shutdown.child_token(),
             shutdown_delay: server_config.shutdown_delay,
             shutdown_timeout: server_config.shutdown_timeout,
             answer_window: server_config.answer_window(),
             poller,
-            auto_unsubscribe,
+            wiring,
         })
     }
 
@@ -204,15 +214,13 @@ impl Application {
         let metrics = self.metrics_server.handle();
         let mut serving = tokio::spawn(self.server);
         let metrics_serving = tokio::spawn(self.metrics_server);
-        let (halt_polling, halted) = tokio::sync::watch::channel(false);
-        let polling = self
-            .poller
-            .take()
-            .map(|poller| tokio::spawn(poller.run(halted)));
+        if let Some(poller) = self.poller.take() {
+            self.wiring.start_polling(poller);
+        }
 
         let early_exit = tokio::select! {
             _ = shutdown_signal() => None,
-            _ = self.stop.notified() => None,
+            _ = self.stop.cancelled() => None,
             result = &mut serving => Some(result),
         };
         self.state.shutdown.stop_being_ready();
@@ -235,20 +243,7 @@ impl Application {
                 serving.await.map_err(std::io::Error::other).and_then(|r| r)
             }
         };
-        let _ = halt_polling.send(true);
-        if let Some(mut polling) = polling {
-            // A pass stops before its next update; the one being written finishes.
-            if tokio::time::timeout(Duration::from_secs(30), &mut polling)
-                .await
-                .is_err()
-            {
-                polling.abort();
-            }
-        }
-        if let Some(auto) = &self.auto_unsubscribe {
-            auto.finish(Duration::from_secs(10)).await;
-        }
-        self.state.delivery.close().await;
+        self.wiring.close().await;
         metrics.stop(true).await;
         let _ = metrics_serving.await;
         tracing::info!("stopped");
@@ -355,27 +350,35 @@ pub enum SpoolUse {
 }
 
 /// What takes authentic bodies, from webhooks and from polling alike: the delivery to
-/// the sinks, and the auto-unsubscription when it is on.
-pub struct Pipeline {
+/// the sinks, and the auto-unsubscription when it is on. It also owns the background
+/// work around them, and stops it in one order: what produces records first, then the
+/// sinks, then whatever still runs.
+pub struct Wiring {
     pub intake: Intake,
     pub auto_unsubscribe: Option<Arc<AutoUnsubscribe>>,
+    cx: BuildContext,
+    /// Halts what produces records (the poller) before the sinks close: a child of the
+    /// application's token.
+    producers: CancellationToken,
+    polling: Option<JoinHandle<()>>,
 }
 
-impl Pipeline {
+impl Wiring {
     pub fn build(
         settings: &Settings,
         sinks: Vec<Arc<dyn Sink>>,
-        metrics: &Metrics,
+        cx: &BuildContext,
         spool_use: SpoolUse,
     ) -> Result<Self, StartupError> {
+        let metrics = &cx.metrics;
         let mut delivery = Delivery::new(
             sinks,
-            Dedup::open(&settings.dedup, &settings.storage.data_dir, metrics)?,
+            settings.dedup.build(cx)?,
             &settings.delivery,
             metrics.clone(),
         );
         if settings.spool.dir.is_some() && spool_use == SpoolUse::Serve {
-            let spool = Spool::open(&settings.spool, metrics.clone())?;
+            let spool = settings.spool.build(cx)?;
             delivery = delivery.with_spool(spool, settings.delivery.effective_mode(true));
         }
         let delivery = Arc::new(delivery);
@@ -384,7 +387,7 @@ impl Pipeline {
             let api = VizionApi::new(&settings.vizion_api)?.with_metrics(metrics.clone());
             let record = match delivery.dedup().redis() {
                 Some(redis) => UnsubscribeRecord::redis(redis.clone()),
-                None => UnsubscribeRecord::file(&settings.storage.data_dir)
+                None => UnsubscribeRecord::file(&cx.data_dir)
                     .map_err(|e| StartupError::Record(e.to_string()))?,
             };
             let auto = AutoUnsubscribe::new(
@@ -402,11 +405,15 @@ impl Pipeline {
         Ok(Self {
             intake,
             auto_unsubscribe,
+            cx: cx.clone(),
+            producers: cx.shutdown.child_token(),
+            polling: None,
         })
     }
 
-    /// A poller on this pipeline, with its own rate-limited API client.
-    pub fn poller(&self, settings: &Settings, metrics: &Metrics) -> Result<Poller, StartupError> {
+    /// A poller on this wiring, with its own rate-limited API client.
+    pub fn poller(&self, settings: &Settings) -> Result<Poller, StartupError> {
+        let metrics = &self.cx.metrics;
         let api = VizionApi::new(&settings.vizion_api)?
             .with_rate_limit(settings.poll.requests_per_second)
             .with_metrics(metrics.clone());
@@ -418,23 +425,48 @@ impl Pipeline {
         ))
     }
 
-    /// Lets unsubscriptions in progress finish, then flushes and closes the sinks.
-    pub async fn close(&self) {
+    /// Runs `poller` in the background until [`close`](Self::close).
+    pub fn start_polling(&mut self, poller: Poller) {
+        let producers = self.producers.clone();
+        let (halt, halted) = watch::channel(false);
+        self.polling = Some(self.cx.spawn(async move {
+            let mut polling = pin!(poller.run(halted));
+            tokio::select! {
+                () = &mut polling => return,
+                () = producers.cancelled() => {}
+            }
+            let _ = halt.send(true);
+            polling.await;
+        }));
+    }
+
+    /// Stops the poller and lets unsubscriptions in progress finish, within the grace;
+    /// then flushes and closes the sinks; then stops whatever still runs in the
+    /// background.
+    pub async fn close(&mut self) {
+        let deadline = Instant::now() + self.cx.grace;
+        self.producers.cancel();
+        if let Some(mut polling) = self.polling.take() {
+            // A pass stops before its next update; the one being written finishes.
+            if tokio::time::timeout_at(deadline, &mut polling)
+                .await
+                .is_err()
+            {
+                polling.abort();
+            }
+        }
         if let Some(auto) = &self.auto_unsubscribe {
-            auto.finish(Duration::from_secs(10)).await;
+            auto.finish(deadline.saturating_duration_since(Instant::now()))
+                .await;
         }
         self.intake.delivery().close().await;
+        let left = deadline
+            .saturating_duration_since(Instant::now())
+            .max(LAST_STEP);
+        if !self.cx.stop_tasks(left).await {
+            tracing::warn!("background tasks still running at shutdown were left behind");
+        }
     }
-}
-
-/// Opens the sinks named in `settings.sinks`. Broker sinks connect in the background:
-/// the service starts while a broker is down, and `/readyz` says so.
-pub fn build_sinks(
-    settings: &Settings,
-    metrics: &Metrics,
-) -> Result<Vec<Arc<dyn Sink>>, StartupError> {
-    let cx = settings.build_context(metrics.clone());
-    Ok(sinks::build(&settings.sinks, settings.sink_configs(), &cx)?)
 }
 
 fn bind(addr: SocketAddr) -> Result<TcpListener, StartupError> {

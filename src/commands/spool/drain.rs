@@ -12,7 +12,8 @@ use crate::commands::progress;
 use crate::delivery::spool::quarantine;
 use crate::delivery::Spool;
 use crate::settings::Settings;
-use crate::startup::{build_sinks, shutdown_signal};
+use crate::sinks;
+use crate::startup::shutdown_signal;
 use crate::telemetry::Metrics;
 
 /// How often the records left are looked at (and printed, off a terminal, every
@@ -39,10 +40,12 @@ pub fn run(settings: &Settings, dir: &Path, timeout: Duration) -> Result<(), Str
         let quarantined_before = quarantined_records(dir)?;
         let metrics = Metrics::new();
         let spool = open_exclusive(settings, &metrics, "drain")?;
-        let sinks = match build_sinks(settings, &metrics) {
+        let cx = settings.build_context(metrics.clone());
+        let sinks = match sinks::build(&settings.sinks, settings.sink_configs(), &cx) {
             Ok(sinks) => sinks,
             Err(e) => {
                 spool.close(Duration::ZERO).await;
+                cx.shutdown.cancel();
                 return Err(format!("cannot start the sinks: {e}"));
             }
         };
@@ -61,6 +64,7 @@ pub fn run(settings: &Settings, dir: &Path, timeout: Duration) -> Result<(), Str
                 tracing::error!(sink = sink.name(), error = %e, "closing sink failed");
             }
         }
+        cx.stop_tasks(cx.grace).await;
         let left = spool.state().entries;
         let quarantined = quarantined_records(dir)?
             .difference(&quarantined_before)
