@@ -3,6 +3,10 @@
 //!
 //! The data path reads top to bottom: [`ingest`] (HTTP) → [`auth`] → [`vizion`]
 //! (parse) → [`delivery`] (dedup, acknowledgement) → [`sinks`].
+//!
+//! [`settings`] is the root of the configuration, above every component; each
+//! component checks its own section and builds itself from a [`config::BuildContext`],
+//! and [`startup`] wires them together and stops them.
 
 pub mod auth;
 pub mod cli;
