@@ -4,6 +4,10 @@
 //! The data path reads top to bottom: [`ingest`] (HTTP) or [`poller`] → [`pipeline`]
 //! (parse, normalize into an [`events::Envelope`]) → [`delivery`] (dedup,
 //! acknowledgement, spool) → [`sinks`].
+//!
+//! [`settings`] is the root of the configuration, above every component; each
+//! component checks its own section and builds itself from a [`config::BuildContext`],
+//! and [`startup`] wires them together and stops them.
 
 pub mod auth;
 pub mod cli;
@@ -15,6 +19,8 @@ pub mod ingest;
 pub mod lifecycle;
 pub mod pipeline;
 pub mod poller;
+pub mod secret;
+pub mod settings;
 pub mod sinks;
 pub mod startup;
 pub mod telemetry;

@@ -5,7 +5,7 @@ use clap::Parser;
 use vizion_bridge::auth::signer;
 use vizion_bridge::cli::{Cli, Command};
 use vizion_bridge::commands;
-use vizion_bridge::config::Settings;
+use vizion_bridge::settings::Settings;
 use vizion_bridge::startup::Application;
 use vizion_bridge::telemetry::init_logging;
 

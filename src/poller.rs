@@ -47,7 +47,8 @@ impl Default for PollConfig {
 }
 
 impl PollConfig {
-    pub fn problems(&self) -> Vec<String> {
+    /// What is wrong with these settings, one sentence each.
+    pub fn validate(&self) -> Vec<String> {
         let mut problems = Vec::new();
         if self.interval.is_zero() {
             problems.push("`poll.interval` must be above 0".into());

@@ -9,118 +9,25 @@ use actix_http::HttpService;
 use actix_service::{apply_fn_factory, map_config};
 use actix_web::dev::{AppConfig, Server, Service};
 use actix_web::{web, App, HttpServer};
-use serde::{Deserialize, Serialize};
 use tokio::net::TcpStream;
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::Semaphore;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::auth::{Authenticator, KeyRing};
-use crate::config::{ConfigError, Settings};
-use crate::delivery::{Dedup, DedupError, Delivery, Spool, SpoolError};
+use crate::config::{BuildContext, ConfigError};
+use crate::delivery::{DedupError, Delivery, SpoolError};
 use crate::ingest::connection::{self, Connections};
-use crate::ingest::{routes, BodyReads, IngestState, ShutdownState, SourcePolicy};
+use crate::ingest::{routes, BodyReads, IngestState, ShutdownState, SourcePolicy, ANSWER_MARGIN};
 use crate::lifecycle::{AutoUnsubscribe, UnsubscribeRecord};
-use crate::pipeline::Pipeline as Intake;
+use crate::pipeline::Pipeline;
 use crate::poller::Poller;
-use crate::sinks::file::FileSink;
-use crate::sinks::kafka::KafkaSink;
-use crate::sinks::rabbitmq::RabbitmqSink;
-use crate::sinks::{Sink, SinkError, SinkKind};
+use crate::settings::Settings;
+use crate::sinks::{self, Sink, SinkError};
 use crate::telemetry::Metrics;
 use crate::vizion::api::{ApiError, VizionApi};
-
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ServerConfig {
-    /// Address of the webhook listener.
-    pub listen: SocketAddr,
-    /// HTTP worker threads; 0 means one per CPU core.
-    pub workers: usize,
-    /// Webhooks handled at once once their body is in; beyond it the answer is 503
-    /// with `Retry-After`.
-    pub max_inflight: usize,
-    /// Requests still sending their body, in all; beyond it the answer is 503 with
-    /// `Retry-After` before the body is read.
-    pub max_body_reads: usize,
-    /// Of those, how many one client address (an IPv6 client: its /64) may hold.
-    pub max_body_reads_per_client: usize,
-    /// Time a client has to send the request line and headers.
-    #[serde(with = "humantime_serde")]
-    pub client_request_timeout: Duration,
-    /// Time a client has to send the whole body once the headers are in.
-    #[serde(with = "humantime_serde")]
-    pub body_read_timeout: Duration,
-    /// How long an idle keep-alive connection stays open.
-    #[serde(with = "humantime_serde")]
-    pub keep_alive: Duration,
-    /// On SIGTERM or SIGINT: how long `/readyz` answers 503 while webhooks are still
-    /// taken, so that load balancers stop sending first.
-    #[serde(with = "humantime_serde")]
-    pub shutdown_delay: Duration,
-    /// Then how long webhooks in flight may take: new ones are answered 503, and one
-    /// still running near the end is answered 503 before the connections close.
-    #[serde(with = "humantime_serde")]
-    pub shutdown_timeout: Duration,
-    /// Value of `Retry-After` on 503 answers.
-    #[serde(with = "humantime_serde")]
-    pub retry_after: Duration,
-}
-
-impl Default for ServerConfig {
-    fn default() -> Self {
-        Self {
-            listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
-            workers: 0,
-            max_inflight: 512,
-            max_body_reads: 256,
-            max_body_reads_per_client: 64,
-            client_request_timeout: Duration::from_secs(5),
-            body_read_timeout: Duration::from_secs(10),
-            keep_alive: Duration::from_secs(75),
-            shutdown_delay: Duration::ZERO,
-            shutdown_timeout: Duration::from_secs(25),
-            retry_after: Duration::from_secs(5),
-        }
-    }
-}
-
-impl ServerConfig {
-    /// What is wrong with these settings, one sentence each.
-    pub fn problems(&self) -> Vec<String> {
-        let mut problems = Vec::new();
-        if self.max_inflight == 0 {
-            problems.push("`server.max_inflight` must be above 0".into());
-        }
-        if self.max_body_reads == 0 {
-            problems.push("`server.max_body_reads` must be above 0".into());
-        }
-        if self.max_body_reads_per_client == 0
-            || self.max_body_reads_per_client > self.max_body_reads
-        {
-            problems.push(
-                "`server.max_body_reads_per_client` must be above 0 and at most \
-                 `server.max_body_reads`"
-                    .into(),
-            );
-        }
-        if self.shutdown_timeout < Duration::from_secs(1) {
-            problems.push("`server.shutdown_timeout` must be at least 1s".into());
-        }
-        problems
-    }
-
-    /// When, after the drain begins, a webhook still in flight is answered 503: a
-    /// margin before `shutdown_timeout` leaves time to write the answer.
-    fn answer_window(&self) -> Duration {
-        self.shutdown_timeout
-            .saturating_sub(ANSWER_MARGIN)
-            .max(self.shutdown_timeout / 2)
-    }
-}
-
-/// Kept at the end of `shutdown_timeout` to write the last answers.
-const ANSWER_MARGIN: Duration = Duration::from_secs(1);
 
 /// The drain ends early once no connection has arrived for this long (and nothing is
 /// in flight): closing the listener then cuts nobody's request.
@@ -129,6 +36,9 @@ const DRAIN_QUIET: Duration = Duration::from_millis(100);
 /// How long a connection answered before its body was read stays open to take the
 /// rest, so that the answer is not lost to a reset.
 const CLIENT_DISCONNECT_LINGER: Duration = Duration::from_secs(1);
+
+/// What a cancelled background task gets for its last step, should the grace be spent.
+const LAST_STEP: Duration = Duration::from_secs(1);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -162,30 +72,32 @@ pub struct Application {
     metrics_server: Server,
     state: web::Data<IngestState>,
     connections: Arc<Connections>,
-    stop: Arc<Notify>,
+    /// Cancelled to begin the shutdown: a child of the application's root token, so
+    /// that cancelling the root stops serving as well.
+    stop: CancellationToken,
     shutdown_delay: Duration,
     shutdown_timeout: Duration,
     answer_window: Duration,
     poller: Option<Poller>,
-    auto_unsubscribe: Option<Arc<AutoUnsubscribe>>,
+    wiring: Wiring,
 }
 
 /// Asks a running [`Application`] to shut down as on SIGTERM.
 #[derive(Clone)]
-pub struct StopHandle(Arc<Notify>);
+pub struct StopHandle(CancellationToken);
 
 impl StopHandle {
     pub fn stop(&self) {
-        self.0.notify_one();
+        self.0.cancel();
     }
 }
 
 impl Application {
     /// Builds the service with the sinks named in `settings`.
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
-        let metrics = Metrics::new();
-        let sinks = build_sinks(&settings, &metrics)?;
-        Self::assemble(settings, sinks, metrics).await
+        let cx = settings.build_context(Metrics::new());
+        let sinks = sinks::build(&settings.sinks, settings.sink_configs(), &cx)?;
+        Self::assemble(settings, sinks, cx).await
     }
 
     /// Builds the service with the given sinks in place of the configured ones (tests
@@ -194,13 +106,14 @@ impl Application {
         settings: Settings,
         sinks: Vec<Arc<dyn Sink>>,
     ) -> Result<Self, StartupError> {
-        Self::assemble(settings, sinks, Metrics::new()).await
+        let cx = settings.build_context(Metrics::new());
+        Self::assemble(settings, sinks, cx).await
     }
 
     async fn assemble(
         settings: Settings,
         sinks: Vec<Arc<dyn Sink>>,
-        metrics: Metrics,
+        cx: BuildContext,
     ) -> Result<Self, StartupError> {
         for warning in settings.validate()? {
             tracing::warn!("{}", warning.0);
@@ -208,12 +121,12 @@ impl Application {
         let keys = KeyRing::from_config(&settings.auth.secrets)
             .map_err(|e| ConfigError::Invalid(vec![format!("`auth.secrets`: {e}")]))?;
         let server_config = &settings.server;
-        let pipeline = Pipeline::build(&settings, sinks, &metrics, SpoolUse::Serve)?;
-        let delivery = pipeline.intake.delivery().clone();
-        let intake = pipeline.intake.clone();
-        let auto_unsubscribe = pipeline.auto_unsubscribe.clone();
+        let metrics = cx.metrics.clone();
+        let wiring = Wiring::build(&settings, sinks, &cx, SpoolUse::Serve)?;
+        let delivery = wiring.intake.delivery().clone();
+        let intake = wiring.intake.clone();
         let poller = if settings.poll.enabled {
-            Some(pipeline.poller(&settings, &metrics)?)
+            Some(wiring.poller(&settings)?)
         } else {
             None
         };
@@ -274,12 +187,12 @@ impl Application {
             metrics_server,
             state,
             connections,
-            stop: Arc::new(Notify::new()),
+            stop: cx.shutdown.child_token(),
             shutdown_delay: server_config.shutdown_delay,
             shutdown_timeout: server_config.shutdown_timeout,
             answer_window: server_config.answer_window(),
             poller,
-            auto_unsubscribe,
+            wiring,
         })
     }
 
@@ -302,15 +215,13 @@ impl Application {
         let metrics = self.metrics_server.handle();
         let mut serving = tokio::spawn(self.server);
         let metrics_serving = tokio::spawn(self.metrics_server);
-        let halt_polling = CancellationToken::new();
-        let polling = self
-            .poller
-            .take()
-            .map(|poller| tokio::spawn(poller.run(halt_polling.clone())));
+        if let Some(poller) = self.poller.take() {
+            self.wiring.start_polling(poller);
+        }
 
         let early_exit = tokio::select! {
             _ = shutdown_signal() => None,
-            _ = self.stop.notified() => None,
+            _ = self.stop.cancelled() => None,
             result = &mut serving => Some(result),
         };
         self.state.shutdown.stop_being_ready();
@@ -333,20 +244,7 @@ impl Application {
                 serving.await.map_err(std::io::Error::other).and_then(|r| r)
             }
         };
-        halt_polling.cancel();
-        if let Some(mut polling) = polling {
-            // A pass stops before its next update; the one being written finishes.
-            if tokio::time::timeout(Duration::from_secs(30), &mut polling)
-                .await
-                .is_err()
-            {
-                polling.abort();
-            }
-        }
-        if let Some(auto) = &self.auto_unsubscribe {
-            auto.finish(Duration::from_secs(10)).await;
-        }
-        self.state.delivery.close().await;
+        self.wiring.close().await;
         metrics.stop(true).await;
         let _ = metrics_serving.await;
         tracing::info!("stopped");
@@ -453,41 +351,52 @@ pub enum SpoolUse {
 }
 
 /// What takes authentic bodies, from webhooks and from polling alike: the delivery to
-/// the sinks, and the auto-unsubscription when it is on.
-pub struct Pipeline {
-    pub intake: Intake,
+/// the sinks, and the auto-unsubscription when it is on. It also owns the background
+/// work around them, and stops it in one order: what produces records first, then the
+/// sinks, then whatever still runs.
+pub struct Wiring {
+    pub intake: Pipeline,
     pub auto_unsubscribe: Option<Arc<AutoUnsubscribe>>,
+    cx: BuildContext,
+    /// Halts what produces records (the poller) before the sinks close: a child of the
+    /// application's token.
+    producers: CancellationToken,
+    polling: Option<JoinHandle<()>>,
 }
 
-impl Pipeline {
+impl Wiring {
     pub fn build(
         settings: &Settings,
         sinks: Vec<Arc<dyn Sink>>,
-        metrics: &Metrics,
+        cx: &BuildContext,
         spool_use: SpoolUse,
     ) -> Result<Self, StartupError> {
+        let metrics = &cx.metrics;
         let mut delivery = Delivery::new(
             sinks,
-            Dedup::open(&settings.dedup, &settings.storage.data_dir, metrics)?,
+            settings.dedup.build(cx)?,
             &settings.delivery,
             metrics.clone(),
         );
         if settings.spool.dir.is_some() && spool_use == SpoolUse::Serve {
-            let spool = Spool::open(&settings.spool, metrics.clone())?;
+            let spool = settings.spool.build(cx)?;
+            // The forwarder runs until the delivery closes (it is stopped there, with
+            // the grace for records in flight), not when the producers stop.
             delivery = delivery.with_spool(
                 spool,
                 settings.delivery.effective_mode(true),
-                CancellationToken::new(),
-                &TaskTracker::new(),
+                cx.shutdown.child_token(),
+                &cx.tasks,
             );
         }
         let delivery = Arc::new(delivery);
-        let mut intake = Intake::new(delivery.clone(), settings.events.context(), metrics.clone());
+        let mut intake =
+            Pipeline::new(delivery.clone(), settings.events.context(), metrics.clone());
         let auto_unsubscribe = if settings.lifecycle.auto_unsubscribe {
             let api = VizionApi::new(&settings.vizion_api)?.with_metrics(metrics.clone());
             let record = match delivery.dedup().redis() {
                 Some(redis) => UnsubscribeRecord::redis(redis.clone()),
-                None => UnsubscribeRecord::file(&settings.storage.data_dir)
+                None => UnsubscribeRecord::file(&cx.data_dir)
                     .map_err(|e| StartupError::Record(e.to_string()))?,
             };
             let auto = AutoUnsubscribe::new(
@@ -496,7 +405,9 @@ impl Pipeline {
                 settings.events.context(),
                 record,
                 metrics.clone(),
-                CancellationToken::new(),
+                // Its own tracker: `finish` closes it and waits for unsubscriptions
+                // in progress, which must not wait for every other background task.
+                cx.shutdown.child_token(),
                 TaskTracker::new(),
             );
             intake = intake.on_complete(auto.hook());
@@ -507,11 +418,15 @@ impl Pipeline {
         Ok(Self {
             intake,
             auto_unsubscribe,
+            cx: cx.clone(),
+            producers: cx.shutdown.child_token(),
+            polling: None,
         })
     }
 
-    /// A poller on this pipeline, with its own rate-limited API client.
-    pub fn poller(&self, settings: &Settings, metrics: &Metrics) -> Result<Poller, StartupError> {
+    /// A poller on this wiring, with its own rate-limited API client.
+    pub fn poller(&self, settings: &Settings) -> Result<Poller, StartupError> {
+        let metrics = &self.cx.metrics;
         let api = VizionApi::new(&settings.vizion_api)?
             .with_rate_limit(settings.poll.requests_per_second)
             .with_metrics(metrics.clone());
@@ -523,35 +438,38 @@ impl Pipeline {
         ))
     }
 
-    /// Lets unsubscriptions in progress finish, then flushes and closes the sinks.
-    pub async fn close(&self) {
-        if let Some(auto) = &self.auto_unsubscribe {
-            auto.finish(Duration::from_secs(10)).await;
-        }
-        self.intake.delivery().close().await;
+    /// Runs `poller` in the background until [`close`](Self::close).
+    pub fn start_polling(&mut self, poller: Poller) {
+        self.polling = Some(self.cx.spawn(poller.run(self.producers.clone())));
     }
-}
 
-/// Opens the sinks named in `settings.sinks`. Broker sinks connect in the background:
-/// the service starts while a broker is down, and `/readyz` says so.
-pub fn build_sinks(
-    settings: &Settings,
-    metrics: &Metrics,
-) -> Result<Vec<Arc<dyn Sink>>, StartupError> {
-    let mut built: Vec<Arc<dyn Sink>> = Vec::with_capacity(settings.sinks.len());
-    for kind in &settings.sinks {
-        match kind {
-            SinkKind::File => built.push(Arc::new(FileSink::open(&settings.storage.data_dir)?)),
-            SinkKind::Kafka => built.push(Arc::new(KafkaSink::start(
-                &settings.kafka,
-                metrics.clone(),
-            )?)),
-            SinkKind::Rabbitmq => {
-                built.push(Arc::new(RabbitmqSink::start(&settings.rabbitmq, metrics)?))
+    /// Stops the poller and lets unsubscriptions in progress finish, within the grace;
+    /// then flushes and closes the sinks; then stops whatever still runs in the
+    /// background.
+    pub async fn close(&mut self) {
+        let deadline = Instant::now() + self.cx.grace;
+        self.producers.cancel();
+        if let Some(mut polling) = self.polling.take() {
+            // A pass stops before its next update; the one being written finishes.
+            if tokio::time::timeout_at(deadline, &mut polling)
+                .await
+                .is_err()
+            {
+                polling.abort();
             }
         }
+        if let Some(auto) = &self.auto_unsubscribe {
+            auto.finish(deadline.saturating_duration_since(Instant::now()))
+                .await;
+        }
+        self.intake.delivery().close().await;
+        let left = deadline
+            .saturating_duration_since(Instant::now())
+            .max(LAST_STEP);
+        if !self.cx.stop_tasks(left).await {
+            tracing::warn!("background tasks still running at shutdown were left behind");
+        }
     }
-    Ok(built)
 }
 
 fn bind(addr: SocketAddr) -> Result<TcpListener, StartupError> {
@@ -579,33 +497,5 @@ pub async fn shutdown_signal() {
     #[cfg(not(unix))]
     {
         let _ = interrupt.await;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_client_share_of_body_reads_beyond_the_total_is_refused() {
-        let config = ServerConfig {
-            max_body_reads: 8,
-            max_body_reads_per_client: 9,
-            ..ServerConfig::default()
-        };
-        let problems = config.problems();
-        assert_eq!(problems.len(), 1, "{problems:?}");
-        assert!(problems[0].contains("max_body_reads_per_client"));
-        assert!(ServerConfig::default().problems().is_empty());
-    }
-
-    #[test]
-    fn webhooks_in_flight_are_answered_before_the_shutdown_timeout() {
-        let with_timeout = |secs| ServerConfig {
-            shutdown_timeout: Duration::from_secs(secs),
-            ..ServerConfig::default()
-        };
-        assert_eq!(with_timeout(25).answer_window(), Duration::from_secs(24));
-        assert_eq!(with_timeout(1).answer_window(), Duration::from_millis(500));
     }
 }

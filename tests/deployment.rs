@@ -14,7 +14,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use vizion_bridge::config::Settings;
+use vizion_bridge::settings::Settings;
 
 // The binaries under test, found as the API tests find them.
 #[path = "api/helpers/binaries.rs"]

@@ -12,7 +12,7 @@ use std::sync::OnceLock;
 use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
 use libfuzzer_sys::fuzz_target;
 use vizion_bridge::auth::{AuthConfig, Authenticator, KeyConfig, KeyRing, RequestParts, Scheme};
-use vizion_bridge::config::secret::InlineSecret;
+use vizion_bridge::secret::InlineSecret;
 
 /// The seeds' signatures are made with this secret at this time.
 const SECRET: &str = "fuzz-secret";

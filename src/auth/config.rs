@@ -3,7 +3,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::secret::InlineSecret;
+use super::KeyRing;
+use crate::secret::InlineSecret;
 
 /// How a webhook proves it is authentic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -72,6 +73,40 @@ pub struct AuthConfig {
     pub body_hmac: BodyHmacConfig,
     pub static_header: StaticHeaderConfig,
     pub query_token: QueryTokenConfig,
+}
+
+impl AuthConfig {
+    /// What is wrong with these settings, one sentence each, including a secret that
+    /// cannot be read.
+    pub fn validate(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        let signature = &self.http_signature;
+        if matches!(self.scheme, Scheme::HttpSignature | Scheme::Auto)
+            && !signature
+                .required_headers
+                .iter()
+                .any(|h| h.eq_ignore_ascii_case(&signature.digest_header))
+        {
+            problems.push(format!(
+                "`auth.http_signature.required_headers` must include the digest header `{}`: \
+                 without it a signature does not bind the body",
+                signature.digest_header
+            ));
+        }
+        match KeyRing::from_config(&self.secrets) {
+            Err(e) => problems.push(format!("`auth.secrets`: {e}")),
+            Ok(keys) => {
+                let needs_secrets = self.mode != Mode::Off && self.scheme != Scheme::None;
+                if needs_secrets && keys.is_empty() {
+                    problems.push(format!(
+                        "`auth.secrets` is empty: scheme `{}` needs at least one secret",
+                        self.scheme.as_str()
+                    ));
+                }
+            }
+        }
+        problems
+    }
 }
 
 impl Default for AuthConfig {

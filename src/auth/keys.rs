@@ -5,7 +5,7 @@ use secrecy::{ExposeSecret, SecretString};
 use sha2::Sha256;
 
 use super::KeyConfig;
-use crate::config::secret::{self, SecretError};
+use crate::secret::{self, SecretError};
 
 /// One resolved secret.
 pub struct SigningKey {

@@ -4,9 +4,10 @@
 use std::process::ExitCode;
 
 use crate::cli::PollScopeArg;
-use crate::config::Settings;
 use crate::poller::{PollReport, PollScope};
-use crate::startup::{build_sinks, Pipeline, SpoolUse, StartupError};
+use crate::settings::Settings;
+use crate::sinks;
+use crate::startup::{SpoolUse, StartupError, Wiring};
 use crate::telemetry::Metrics;
 
 /// Runs one pass. Exit 0 when every update was read and written (or was a duplicate);
@@ -23,7 +24,8 @@ pub fn run(
             PollScopeArg::All => PollScope::All,
         };
     }
-    let mut problems = settings.vizion_api.problems(true);
+    let mut problems = settings.vizion_api.validate();
+    problems.extend(settings.vizion_api.require_key());
     if let Err(e) = settings.validate() {
         problems.push(e.to_string());
     }
@@ -42,16 +44,16 @@ pub fn run(
         }
     };
     let result = runtime.block_on(async {
-        let metrics = Metrics::new();
-        let sinks = build_sinks(&settings, &metrics)?;
-        let pipeline = Pipeline::build(&settings, sinks, &metrics, SpoolUse::Bypass)?;
-        let poller = pipeline.poller(&settings, &metrics)?;
+        let cx = settings.build_context(Metrics::new());
+        let sinks = sinks::build(&settings.sinks, settings.sink_configs(), &cx)?;
+        let mut wiring = Wiring::build(&settings, sinks, &cx, SpoolUse::Bypass)?;
+        let poller = wiring.poller(&settings)?;
         let report = if references.is_empty() {
             poller.run_once().await
         } else {
             Ok(poller.poll_references(&references).await)
         };
-        pipeline.close().await;
+        wiring.close().await;
         Ok::<_, StartupError>(report?)
     });
     match result {

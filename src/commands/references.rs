@@ -9,7 +9,7 @@ use serde_json::value::RawValue;
 
 use super::progress;
 use crate::cli::{CreateArgs, ListArgs, ReferencesCommand};
-use crate::config::Settings;
+use crate::settings::Settings;
 use crate::vizion::api::{
     ApiError, NewReference, Reference, ReferenceFilter, Subscribe, VizionApi,
 };
@@ -17,7 +17,8 @@ use crate::vizion::{self, Inbound};
 
 /// Runs one `references` command; `json` prints Vizion's answers as JSON.
 pub fn run(settings: &Settings, command: ReferencesCommand, json: bool) -> ExitCode {
-    let problems = settings.vizion_api.problems(true);
+    let mut problems = settings.vizion_api.validate();
+    problems.extend(settings.vizion_api.require_key());
     if !problems.is_empty() {
         eprintln!(
             "error: invalid configuration:\n  - {}",

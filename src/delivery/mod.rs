@@ -58,6 +58,18 @@ impl DeliveryConfig {
             AckMode::Broker
         })
     }
+
+    /// What is wrong with these settings, one sentence each.
+    pub fn validate(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if self.timeout.is_zero() {
+            problems.push("`delivery.timeout` must be above 0".into());
+        }
+        if self.broker_deadline.is_zero() {
+            problems.push("`delivery.broker_deadline` must be above 0".into());
+        }
+        problems
+    }
 }
 
 /// What must be durable before the bridge answers 200.

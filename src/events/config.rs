@@ -25,4 +25,30 @@ impl EventsConfig {
     pub fn context(&self) -> EventContext {
         EventContext::new(&self.source, &self.type_prefix)
     }
+
+    /// What is wrong with these settings, one sentence each.
+    pub fn validate(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        let source = &self.source;
+        if source.is_empty() || source.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            problems.push(
+                "`events.source` must be a URI reference (no spaces), e.g. \"urn:vizion-bridge\""
+                    .into(),
+            );
+        }
+        let prefix = &self.type_prefix;
+        if prefix.is_empty()
+            || prefix.starts_with('.')
+            || prefix.ends_with('.')
+            || !prefix
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+        {
+            problems.push(
+                "`events.type_prefix` must be a dotted name such as \"com.vizionapi.tracking\""
+                    .into(),
+            );
+        }
+        problems
+    }
 }

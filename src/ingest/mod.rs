@@ -2,6 +2,7 @@
 
 pub mod body;
 mod body_reads;
+mod config;
 pub mod connection;
 mod error;
 pub mod routes;
@@ -16,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 
 pub use self::body_reads::{BodyRead, BodyReads, BodyReadsFull};
+pub use self::config::{ServerConfig, ANSWER_MARGIN};
 pub use self::error::IngestError;
 pub use self::shutdown::ShutdownState;
 pub use self::source::{ForwardedHeader, SourcePolicy};

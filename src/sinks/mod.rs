@@ -2,6 +2,7 @@
 //! module behind the [`Sink`] trait, which takes one [`Envelope`] at a time; a write
 //! counts only once the sink confirms it is durable.
 
+mod build;
 pub mod file;
 mod health;
 pub mod kafka;
@@ -12,6 +13,7 @@ use async_trait::async_trait;
 use prometheus::{Histogram, IntCounter};
 use serde::{Deserialize, Serialize};
 
+pub use self::build::{build, SinkConfig, SinkConfigs};
 pub use self::health::SinkHealth;
 pub use self::message::{
     messages, Message, MessageKind, DELIVERY_KIND_HEADER, REASON_HEADER, TRACEPARENT_HEADER,

@@ -2,7 +2,7 @@
 
 use serde_json::Value;
 use vizion_bridge::auth::{KeyConfig, Mode, Scheme};
-use vizion_bridge::config::secret::InlineSecret;
+use vizion_bridge::secret::InlineSecret;
 
 use crate::helpers::*;
 
@@ -321,7 +321,7 @@ async fn shadow_mode_accepts_but_counts_failures() {
 #[tokio::test]
 async fn mode_off_and_scheme_none_do_not_check() {
     for configure in [
-        (|s: &mut vizion_bridge::config::Settings| s.auth.mode = Mode::Off) as fn(&mut _),
+        (|s: &mut vizion_bridge::settings::Settings| s.auth.mode = Mode::Off) as fn(&mut _),
         |s| {
             s.auth.scheme = Scheme::None;
             s.auth.secrets.clear();

@@ -4,8 +4,8 @@
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use vizion_bridge::config::secret::InlineSecret;
-use vizion_bridge::config::Settings;
+use vizion_bridge::secret::InlineSecret;
+use vizion_bridge::settings::Settings;
 
 use crate::helpers::*;
 

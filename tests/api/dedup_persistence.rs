@@ -1,8 +1,8 @@
 //! Update ids already written are remembered across a restart: in the storage
 //! directory by default, in Redis when it is configured (shared by replicas).
 
-use vizion_bridge::config::secret::InlineSecret;
-use vizion_bridge::config::Settings;
+use vizion_bridge::secret::InlineSecret;
+use vizion_bridge::settings::Settings;
 
 use crate::helpers::*;
 

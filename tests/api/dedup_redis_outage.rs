@@ -6,8 +6,8 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use vizion_bridge::config::secret::InlineSecret;
-use vizion_bridge::config::Settings;
+use vizion_bridge::secret::InlineSecret;
+use vizion_bridge::settings::Settings;
 
 use crate::helpers::*;
 

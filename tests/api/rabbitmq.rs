@@ -8,7 +8,7 @@ use lapin::message::Delivery;
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::Consumer;
 use serde_json::Value;
-use vizion_bridge::config::secret::InlineSecret;
+use vizion_bridge::secret::InlineSecret;
 
 use crate::helpers::{sample, spawn_app_with, update_body, Names, Reader, TestApp};
 

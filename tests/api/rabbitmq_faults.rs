@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use vizion_bridge::config::secret::InlineSecret;
+use vizion_bridge::secret::InlineSecret;
 
 use crate::helpers::outage::{self, assert_all_delivered};
 use crate::helpers::*;

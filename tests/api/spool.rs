@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use vizion_bridge::config::secret::InlineSecret;
 use vizion_bridge::delivery::AckMode;
+use vizion_bridge::secret::InlineSecret;
 
 use crate::helpers::*;
 
@@ -440,7 +440,7 @@ async fn a_dead_letter_goes_through_the_spool_to_the_sink() {
 #[tokio::test]
 async fn records_left_at_shutdown_are_forwarded_by_the_next_start() {
     let dir = tempfile::tempdir().unwrap();
-    let configure = |s: &mut vizion_bridge::config::Settings| {
+    let configure = |s: &mut vizion_bridge::settings::Settings| {
         s.spool.dir = Some(dir.path().join("spool"));
         s.delivery.mode = Some(AckMode::Spool);
         s.delivery.timeout = Duration::from_millis(500);

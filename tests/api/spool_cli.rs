@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use serde_json::Value;
-use vizion_bridge::config::secret::InlineSecret;
 use vizion_bridge::delivery::AckMode;
+use vizion_bridge::secret::InlineSecret;
 
 use crate::helpers::*;
 

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use serde_json::Value;
-use vizion_bridge::config::secret::InlineSecret;
 use vizion_bridge::delivery::AckMode;
+use vizion_bridge::secret::InlineSecret;
 use vizion_bridge::sinks::SinkKind;
 
 use crate::helpers::*;
@@ -228,7 +228,7 @@ fn rabbitmq_and_file_through<'a>(
     proxy: &TcpProxy,
     names: &'a Names,
     broker_deadline: Duration,
-) -> impl FnOnce(&mut vizion_bridge::config::Settings) + 'a {
+) -> impl FnOnce(&mut vizion_bridge::settings::Settings) + 'a {
     let url = format!("amqp://guest:guest@{}/%2f", proxy.addr);
     move |s| {
         names.configure(s);

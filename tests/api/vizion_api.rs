@@ -2,7 +2,7 @@
 //! endpoint, pagination, and the error answers a user would meet.
 
 use serde_json::{json, Value};
-use vizion_bridge::config::secret::InlineSecret;
+use vizion_bridge::secret::InlineSecret;
 use vizion_bridge::vizion::api::{ApiError, NewReference, ReferenceFilter, Subscribe, VizionApi};
 
 use crate::helpers::*;

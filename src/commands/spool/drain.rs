@@ -13,10 +13,11 @@ use tokio_util::task::TaskTracker;
 
 use super::open_exclusive;
 use crate::commands::progress;
-use crate::config::Settings;
 use crate::delivery::spool::quarantine;
 use crate::delivery::{SinkSet, Spool};
-use crate::startup::{build_sinks, shutdown_signal};
+use crate::settings::Settings;
+use crate::sinks;
+use crate::startup::shutdown_signal;
 use crate::telemetry::Metrics;
 
 /// How often the records left are looked at (and printed, off a terminal, every
@@ -43,10 +44,12 @@ pub fn run(settings: &Settings, dir: &Path, timeout: Duration) -> Result<(), Str
         let quarantined_before = quarantined_records(dir)?;
         let metrics = Metrics::new();
         let spool = open_exclusive(settings, &metrics, "drain")?;
-        let sinks = match build_sinks(settings, &metrics) {
+        let cx = settings.build_context(metrics.clone());
+        let sinks = match sinks::build(&settings.sinks, settings.sink_configs(), &cx) {
             Ok(sinks) => sinks,
             Err(e) => {
                 spool.close(Duration::ZERO).await;
+                cx.shutdown.cancel();
                 return Err(format!("cannot start the sinks: {e}"));
             }
         };
@@ -62,6 +65,7 @@ pub fn run(settings: &Settings, dir: &Path, timeout: Duration) -> Result<(), Str
         // Records in flight get the time a forward may take; the position is stored.
         spool.close(settings.spool.forward_timeout).await;
         sinks.close().await;
+        cx.stop_tasks(cx.grace).await;
         let left = spool.state().entries;
         let quarantined = quarantined_records(dir)?
             .difference(&quarantined_before)

@@ -13,8 +13,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use crate::cli::SpoolCommand;
-use crate::config::Settings;
 use crate::delivery::{Spool, SpoolError};
+use crate::settings::Settings;
 use crate::telemetry::Metrics;
 
 /// Runs `command` on the spool in `dir`, or in `spool.dir` without it.

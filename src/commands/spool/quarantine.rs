@@ -5,8 +5,8 @@ use std::path::Path;
 
 use super::open_exclusive;
 use crate::cli::QuarantineCommand;
-use crate::config::Settings;
 use crate::delivery::spool::quarantine;
+use crate::settings::Settings;
 use crate::telemetry::Metrics;
 
 pub fn run(settings: &Settings, dir: &Path, command: QuarantineCommand) -> Result<(), String> {

@@ -17,8 +17,9 @@ use serde::{Deserialize, Serialize};
 
 use self::id_log::IdLog;
 pub use self::redis_store::{RedisError, RedisStore};
-use crate::config::secret::{self, InlineSecret, SecretError};
+use crate::config::BuildContext;
 use crate::delivery::key_lock::{KeyLocks, Turn};
+use crate::secret::{self, InlineSecret, SecretError};
 use crate::telemetry::events::{DedupIdNotKept, DedupLookupFailed, DedupStore};
 use crate::telemetry::Metrics;
 
@@ -83,20 +84,24 @@ impl DedupConfig {
         self.redis_url.is_some() || self.redis_url_env.is_some() || self.redis_url_file.is_some()
     }
 
-    /// What is wrong with the Redis settings (checked without connecting).
-    pub fn problems(&self) -> Vec<String> {
+    /// What is wrong with these settings, one sentence each (Redis is checked without
+    /// connecting).
+    pub fn validate(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if self.capacity == 0 {
+            problems.push("`dedup.capacity` must be above 0".into());
+        }
         if !self.uses_redis() {
-            return Vec::new();
+            return problems;
         }
         let checked = self.redis_url().and_then(|url| {
             redis::Client::open(url.expose_secret())
                 .map(drop)
                 .map_err(|e| DedupError::BadRedisUrl(format!("{:?}", e.kind())))
         });
-        let mut problems = match checked {
-            Ok(()) => Vec::new(),
-            Err(e) => vec![e.to_string()],
-        };
+        if let Err(e) = checked {
+            problems.push(e.to_string());
+        }
         if self.redis_timeout.is_zero() {
             problems.push("`dedup.redis_timeout` must be above 0".into());
         }
@@ -116,6 +121,12 @@ impl DedupConfig {
             self.redis_url_env.as_deref(),
             self.redis_url_file.as_deref(),
         )?)
+    }
+
+    /// The deduplication these settings describe, its ids kept under the context's
+    /// data directory (see [`Dedup::open`]).
+    pub fn build(&self, cx: &BuildContext) -> Result<Dedup, DedupError> {
+        Dedup::open(self, &cx.data_dir, &cx.metrics)
     }
 
     /// The Redis store, when Redis is configured. It connects on first use.
@@ -317,7 +328,7 @@ mod tests {
             redis_breaker_open: Duration::ZERO,
             ..DedupConfig::default()
         };
-        let problems = config.problems();
+        let problems = config.validate();
         assert!(
             problems
                 .iter()
@@ -332,7 +343,7 @@ mod tests {
             redis_url: Some(InlineSecret::new("redis://127.0.0.1:6379/0")),
             ..DedupConfig::default()
         }
-        .problems()
+        .validate()
         .is_empty());
     }
 

@@ -36,6 +36,7 @@ use tokio_util::task::TaskTracker;
 
 use super::retry::RetryPolicy;
 use super::SinkSet;
+use crate::config::BuildContext;
 use crate::events::envelope::codec;
 use crate::events::Envelope;
 use crate::telemetry::Metrics;
@@ -96,8 +97,13 @@ impl SpoolConfig {
         }
     }
 
+    /// The spool in `dir`, opened as [`Spool::open`] does.
+    pub fn build(&self, cx: &BuildContext) -> Result<Spool, SpoolError> {
+        Spool::open(self, cx.metrics.clone())
+    }
+
     /// What is wrong with these settings, one line per problem.
-    pub fn problems(&self) -> Vec<String> {
+    pub fn validate(&self) -> Vec<String> {
         let mut problems = Vec::new();
         if self.dir.is_none() {
             return problems;

@@ -5,7 +5,7 @@ use std::time::Duration;
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize, Serializer};
 
-use crate::config::secret::{self, SecretError, REDACTED};
+use crate::secret::{self, SecretError, REDACTED};
 use crate::sinks::MessageKind;
 
 /// Producer properties the bridge sets itself: its delivery guarantee rests on them.
@@ -152,21 +152,16 @@ fn redact_secret_looking<S: Serializer>(
 }
 
 impl KafkaConfig {
-    /// Problems that types alone do not catch.
-    pub fn problems(&self, delivery_timeout: Duration) -> Vec<String> {
+    /// What is wrong with these settings, one sentence each. That a failed publish is
+    /// known before the webhook is answered depends on `delivery.timeout` as well:
+    /// [`answers_within`](Self::answers_within) checks it.
+    pub fn validate(&self) -> Vec<String> {
         let mut problems = Vec::new();
         if self.brokers.trim().is_empty() {
             problems.push("`kafka.brokers` is empty".into());
         }
         if !["none", "gzip", "snappy", "lz4", "zstd"].contains(&self.compression.as_str()) {
             problems.push("`kafka.compression` must be none, gzip, snappy, lz4 or zstd".into());
-        }
-        if self.message_timeout >= delivery_timeout {
-            problems.push(
-                "`kafka.message_timeout` must be below `delivery.timeout`, so that a failed \
-                 publish is known before the webhook is answered"
-                    .into(),
-            );
         }
         if !(1..=5).contains(&self.max_in_flight) {
             problems
@@ -188,6 +183,19 @@ impl KafkaConfig {
             problems.push(format!("`kafka.properties_env` / `properties_file`: {e}"));
         }
         problems
+    }
+
+    /// What is wrong with `message_timeout` when webhooks are answered within
+    /// `delivery_timeout`.
+    pub fn answers_within(&self, delivery_timeout: Duration) -> Vec<String> {
+        if self.message_timeout < delivery_timeout {
+            return Vec::new();
+        }
+        vec![
+            "`kafka.message_timeout` must be below `delivery.timeout`, so that a failed \
+             publish is known before the webhook is answered"
+                .into(),
+        ]
     }
 
     /// Every extra property, with the values of `properties_env` and `properties_file` read.
@@ -230,7 +238,7 @@ mod tests {
     fn the_delivery_guarantee_cannot_be_configured_away() {
         let mut config = KafkaConfig::default();
         config.properties.insert("acks".into(), "1".into());
-        let problems = config.problems(Duration::from_secs(5));
+        let problems = config.validate();
         assert!(
             problems.iter().any(|p| p.contains("`acks`")),
             "{problems:?}"
@@ -240,8 +248,9 @@ mod tests {
     #[test]
     fn the_message_timeout_must_end_before_the_answer() {
         let config = KafkaConfig::default();
-        assert!(config.problems(Duration::from_secs(5)).is_empty());
-        let problems = config.problems(Duration::from_secs(2));
+        assert!(config.validate().is_empty());
+        assert!(config.answers_within(Duration::from_secs(5)).is_empty());
+        let problems = config.answers_within(Duration::from_secs(2));
         assert!(
             problems.iter().any(|p| p.contains("message_timeout")),
             "{problems:?}"
@@ -255,7 +264,7 @@ mod tests {
             "sasl.password".into(),
             "VIZION_BRIDGE_TEST_UNSET_KAFKA_PW".into(),
         );
-        let problems = config.problems(Duration::from_secs(5));
+        let problems = config.validate();
         assert!(
             problems
                 .iter()

@@ -14,11 +14,12 @@ use rdkafka::config::ClientConfig;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureRecord, Producer};
 use tokio::sync::Notify;
-use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 pub use self::config::{KafkaConfig, KafkaTopics};
 use self::producer::{failure_reason, is_permanent, ProducerSlot};
 use super::{messages, Message, PublishMetrics, Sink, SinkError, SinkHealth};
+use crate::config::BuildContext;
 use crate::events::{CloudEvent, Envelope, DATA_CONTENT_TYPE};
 use crate::telemetry::Metrics;
 
@@ -47,15 +48,18 @@ pub struct KafkaSink {
     health: Arc<SinkHealth>,
     metrics: Metrics,
     publish_metrics: PublishMetrics,
-    watcher: JoinHandle<()>,
+    /// Stops the health watcher: a child of the application's token, cancelled on close.
+    stop: CancellationToken,
     /// Asks the health watcher to look at the brokers and topics now.
     recheck: Arc<Notify>,
 }
 
 impl KafkaSink {
-    /// Creates the producer and starts watching the brokers in the background. The
-    /// brokers need not be reachable yet: the sink reports not ready until they are.
-    pub fn start(config: &KafkaConfig, metrics: Metrics) -> Result<Self, SinkError> {
+    /// Creates the producer and starts watching the brokers in the background (on the
+    /// context's tracker, until its token is cancelled or the sink closed). The brokers
+    /// need not be reachable yet: the sink reports not ready until they are.
+    pub fn start(config: &KafkaConfig, cx: &BuildContext) -> Result<Self, SinkError> {
+        let metrics = cx.metrics.clone();
         let properties = config
             .resolved_properties()
             .map_err(|e| SinkError::Broker(format!("kafka properties: {e}")))?;
@@ -81,12 +85,13 @@ impl KafkaSink {
         let health = Arc::new(SinkHealth::new(&metrics, SINK));
         let slot = Arc::new(ProducerSlot::new(client, health.clone())?);
         let recheck = Arc::new(Notify::new());
-        let watcher = tokio::spawn(health::watch(
+        let stop = cx.shutdown.child_token();
+        cx.spawn(stop.clone().run_until_cancelled_owned(health::watch(
             slot.clone(),
             config.clone(),
             health.clone(),
             recheck.clone(),
-        ));
+        )));
         Ok(Self {
             slot,
             topics: config.topics.clone(),
@@ -94,7 +99,7 @@ impl KafkaSink {
             health,
             publish_metrics: PublishMetrics::new(&metrics, SINK),
             metrics,
-            watcher,
+            stop,
             recheck,
         })
     }
@@ -124,6 +129,12 @@ impl KafkaSink {
             });
         }
         headers
+    }
+}
+
+impl Drop for KafkaSink {
+    fn drop(&mut self) {
+        self.stop.cancel();
     }
 }
 
@@ -223,7 +234,7 @@ impl Sink for KafkaSink {
     }
 
     async fn close(&self) -> Result<(), SinkError> {
-        self.watcher.abort();
+        self.stop.cancel();
         let producer = self.slot.current();
         tokio::task::spawn_blocking(move || producer.producer.flush(Duration::from_secs(5)))
             .await

@@ -7,7 +7,7 @@ use lapin::uri::AMQPUri;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
-use crate::config::secret::{self, InlineSecret, SecretError};
+use crate::secret::{self, InlineSecret, SecretError};
 
 /// Used when no URL is configured: a broker on this machine with its stock account.
 pub const DEFAULT_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
@@ -232,21 +232,5 @@ mod tests {
             ..RabbitmqConfig::default()
         };
         assert!(config.validate()[0].contains("exactly one"));
-    }
-
-    #[test]
-    fn the_section_is_checked_only_when_the_sink_is_used() {
-        use crate::config::{ConfigError, Settings};
-        use crate::sinks::SinkKind;
-
-        let mut settings = Settings::default();
-        settings.rabbitmq.channels = 0;
-        let errors = |settings: &Settings| match settings.validate() {
-            Err(ConfigError::Invalid(errors)) => errors.join("\n"),
-            _ => String::new(),
-        };
-        assert!(!errors(&settings).contains("rabbitmq"));
-        settings.sinks = vec![SinkKind::Rabbitmq];
-        assert!(errors(&settings).contains("`rabbitmq.channels`"));
     }
 }

@@ -15,9 +15,11 @@ use lapin::uri::AMQPUri;
 use lapin::{Channel, Connection, ConnectionProperties, Event};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 use super::config::{describe_uri, RabbitmqConfig};
 use super::topology;
+use crate::config::BuildContext;
 use crate::sinks::SinkHealth;
 
 /// How often a live connection's status is checked besides its error events.
@@ -79,17 +81,25 @@ async fn open_channel(connection: &Connection) -> lapin::Result<Channel> {
 /// The connection as publishers see it: the current session, if connected.
 pub struct ConnectionManager {
     current: watch::Receiver<Option<Arc<Session>>>,
-    stop: watch::Sender<bool>,
+    /// A child of the application's token: cancelled by [`close`](Self::close), or
+    /// with the application.
+    stop: CancellationToken,
     task: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl ConnectionManager {
-    /// Starts connecting in the background; returns at once. Needs a Tokio runtime.
-    pub fn start(config: RabbitmqConfig, uri: AMQPUri, up: Arc<SinkHealth>) -> Self {
+    /// Starts connecting in the background, on the context's tracker; returns at once.
+    /// Needs a Tokio runtime.
+    pub fn start(
+        config: RabbitmqConfig,
+        uri: AMQPUri,
+        up: Arc<SinkHealth>,
+        cx: &BuildContext,
+    ) -> Self {
         let (current_tx, current) = watch::channel(None);
-        let (stop, stop_rx) = watch::channel(false);
+        let stop = cx.shutdown.child_token();
         up.set(false);
-        let task = tokio::spawn(maintain(config, uri, current_tx, stop_rx, up));
+        let task = cx.spawn(maintain(config, uri, current_tx, stop.clone(), up));
         Self {
             current,
             stop,
@@ -113,7 +123,7 @@ impl ConnectionManager {
         }
         let mut current = self.current.clone();
         loop {
-            if *self.stop.borrow() {
+            if self.stop.is_cancelled() {
                 return None;
             }
             if let Some(session) = current.borrow_and_update().as_ref() {
@@ -131,11 +141,18 @@ impl ConnectionManager {
 
     /// Stops reconnecting and closes the connection.
     pub async fn close(&self) {
-        self.stop.send_replace(true);
+        self.stop.cancel();
         let task = self.task.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(task) = task {
             let _ = task.await;
         }
+    }
+}
+
+impl Drop for ConnectionManager {
+    fn drop(&mut self) {
+        // Nobody can publish through it any more: stop reconnecting.
+        self.stop.cancel();
     }
 }
 
@@ -144,7 +161,7 @@ async fn maintain(
     config: RabbitmqConfig,
     uri: AMQPUri,
     current: watch::Sender<Option<Arc<Session>>>,
-    mut stop: watch::Receiver<bool>,
+    stop: CancellationToken,
     up: Arc<SinkHealth>,
 ) {
     let broker = describe_uri(&uri);
@@ -153,7 +170,7 @@ async fn maintain(
         let attempt = tokio::time::timeout(config.connect_timeout, connect(&config, uri.clone()));
         let outcome = tokio::select! {
             outcome = attempt => outcome,
-            _ = stop.changed() => break,
+            _ = stop.cancelled() => break,
         };
         match outcome {
             Ok(Ok((session, events))) => {
@@ -163,7 +180,7 @@ async fn maintain(
                 tracing::info!(%broker, channels = config.channels, "connected to RabbitMQ");
                 let lost = tokio::select! {
                     reason = watch_until_lost(&session, events, &up) => Some(reason),
-                    _ = stop.changed() => None,
+                    _ = stop.cancelled() => None,
                 };
                 current.send_replace(None);
                 up.set(false);
@@ -189,7 +206,7 @@ async fn maintain(
         }
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
-            _ = stop.changed() => break,
+            _ = stop.cancelled() => break,
         }
         delay = (delay * 2).min(config.reconnect_max);
     }

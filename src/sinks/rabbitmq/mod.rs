@@ -28,6 +28,7 @@ pub use self::properties::{event_properties, properties, APP_ID, PERSISTENT, PRO
 pub use self::routing::routing_key;
 pub use self::topology::ALTERNATE_EXCHANGE;
 use super::{messages, Message, PublishMetrics, Sink, SinkError, SinkHealth};
+use crate::config::BuildContext;
 use crate::events::Envelope;
 use crate::telemetry::Metrics;
 
@@ -45,9 +46,11 @@ pub struct RabbitmqSink {
 }
 
 impl RabbitmqSink {
-    /// Checks the settings and starts connecting in the background: the sink exists
-    /// (not ready) while the broker is unreachable. Needs a Tokio runtime.
-    pub fn start(config: &RabbitmqConfig, metrics: &Metrics) -> Result<Self, SinkError> {
+    /// Checks the settings and starts connecting in the background (on the context's
+    /// tracker, until its token is cancelled or the sink closed): the sink exists (not
+    /// ready) while the broker is unreachable. Needs a Tokio runtime.
+    pub fn start(config: &RabbitmqConfig, cx: &BuildContext) -> Result<Self, SinkError> {
+        let metrics = &cx.metrics;
         let errors = config.validate();
         if !errors.is_empty() {
             return Err(SinkError::Broker(errors.join("; ")));
@@ -57,7 +60,7 @@ impl RabbitmqSink {
         let health = Arc::new(SinkHealth::new(metrics, NAME));
         Ok(Self {
             exchange: config.exchange.clone(),
-            connection: ConnectionManager::start(config.clone(), uri, health.clone()),
+            connection: ConnectionManager::start(config.clone(), uri, health.clone(), cx),
             health,
             metrics: metrics.clone(),
             publish_metrics: PublishMetrics::new(metrics, NAME),

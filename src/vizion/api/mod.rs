@@ -27,7 +27,7 @@ pub use self::model::{
     Created, NewReference, Page, PageInfo, Reference, ReferenceFilter, Subscribe, Unsubscribed,
 };
 use self::pacer::Pacer;
-use crate::config::secret::{self, InlineSecret, SecretError};
+use crate::secret::{self, InlineSecret, SecretError};
 use crate::telemetry::events::{UnsubscribeAnswerLost, VizionApiRequest, VizionApiRetrying};
 use crate::telemetry::Metrics;
 
@@ -97,8 +97,9 @@ impl VizionApiConfig {
         self.api_key.is_some() || self.api_key_env.is_some() || self.api_key_file.is_some()
     }
 
-    /// What is wrong with these settings; `needs_key` when something will call the API.
-    pub fn problems(&self, needs_key: bool) -> Vec<String> {
+    /// What is wrong with these settings, one sentence each; a key is checked when one
+    /// is configured ([`require_key`](Self::require_key) when something will call the API).
+    pub fn validate(&self) -> Vec<String> {
         let mut problems = Vec::new();
         match Url::parse(&self.base_url) {
             Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => {}
@@ -118,12 +119,25 @@ impl VizionApiConfig {
         if self.timeout.is_zero() || self.connect_timeout.is_zero() {
             problems.push("`vizion_api.timeout` and `connect_timeout` must be above 0".into());
         }
-        if self.has_key() || needs_key {
-            if let Err(e) = self.key() {
-                problems.push(format!("`vizion_api.api_key`: {e}"));
-            }
+        if self.has_key() {
+            problems.extend(self.key_problem());
         }
         problems
+    }
+
+    /// What stops the API from being called when no key is configured (a configured
+    /// one is checked by [`validate`](Self::validate)).
+    pub fn require_key(&self) -> Vec<String> {
+        if self.has_key() {
+            return Vec::new();
+        }
+        self.key_problem().into_iter().collect()
+    }
+
+    fn key_problem(&self) -> Option<String> {
+        self.key()
+            .err()
+            .map(|e| format!("`vizion_api.api_key`: {e}"))
     }
 
     fn key(&self) -> Result<secrecy::SecretString, SecretError> {
@@ -605,14 +619,14 @@ mod tests {
             api_key_env: Some("VIZION_BRIDGE_TEST_NO_SUCH_KEY".into()),
             ..VizionApiConfig::default()
         };
-        let problems = config.problems(true);
+        let problems = config.validate();
         assert!(
             problems
                 .iter()
                 .any(|p| p.contains("VIZION_BRIDGE_TEST_NO_SUCH_KEY")),
             "{problems:?}"
         );
-        assert!(VizionApiConfig::default().problems(false).is_empty());
-        assert!(!VizionApiConfig::default().problems(true).is_empty());
+        assert!(VizionApiConfig::default().validate().is_empty());
+        assert!(!VizionApiConfig::default().require_key().is_empty());
     }
 }

@@ -6,8 +6,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use vizion_bridge::config::secret::InlineSecret;
-use vizion_bridge::config::Settings;
+use vizion_bridge::secret::InlineSecret;
+use vizion_bridge::settings::Settings;
 use vizion_bridge::vizion::api::VizionApiConfig;
 
 use super::binaries::sim_binary;

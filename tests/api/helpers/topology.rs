@@ -15,8 +15,8 @@ use lapin::{Channel, Connection, ConnectionProperties, Consumer};
 use rdkafka::consumer::{Consumer as _, StreamConsumer};
 use rdkafka::message::{Headers, Message as _};
 use rdkafka::ClientConfig;
-use vizion_bridge::config::secret::InlineSecret;
-use vizion_bridge::config::Settings;
+use vizion_bridge::secret::InlineSecret;
+use vizion_bridge::settings::Settings;
 use vizion_bridge::sinks::SinkKind;
 
 use super::process::Child;
