@@ -6,6 +6,7 @@
 
 pub mod auth;
 pub mod cli;
+pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod delivery;
@@ -14,5 +15,6 @@ pub mod ingest;
 pub mod lifecycle;
 pub mod sinks;
 pub mod startup;
+pub mod store;
 pub mod telemetry;
 pub mod vizion;

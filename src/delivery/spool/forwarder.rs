@@ -21,7 +21,8 @@ use super::entry::{self, StoredRecord};
 use super::format::Frame;
 use super::quarantine::{self, Note};
 use super::reader::Reader;
-use super::{checkpoint, log, undecodable, unix_millis, Shared};
+use super::{checkpoint, log, undecodable, Shared};
+use crate::clock::{now_rfc3339, unix_millis};
 use crate::sinks::{Sink, SinkError};
 
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
@@ -406,10 +407,4 @@ async fn keep_quarantined(shared: &Arc<Shared>, frame: &Frame, note: &Note) {
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(shared.config.retry_max_backoff);
     }
-}
-
-fn now_rfc3339() -> String {
-    time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
 }

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use super::format::{self, Next};
+use crate::store::fs::sync_dir;
 
 /// The first sequence number of every segment on disk, oldest first, shared between
 /// the writer (who adds) and the forwarder (who reads and removes).
@@ -374,7 +375,7 @@ fn open_segment(dir: &Path, first_seq: u64) -> io::Result<File> {
     let path = format::segment_path(dir, first_seq);
     let file = OpenOptions::new().create(true).append(true).open(&path)?;
     // The directory entry must survive a crash as well as the data.
-    File::open(dir)?.sync_all()?;
+    sync_dir(dir)?;
     Ok(file)
 }
 
