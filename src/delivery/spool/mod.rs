@@ -3,10 +3,9 @@
 //! releasing them only once every sink confirmed. It lets the bridge answer while a
 //! broker is away, and keeps what it answered for through crashes.
 //!
-//! - [`format`]: frames and segment files;
-//! - [`log`]: the segmented log, its recovery and the removal of forwarded segments;
-//! - [`reader`]: reading entries back in order, following the writer;
-//! - [`checkpoint`]: the forwarded position;
+//! - [`log`] (in [`crate::store`]): the segmented log, its frames ([`format`]), its
+//!   recovery, reading entries back ([`reader`]) and the forwarded position
+//!   ([`checkpoint`]);
 //! - [`entry`]: a sink record as bytes and back;
 //! - [`writer`]: the group-commit thread behind [`Spool::append`];
 //! - [`forwarder`]: the task that publishes spooled records;
@@ -15,15 +14,14 @@
 //! - [`aside`]: writing a file kept aside from the log, whole or not at all.
 
 mod aside;
-pub mod checkpoint;
 pub mod entry;
-pub mod format;
 mod forwarder;
-pub mod log;
 pub mod quarantine;
-pub mod reader;
 pub mod undecodable;
 mod writer;
+
+// The segment log is storage; the spool is its user.
+pub use crate::store::log::{self, checkpoint, format, reader};
 
 use std::collections::HashMap;
 use std::path::PathBuf;

@@ -5,11 +5,11 @@ use std::io;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use super::format::HEADER_LEN;
-use super::log::Log;
 use super::{Shared, SpoolError};
 use crate::clock::unix_millis;
 use crate::store::appender::{AppendError, Appender, Target};
+use crate::store::log::format::HEADER_LEN;
+use crate::store::log::Log;
 
 struct Append {
     payload: Vec<u8>,
