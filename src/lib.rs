@@ -11,6 +11,7 @@
 
 pub mod auth;
 pub mod cli;
+pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod delivery;
@@ -23,5 +24,6 @@ pub mod secret;
 pub mod settings;
 pub mod sinks;
 pub mod startup;
+pub mod store;
 pub mod telemetry;
 pub mod vizion;

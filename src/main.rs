@@ -1,5 +1,4 @@
 use std::process::ExitCode;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use clap::Parser;
 use vizion_bridge::auth::signer;
@@ -127,9 +126,7 @@ fn sign(
             return ExitCode::FAILURE;
         }
     };
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64);
+    let now = vizion_bridge::clock::unix_seconds() as i64;
     let headers = signer::sign(secret.as_bytes(), key_id, path, now, now + ttl, &body);
     println!("digest: {}", headers.digest);
     println!("x-vizion-signature: {}", headers.signature);

@@ -5,12 +5,12 @@
 //! the completed journey tries again.
 
 use std::collections::HashSet;
-use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use crate::delivery::RedisStore;
+use crate::clock::unix_seconds;
+use crate::store::key_set::{FileOptions, KeyFile, Keys, LineFormat, RedisStore};
 
 /// The file under the storage directory listing unsubscribed references.
 pub const UNSUBSCRIBED_FILE: &str = "unsubscribed.log";
@@ -36,40 +36,31 @@ pub enum UnsubscribeRecord {
 }
 
 pub struct FileRecord {
-    path: PathBuf,
-    state: Mutex<FileState>,
-}
-
-#[derive(Default)]
-struct FileState {
-    done: HashSet<String>,
-    pending: HashSet<String>,
+    file: KeyFile,
+    /// The references unsubscribed, changed only under `pending`'s lock.
+    done: Keys,
+    /// The references being unsubscribed now.
+    pending: Mutex<HashSet<String>>,
 }
 
 impl UnsubscribeRecord {
     /// Reads back `data_dir/unsubscribed.log`.
     pub fn file(data_dir: &Path) -> std::io::Result<Self> {
-        let path = data_dir.join(UNSUBSCRIBED_FILE);
         std::fs::create_dir_all(data_dir)?;
-        let mut done = HashSet::new();
-        match std::fs::File::open(&path) {
-            Ok(file) => {
-                for line in BufReader::new(file).lines() {
-                    let Ok(line) = line else { break };
-                    if let Ok(id) = serde_json::from_str::<String>(&line) {
-                        done.insert(id);
-                    }
-                }
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
-        }
+        let options = FileOptions {
+            format: LineFormat::Bare,
+            // A finished unsubscription must outlive a crash, or it would be issued again.
+            sync_each_append: true,
+            compact_after: None,
+            name: "unsubscribed references",
+            compactor: "unsubscribed-compactor",
+        };
+        let done = Keys::new(None, None);
+        let file = KeyFile::open(&data_dir.join(UNSUBSCRIBED_FILE), options, &done)?;
         Ok(Self::File(FileRecord {
-            path,
-            state: Mutex::new(FileState {
-                done,
-                pending: HashSet::new(),
-            }),
+            file,
+            done,
+            pending: Mutex::default(),
         }))
     }
 
@@ -80,10 +71,10 @@ impl UnsubscribeRecord {
     pub async fn claim(&self, reference_id: &str) -> Result<Claimed, String> {
         match self {
             UnsubscribeRecord::File(file) => {
-                let mut state = file.state.lock().expect("record lock poisoned");
-                Ok(if state.done.contains(reference_id) {
+                let mut pending = file.pending.lock().expect("record lock poisoned");
+                Ok(if file.done.contains(reference_id) {
                     Claimed::Done
-                } else if !state.pending.insert(reference_id.to_owned()) {
+                } else if !pending.insert(reference_id.to_owned()) {
                     Claimed::Elsewhere
                 } else {
                     Claimed::Mine
@@ -107,19 +98,13 @@ impl UnsubscribeRecord {
     pub async fn finish(&self, reference_id: &str) -> Result<(), String> {
         match self {
             UnsubscribeRecord::File(file) => {
-                let mut line = serde_json::to_string(reference_id).unwrap_or_default();
-                line.push('\n');
-                let mut state = file.state.lock().expect("record lock poisoned");
-                let mut out = std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(&file.path)
+                let mut pending = file.pending.lock().expect("record lock poisoned");
+                let now = unix_seconds();
+                file.file
+                    .append(reference_id, now)
                     .map_err(|e| e.to_string())?;
-                out.write_all(line.as_bytes())
-                    .and_then(|()| out.sync_data())
-                    .map_err(|e| e.to_string())?;
-                state.pending.remove(reference_id);
-                state.done.insert(reference_id.to_owned());
+                pending.remove(reference_id);
+                file.done.insert(reference_id.to_owned(), now);
                 Ok(())
             }
             UnsubscribeRecord::Redis(redis) => redis
@@ -133,8 +118,8 @@ impl UnsubscribeRecord {
     pub async fn release(&self, reference_id: &str) -> Result<(), String> {
         match self {
             UnsubscribeRecord::File(file) => {
-                let mut state = file.state.lock().expect("record lock poisoned");
-                state.pending.remove(reference_id);
+                let mut pending = file.pending.lock().expect("record lock poisoned");
+                pending.remove(reference_id);
                 Ok(())
             }
             UnsubscribeRecord::Redis(redis) => redis

@@ -3,23 +3,19 @@
 //! file under the storage directory (loaded at start, compacted in the background as it
 //! grows), or in Redis when several replicas share the work.
 
-mod breaker;
-mod id_log;
-mod redis_store;
-
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use moka::sync::Cache;
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 
-use self::id_log::IdLog;
-pub use self::redis_store::{RedisError, RedisStore};
+use crate::clock::unix_seconds;
 use crate::config::BuildContext;
 use crate::delivery::key_lock::{KeyLocks, Turn};
 use crate::secret::{self, InlineSecret, SecretError};
+use crate::store::key_set::{self, FileOptions, KeyFile, Keys, LineFormat, RedisOptions};
+pub use crate::store::key_set::{RedisError, RedisStore};
 use crate::telemetry::events::{DedupIdNotKept, DedupLookupFailed, DedupStore};
 use crate::telemetry::Metrics;
 
@@ -95,9 +91,7 @@ impl DedupConfig {
             return problems;
         }
         let checked = self.redis_url().and_then(|url| {
-            redis::Client::open(url.expose_secret())
-                .map(drop)
-                .map_err(|e| DedupError::BadRedisUrl(format!("{:?}", e.kind())))
+            key_set::check_url(url.expose_secret()).map_err(|e| DedupError::BadRedisUrl(e.0))
         });
         if let Err(e) = checked {
             problems.push(e.to_string());
@@ -135,7 +129,15 @@ impl DedupConfig {
             return Ok(None);
         }
         let url = self.redis_url()?;
-        RedisStore::new(url.expose_secret(), self, metrics).map(Some)
+        let options = RedisOptions {
+            key_prefix: self.redis_key_prefix.clone(),
+            timeout: self.redis_timeout,
+            breaker_failures: self.redis_breaker_failures,
+            breaker_open: self.redis_breaker_open,
+        };
+        RedisStore::new(url.expose_secret(), &options, metrics)
+            .map(Some)
+            .map_err(|e| DedupError::BadRedisUrl(e.0))
     }
 }
 
@@ -153,15 +155,15 @@ pub enum DedupError {
 #[derive(Clone)]
 enum Store {
     Memory,
-    File(Arc<IdLog>),
+    File(Arc<KeyFile>),
     Redis(RedisStore),
 }
 
 /// A bounded, expiring set of update ids, safe to share between request handlers.
 #[derive(Clone)]
 pub struct Dedup {
-    /// Id → when it was written (unix seconds).
-    seen: Cache<String, u64>,
+    /// The ids written, with when (unix seconds).
+    seen: Keys,
     ttl: Duration,
     store: Store,
     in_flight: KeyLocks,
@@ -175,7 +177,7 @@ impl Dedup {
     /// Ids kept in memory only: a restart forgets them.
     pub fn new(config: &DedupConfig) -> Self {
         Self {
-            seen: Cache::builder().max_capacity(config.capacity).build(),
+            seen: Keys::new(Some(config.capacity), Some(config.ttl)),
             ttl: config.ttl,
             store: Store::Memory,
             in_flight: KeyLocks::default(),
@@ -198,12 +200,20 @@ impl Dedup {
         if let Some(redis) = config.redis(metrics)? {
             dedup.store = Store::Redis(redis);
         } else if config.persist {
-            let log = IdLog::open(
-                &data_dir.join(DEDUP_FILE),
-                config.capacity,
-                &dedup.seen,
-                dedup.ttl,
-            )?;
+            let path = data_dir.join(DEDUP_FILE);
+            let options = FileOptions {
+                format: LineFormat::Stamped,
+                // Written before the answer, not fsync'd: a crash forgets at most the
+                // last ids, and their updates are written twice rather than lost.
+                sync_each_append: false,
+                compact_after: Some(config.capacity),
+                name: "update ids",
+                compactor: "dedup-compactor",
+            };
+            let log = KeyFile::open(&path, options, &dedup.seen).map_err(|e| DedupError::File {
+                path: path.display().to_string(),
+                reason: e.to_string(),
+            })?;
             dedup.store = Store::File(Arc::new(log));
         }
         Ok(dedup)
@@ -218,7 +228,7 @@ impl Dedup {
     /// asked, its breaker being open), the key counts as unseen: writing an update
     /// twice beats losing it.
     pub async fn contains(&self, key: &str) -> bool {
-        if self.seen.get(key).is_some_and(|at| self.is_fresh(at)) {
+        if self.seen.contains(key) {
             return true;
         }
         let Store::Redis(redis) = &self.store else {
@@ -226,7 +236,7 @@ impl Dedup {
         };
         match redis.exists(&redis.key(&format!("dedup:{key}"))).await {
             Ok(true) => {
-                self.seen.insert(key.to_owned(), unix_now());
+                self.seen.insert(key.to_owned(), unix_seconds());
                 true
             }
             Ok(false) => false,
@@ -241,7 +251,7 @@ impl Dedup {
 
     /// Remembers `key` as written now.
     pub async fn remember(&self, key: &str) {
-        let now = unix_now();
+        let now = unix_seconds();
         self.seen.insert(key.to_owned(), now);
         match &self.store {
             Store::Memory => {}
@@ -277,21 +287,6 @@ impl Dedup {
             _ => None,
         }
     }
-
-    fn is_fresh(&self, seen_at: u64) -> bool {
-        is_fresh(seen_at, self.ttl)
-    }
-}
-
-/// Whether an id written at `seen_at` (unix seconds) is still remembered.
-fn is_fresh(seen_at: u64, ttl: Duration) -> bool {
-    unix_now().saturating_sub(seen_at) < ttl.as_secs().max(1)
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 #[cfg(test)]
@@ -357,7 +352,7 @@ mod tests {
         assert!(!dedup.contains("a").await);
         dedup.remember("a").await;
         assert!(dedup.contains("a").await);
-        dedup.seen.insert("a".into(), unix_now() - 2);
+        dedup.seen.insert("a".into(), unix_seconds() - 2);
         assert!(!dedup.contains("a").await);
     }
 
@@ -374,9 +369,9 @@ mod tests {
             &path,
             format!(
                 "{} \"old\"\n{} \"recent\"\nnot a line\n{} \"cut",
-                unix_now() - 7200,
-                unix_now() - 60,
-                unix_now()
+                unix_seconds() - 7200,
+                unix_seconds() - 60,
+                unix_seconds()
             ),
         )
         .unwrap();

@@ -2,28 +2,19 @@
 //! `quarantine/`): each written under a temporary name, fsync'd and renamed, so that it
 //! is either whole or absent, and durable before the forwarder moves past its entry.
 
-use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
+
+use crate::store::fs::{replace_file, sync_dir};
 
 /// Writes `bytes` to `<dir>/<subdir>/<name>` durably; returns the file's path.
 pub(super) fn write(dir: &Path, subdir: &str, name: &str, bytes: &[u8]) -> io::Result<PathBuf> {
     let kept = dir.join(subdir);
     if !kept.is_dir() {
         std::fs::create_dir_all(&kept)?;
-        File::open(dir)?.sync_all()?;
+        sync_dir(dir)?;
     }
     let path = kept.join(name);
-    let temporary = kept.join(format!("{name}.tmp"));
-    let mut file = OpenOptions::new()
-        .create(true)
-        .write(true)
-        .truncate(true)
-        .open(&temporary)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    drop(file);
-    std::fs::rename(&temporary, &path)?;
-    File::open(&kept)?.sync_all()?;
+    replace_file(&path, bytes)?;
     Ok(path)
 }

@@ -21,7 +21,8 @@ use tokio_util::task::TaskTracker;
 use super::format::Frame;
 use super::quarantine::{self, Note};
 use super::reader::Reader;
-use super::{checkpoint, log, undecodable, unix_millis, Shared};
+use super::{checkpoint, log, undecodable, Shared};
+use crate::clock::{now_rfc3339, unix_millis};
 use crate::delivery::{Purpose, SinkOutcome, SinkSet};
 use crate::events::envelope::codec;
 use crate::events::Envelope;
@@ -416,10 +417,4 @@ async fn keep_quarantined(shared: &Arc<Shared>, frame: &Frame, note: &Note) {
         tracing::error!(seq = note.seq, sink = %note.sink, error = %error, "quarantining a spooled record failed; will retry");
         tokio::time::sleep(backoff.next_delay()).await;
     }
-}
-
-fn now_rfc3339() -> String {
-    time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
 }

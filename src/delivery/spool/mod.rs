@@ -3,10 +3,9 @@
 //! releasing them only once every sink confirmed. It lets the bridge answer while a
 //! broker is away, and keeps what it answered for through crashes.
 //!
-//! - [`format`]: frames and segment files;
-//! - [`log`]: the segmented log, its recovery and the removal of forwarded segments;
-//! - [`reader`]: reading entries back in order, following the writer;
-//! - [`checkpoint`]: the forwarded position;
+//! - [`log`] (in [`crate::store`]): the segmented log, its frames ([`format`]), its
+//!   recovery, reading entries back ([`reader`]) and the forwarded position
+//!   ([`checkpoint`]);
 //! - [`writer`]: the group-commit thread behind [`Spool::append`];
 //! - [`forwarder`]: the task that publishes spooled records;
 //! - [`undecodable`]: where records this version cannot decode are kept;
@@ -14,14 +13,13 @@
 //! - [`aside`]: writing a file kept aside from the log, whole or not at all.
 
 mod aside;
-pub mod checkpoint;
-pub mod format;
 mod forwarder;
-pub mod log;
 pub mod quarantine;
-pub mod reader;
 pub mod undecodable;
 mod writer;
+
+// The segment log is storage; the spool is its user.
+pub use crate::store::log::{self, checkpoint, format, reader};
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -408,12 +406,6 @@ impl Spool {
         }
         self.writer.close().await;
     }
-}
-
-fn unix_millis() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 #[cfg(test)]

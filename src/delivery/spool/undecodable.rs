@@ -7,7 +7,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use super::aside;
-use super::format::{self, Frame};
+use crate::store::log::format::{self, Frame};
 
 const DIR: &str = "undecodable";
 
@@ -22,7 +22,7 @@ pub fn keep(dir: &Path, frame: &Frame) -> io::Result<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::delivery::spool::format::Next;
+    use crate::store::log::format::Next;
 
     #[test]
     fn a_kept_record_reads_back_as_the_frame_it_was() {

@@ -1,43 +1,84 @@
-//! The group-commit writer: one thread takes every append that is waiting, writes the
-//! batch and pays one fsync for all of it, as the file sink's appender does.
+//! The spool's side of the group-commit appender: each batch becomes consecutive
+//! frames in the log with one fsync, and the shared counters follow what is durable.
 
+use std::io;
 use std::sync::atomic::Ordering;
-use std::sync::{mpsc, Arc, Mutex};
-use std::thread::JoinHandle;
+use std::sync::Arc;
 
-use tokio::sync::oneshot;
+use super::{Shared, SpoolError};
+use crate::clock::unix_millis;
+use crate::store::appender::{AppendError, Appender, Target};
+use crate::store::log::format::HEADER_LEN;
+use crate::store::log::Log;
 
-use super::format::HEADER_LEN;
-use super::log::Log;
-use super::{unix_millis, Shared, SpoolError};
-
-/// Upper bound on records per fsync, so one batch cannot grow without limit.
-const MAX_BATCH: usize = 4096;
-
-struct Job {
+struct Append {
     payload: Vec<u8>,
     /// Sinks that already confirmed the record, for the forwarder to skip.
     confirmed_by: Vec<&'static str>,
-    done: oneshot::Sender<Result<(), SpoolError>>,
+}
+
+impl Append {
+    fn frame_len(&self) -> u64 {
+        (HEADER_LEN + self.payload.len()) as u64
+    }
+}
+
+struct SpoolLog {
+    log: Log,
+    shared: Arc<Shared>,
+}
+
+impl Target for SpoolLog {
+    type Item = Append;
+
+    fn write_batch(&mut self, batch: &mut [Append]) -> io::Result<()> {
+        let payloads: Vec<&[u8]> = batch.iter().map(|job| job.payload.as_slice()).collect();
+        match self.log.append(&payloads, unix_millis()) {
+            Ok(first) => {
+                // Known before the forwarder may read the entries.
+                let mut confirmed_before = self
+                    .shared
+                    .confirmed_before
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
+                for (seq, job) in (first..).zip(batch.iter_mut()) {
+                    if !job.confirmed_by.is_empty() {
+                        confirmed_before.insert(seq, std::mem::take(&mut job.confirmed_by));
+                    }
+                }
+                drop(confirmed_before);
+                self.shared.add_entries(batch.len() as u64);
+                self.shared.committed.send_replace(self.log.next_seq());
+                Ok(())
+            }
+            Err(error) => {
+                tracing::error!(error = %error, records = batch.len(), "spool write failed");
+                self.shared
+                    .remove_bytes(batch.iter().map(Append::frame_len).sum());
+                Err(error)
+            }
+        }
+    }
+
+    fn finish(&mut self) {
+        self.shared.writable.store(false, Ordering::Release);
+    }
 }
 
 pub(super) struct Writer {
     shared: Arc<Shared>,
-    sender: Mutex<Option<mpsc::Sender<Job>>>,
-    thread: Mutex<Option<JoinHandle<()>>>,
+    appender: Appender<SpoolLog>,
 }
 
 impl Writer {
-    pub(super) fn start(log: Log, shared: Arc<Shared>) -> std::io::Result<Self> {
-        let (sender, receiver) = mpsc::channel::<Job>();
-        let thread_shared = shared.clone();
-        let thread = std::thread::Builder::new()
-            .name("spool-writer".into())
-            .spawn(move || write_batches(log, receiver, thread_shared))?;
+    pub(super) fn start(log: Log, shared: Arc<Shared>) -> io::Result<Self> {
+        let target = SpoolLog {
+            log,
+            shared: shared.clone(),
+        };
         Ok(Self {
             shared,
-            sender: Mutex::new(Some(sender)),
-            thread: Mutex::new(Some(thread)),
+            appender: Appender::start("spool-writer", target)?,
         })
     }
 
@@ -46,97 +87,30 @@ impl Writer {
         payload: Vec<u8>,
         confirmed_by: Vec<&'static str>,
     ) -> Result<(), SpoolError> {
-        let frame_len = (HEADER_LEN + payload.len()) as u64;
-        self.shared.reserve(frame_len)?;
-        let (done, confirmed) = oneshot::channel();
-        let sent = {
-            let sender = self.sender.lock().expect("spool writer lock poisoned");
-            sender
-                .as_ref()
-                .map(|sender| {
-                    let job = Job {
-                        payload,
-                        confirmed_by,
-                        done,
-                    };
-                    sender.send(job).is_ok()
-                })
-                .unwrap_or(false)
+        let append = Append {
+            payload,
+            confirmed_by,
         };
-        if !sent {
+        let frame_len = append.frame_len();
+        self.shared.reserve(frame_len)?;
+        let Ok(pending) = self.appender.submit(append) else {
             self.shared.remove_bytes(frame_len);
             return Err(SpoolError::Closed);
-        }
-        confirmed.await.map_err(|_| SpoolError::Closed)?
+        };
+        Ok(pending.durable().await?)
     }
 
     /// Stops taking appends, lets the thread write the ones already queued, and waits.
     pub(super) async fn close(&self) {
-        drop(
-            self.sender
-                .lock()
-                .expect("spool writer lock poisoned")
-                .take(),
-        );
-        let thread = self
-            .thread
-            .lock()
-            .expect("spool writer lock poisoned")
-            .take();
-        if let Some(thread) = thread {
-            if !matches!(
-                tokio::task::spawn_blocking(move || thread.join()).await,
-                Ok(Ok(()))
-            ) {
-                tracing::error!("spool writer thread ended abnormally");
-            }
-        }
+        self.appender.close().await;
     }
 }
 
-fn write_batches(mut log: Log, jobs: mpsc::Receiver<Job>, shared: Arc<Shared>) {
-    while let Ok(first) = jobs.recv() {
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match jobs.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
-            }
-        }
-        let payloads: Vec<&[u8]> = batch.iter().map(|job| job.payload.as_slice()).collect();
-        let result = log.append(&payloads, unix_millis());
-        match &result {
-            Ok(first) => {
-                // Known before the forwarder may read the entries.
-                let mut confirmed_before = shared
-                    .confirmed_before
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner());
-                for (seq, job) in (*first..).zip(&mut batch) {
-                    if !job.confirmed_by.is_empty() {
-                        confirmed_before.insert(seq, std::mem::take(&mut job.confirmed_by));
-                    }
-                }
-                drop(confirmed_before);
-                shared.add_entries(batch.len() as u64);
-                shared.committed.send_replace(log.next_seq());
-            }
-            Err(error) => {
-                tracing::error!(error = %error, records = batch.len(), "spool write failed");
-                let reserved: u64 = batch
-                    .iter()
-                    .map(|job| (HEADER_LEN + job.payload.len()) as u64)
-                    .sum();
-                shared.remove_bytes(reserved);
-            }
-        }
-        for job in batch {
-            let answer = match &result {
-                Ok(_) => Ok(()),
-                Err(error) => Err(SpoolError::Io(error.to_string())),
-            };
-            let _ = job.done.send(answer);
+impl From<AppendError> for SpoolError {
+    fn from(error: AppendError) -> Self {
+        match error {
+            AppendError::Closed => SpoolError::Closed,
+            AppendError::Failed(reason) => SpoolError::Io(reason),
         }
     }
-    shared.writable.store(false, Ordering::Release);
 }

@@ -1,7 +1,7 @@
 //! `POST /webhooks/vizion`: source check → size limit → body read (bounded per client)
 //! → authentication → parse → dedup → durable write → answer.
 
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use actix_web::http::header::{HeaderName, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
 use actix_web::http::ConnectionType;
@@ -11,6 +11,7 @@ use time::OffsetDateTime;
 use tracing::{field, Instrument};
 
 use crate::auth::{Mode, RequestParts, Verdict};
+use crate::clock;
 use crate::events::Provenance;
 use crate::ingest::body::{self, BodyError};
 use crate::ingest::{IngestError, IngestState};
@@ -166,7 +167,7 @@ async fn handle(
         path_and_query,
         headers: request.headers(),
         body: &body,
-        now: unix_now(),
+        now: clock::unix_seconds() as i64,
     });
     let key_id = match verdict {
         Verdict::Verified { key_id } => key_id,
@@ -294,10 +295,4 @@ fn content_type_is_json(request: &HttpRequest) -> bool {
         Some((_, subtype)) => subtype == "json" || subtype.ends_with("+json"),
         None => false,
     }
-}
-
-fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
 }

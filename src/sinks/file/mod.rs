@@ -5,8 +5,6 @@
 //! - `raw.jsonl`: every accepted body byte for byte (base64) with how it was received;
 //! - `dead-letters.jsonl`: the dead-letter event of every unusable authentic body.
 
-mod appender;
-
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 
@@ -16,18 +14,19 @@ use futures_util::future::try_join;
 use serde::Serialize;
 use time::format_description::well_known::Rfc3339;
 
-use self::appender::Appender;
 use super::{Sink, SinkError};
 use crate::events::{Content, Envelope, Provenance};
+use crate::store::appender::{AppendError, Appender};
+use crate::store::{fs::sync_parent_dir, lines};
 
 pub const EVENTS_FILE: &str = "events.jsonl";
 pub const RAW_FILE: &str = "raw.jsonl";
 pub const DEAD_LETTERS_FILE: &str = "dead-letters.jsonl";
 
 pub struct FileSink {
-    events: Appender,
-    raw: Appender,
-    dead_letters: Appender,
+    events: Appender<lines::LineFile>,
+    raw: Appender<lines::LineFile>,
+    dead_letters: Appender<lines::LineFile>,
 }
 
 impl FileSink {
@@ -41,14 +40,16 @@ impl FileSink {
         })?;
         if created {
             // A new directory must survive a crash as well as the files in it.
-            appender::sync_parent_dir(dir).map_err(|e| {
+            sync_parent_dir(dir).map_err(|e| {
                 SinkError::Io(format!("cannot sync data directory {}: {e}", dir.display()))
             })?;
         }
+        let open =
+            |name: &str| lines::open(&dir.join(name)).map_err(|e| SinkError::Io(e.to_string()));
         Ok(Self {
-            events: Appender::open(&dir.join(EVENTS_FILE))?,
-            raw: Appender::open(&dir.join(RAW_FILE))?,
-            dead_letters: Appender::open(&dir.join(DEAD_LETTERS_FILE))?,
+            events: open(EVENTS_FILE)?,
+            raw: open(RAW_FILE)?,
+            dead_letters: open(DEAD_LETTERS_FILE)?,
         })
     }
 }
@@ -125,6 +126,15 @@ fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, SinkError> {
     Ok(line)
 }
 
+impl From<AppendError> for SinkError {
+    fn from(error: AppendError) -> Self {
+        match error {
+            AppendError::Closed => SinkError::Closed,
+            AppendError::Failed(reason) => SinkError::Io(reason),
+        }
+    }
+}
+
 #[async_trait]
 impl Sink for FileSink {
     fn name(&self) -> &'static str {
@@ -154,12 +164,12 @@ impl Sink for FileSink {
             Content::DeadLetter { event, .. } => {
                 let mut line = Vec::new();
                 push_line(&mut line, &event.to_structured_json());
-                self.dead_letters.append(line).await
+                Ok(self.dead_letters.append(line).await?)
             }
             Content::BridgeEvent { event, .. } => {
                 let mut line = Vec::new();
                 push_line(&mut line, &event.to_structured_json());
-                self.events.append(line).await
+                Ok(self.events.append(line).await?)
             }
         }
     }

@@ -1,12 +1,12 @@
 //! The forwarded position: the first entry not yet confirmed by every sink, kept in a
 //! small file replaced atomically (write, fsync, rename, fsync the directory).
 
-use std::fs::File;
-use std::io::{self, Write};
+use std::io;
 use std::path::Path;
 
+use crate::store::fs::replace_file;
+
 const FILE: &str = "forwarded";
-const TEMP: &str = "forwarded.tmp";
 
 /// The stored position, 0 when there is none (a new spool) or it cannot be read: then
 /// entries are forwarded again, which sinks receive as duplicates with the same ids.
@@ -30,12 +30,7 @@ pub fn load(dir: &Path) -> u64 {
 pub fn store(dir: &Path, forwarded: u64) -> io::Result<()> {
     let mut bytes = forwarded.to_le_bytes().to_vec();
     bytes.extend_from_slice(&crc32fast::hash(&bytes).to_le_bytes());
-    let temp = dir.join(TEMP);
-    let mut file = File::create(&temp)?;
-    file.write_all(&bytes)?;
-    file.sync_all()?;
-    std::fs::rename(&temp, dir.join(FILE))?;
-    File::open(dir)?.sync_all()
+    replace_file(&dir.join(FILE), &bytes)
 }
 
 #[cfg(test)]

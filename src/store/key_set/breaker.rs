@@ -163,18 +163,27 @@ mod tests {
         (Breaker::new(3, OPEN_FOR, observer), seen)
     }
 
-    fn fail(breaker: &Breaker, now: Instant) {
-        breaker.admit(now).expect("admitted").failed(now);
+    fn fail(breaker: &Breaker, now: Instant, times: u32) {
+        for _ in 0..times {
+            breaker.admit(now).expect("admitted").failed(now);
+        }
+    }
+
+    /// A breaker that opened at the returned instant, after three failures.
+    fn opened() -> (Breaker, Arc<Mutex<Vec<BreakerState>>>, Instant) {
+        let (breaker, seen) = breaker();
+        let t0 = Instant::now();
+        fail(&breaker, t0, 3);
+        (breaker, seen, t0)
     }
 
     #[test]
     fn opens_after_the_failures_in_a_row_and_refuses_until_the_open_period_ends() {
         let (breaker, seen) = breaker();
         let t0 = Instant::now();
-        fail(&breaker, t0);
-        fail(&breaker, t0);
+        fail(&breaker, t0, 2);
         assert_eq!(breaker.state(), BreakerState::Closed);
-        fail(&breaker, t0);
+        fail(&breaker, t0, 1);
         assert_eq!(breaker.state(), BreakerState::Open);
         assert!(breaker.admit(t0).is_err());
         assert!(breaker
@@ -187,21 +196,15 @@ mod tests {
     fn a_success_resets_the_count_of_failures() {
         let (breaker, _) = breaker();
         let t0 = Instant::now();
-        fail(&breaker, t0);
-        fail(&breaker, t0);
+        fail(&breaker, t0, 2);
         breaker.admit(t0).unwrap().succeeded(t0);
-        fail(&breaker, t0);
-        fail(&breaker, t0);
+        fail(&breaker, t0, 2);
         assert_eq!(breaker.state(), BreakerState::Closed);
     }
 
     #[test]
     fn after_the_open_period_one_probe_goes_and_its_success_closes() {
-        let (breaker, seen) = breaker();
-        let t0 = Instant::now();
-        for _ in 0..3 {
-            fail(&breaker, t0);
-        }
+        let (breaker, seen, t0) = opened();
         let later = t0 + OPEN_FOR;
         let probe = breaker.admit(later).expect("the probe");
         assert_eq!(breaker.state(), BreakerState::HalfOpen);
@@ -221,11 +224,7 @@ mod tests {
 
     #[test]
     fn a_failed_probe_opens_for_another_period() {
-        let (breaker, _) = breaker();
-        let t0 = Instant::now();
-        for _ in 0..3 {
-            fail(&breaker, t0);
-        }
+        let (breaker, _, t0) = opened();
         let t1 = t0 + OPEN_FOR;
         breaker.admit(t1).unwrap().failed(t1);
         assert_eq!(breaker.state(), BreakerState::Open);
@@ -237,11 +236,7 @@ mod tests {
 
     #[test]
     fn a_probe_dropped_without_an_answer_opens_again() {
-        let (breaker, _) = breaker();
-        let t0 = Instant::now();
-        for _ in 0..3 {
-            fail(&breaker, t0);
-        }
+        let (breaker, _, t0) = opened();
         drop(breaker.admit(t0 + OPEN_FOR).unwrap());
         assert_eq!(breaker.state(), BreakerState::Open);
     }
@@ -251,9 +246,7 @@ mod tests {
         let (breaker, _) = breaker();
         let t0 = Instant::now();
         let slow = breaker.admit(t0).unwrap();
-        for _ in 0..3 {
-            fail(&breaker, t0);
-        }
+        fail(&breaker, t0, 3);
         slow.succeeded(t0);
         assert_eq!(breaker.state(), BreakerState::Open);
     }

@@ -1,6 +1,7 @@
 //! The Redis connection shared by deduplication and the auto-unsubscription record:
-//! every command is bounded by `dedup.redis_timeout` and goes through one circuit
-//! breaker, so that an unreachable Redis holds answers up only until the breaker opens.
+//! every command is bounded by a timeout (`dedup.redis_timeout`) and goes through one
+//! circuit breaker, so that an unreachable Redis holds answers up only until the
+//! breaker opens.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -8,9 +9,34 @@ use std::time::{Duration, Instant};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 use super::breaker::{Breaker, Observer, Transition};
-use super::{DedupConfig, DedupError};
 use crate::telemetry::events::{DedupBreakerCreated, DedupBreakerTransition};
 use crate::telemetry::Metrics;
+
+/// How the connection behaves (from the `dedup.redis_*` settings).
+#[derive(Debug, Clone)]
+pub struct RedisOptions {
+    /// Put in front of every key.
+    pub key_prefix: String,
+    /// Longest a command may take.
+    pub timeout: Duration,
+    /// Failed commands in a row after which Redis is not asked for `breaker_open`.
+    pub breaker_failures: u32,
+    /// How long Redis is not asked once the breaker opened.
+    pub breaker_open: Duration,
+}
+
+/// What is wrong with a Redis URL; it names only what is wrong, never the URL (which
+/// may hold a password).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidRedisUrl(pub String);
+
+/// Whether `url` is a usable Redis URL, checked without connecting.
+pub fn check_url(url: &str) -> Result<(), InvalidRedisUrl> {
+    redis::Client::open(url)
+        .map(drop)
+        .map_err(|e| InvalidRedisUrl(format!("{:?}", e.kind())))
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum RedisError {
@@ -33,30 +59,30 @@ pub struct RedisStore {
 }
 
 impl RedisStore {
-    pub(super) fn new(
+    pub fn new(
         url: &str,
-        config: &DedupConfig,
+        options: &RedisOptions,
         metrics: &Metrics,
-    ) -> Result<Self, DedupError> {
+    ) -> Result<Self, InvalidRedisUrl> {
         // The URL may hold a password: the error names only what is wrong.
-        let client = redis::Client::open(url)
-            .map_err(|e| DedupError::BadRedisUrl(format!("{:?}", e.kind())))?;
-        let timeout = config.redis_timeout;
+        let client =
+            redis::Client::open(url).map_err(|e| InvalidRedisUrl(format!("{:?}", e.kind())))?;
+        let timeout = options.timeout;
         let manager = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(timeout))
             .set_response_timeout(Some(timeout))
             .set_number_of_retries(2);
         let connection = client
             .get_connection_manager_lazy(manager)
-            .map_err(|e| DedupError::BadRedisUrl(format!("{:?}", e.kind())))?;
+            .map_err(|e| InvalidRedisUrl(format!("{:?}", e.kind())))?;
         let breaker = Breaker::new(
-            config.redis_breaker_failures,
-            config.redis_breaker_open,
-            report_transitions(metrics, config),
+            options.breaker_failures,
+            options.breaker_open,
+            report_transitions(metrics, options),
         );
         Ok(Self {
             connection,
-            prefix: config.redis_key_prefix.clone(),
+            prefix: options.key_prefix.clone(),
             timeout,
             breaker: Arc::new(breaker),
         })
@@ -143,10 +169,10 @@ impl RedisStore {
 
 /// Each transition of the breaker: the state gauge, the transitions counter, and one
 /// log line.
-fn report_transitions(metrics: &Metrics, config: &DedupConfig) -> Observer {
+fn report_transitions(metrics: &Metrics, options: &RedisOptions) -> Observer {
     let metrics = metrics.clone();
-    let failures = config.redis_breaker_failures;
-    let open_for = config.redis_breaker_open;
+    let failures = options.breaker_failures;
+    let open_for = options.breaker_open;
     metrics.emit(DedupBreakerCreated);
     Arc::new(move |Transition { from, to }| {
         metrics.emit(DedupBreakerTransition {

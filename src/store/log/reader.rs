@@ -8,7 +8,7 @@ use std::io::{self, BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use super::format::{self, Frame, Next};
-use super::log::SegmentIndex;
+use super::SegmentIndex;
 
 pub struct Reader {
     dir: PathBuf,

@@ -1,13 +1,23 @@
-//! The segmented log itself, synchronous: appending batches with one fsync each,
-//! rolling to a new segment past a size, recovering after a crash, and dropping
-//! segments that were forwarded whole.
+//! A write-ahead log of frames in rolling segment files, synchronous: appending
+//! batches with one fsync each, rolling to a new segment past a size, recovering after
+//! a crash, and dropping segments that were forwarded whole. The spool keeps its
+//! records in it.
+//!
+//! - [`format`]: frames and segment files;
+//! - [`reader`]: reading entries back in order, following the writer;
+//! - [`checkpoint`]: the forwarded position.
+
+pub mod checkpoint;
+pub mod format;
+pub mod reader;
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use super::format::{self, Next};
+use self::format::Next;
+use crate::store::fs::sync_dir;
 
 /// The first sequence number of every segment on disk, oldest first, shared between
 /// the writer (who adds) and the forwarder (who reads and removes).
@@ -111,13 +121,13 @@ pub struct Log {
     /// so nothing more is written to it; the next append starts a new segment first.
     sealed: bool,
     #[cfg(test)]
-    pub(super) faults: Faults,
+    pub(crate) faults: Faults,
 }
 
 /// Failures a test can ask the next operations to report.
 #[cfg(test)]
 #[derive(Debug, Default)]
-pub(super) struct Faults {
+pub(crate) struct Faults {
     /// The fsync after the next write fails (the bytes are in the file).
     pub fail_sync: bool,
     /// Cutting the active segment back fails.
@@ -374,7 +384,7 @@ fn open_segment(dir: &Path, first_seq: u64) -> io::Result<File> {
     let path = format::segment_path(dir, first_seq);
     let file = OpenOptions::new().create(true).append(true).open(&path)?;
     // The directory entry must survive a crash as well as the data.
-    File::open(dir)?.sync_all()?;
+    sync_dir(dir)?;
     Ok(file)
 }
 
