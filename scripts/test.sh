@@ -23,6 +23,10 @@ cargo fmt --all -- --check
 step "cargo clippy --workspace --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+# The crate's layering: no module uses one above it, and no cycle (docs/ARCHITECTURE.md).
+step "scripts/module-graph.py"
+python3 scripts/module-graph.py
+
 # The chart, compose stack, Dockerfile, alerts, dashboard and AsyncAPI document, checked
 # with helm, kubernetes-validate, docker-compose, hadolint, a PromQL parser and the
 # AsyncAPI 3.0 schema (about two minutes once the tools are cached; installing them
