@@ -8,6 +8,7 @@ line of each offending path.
 
     scripts/module-graph.py          # the graph, then the verdict
     scripts/module-graph.py --dot    # the graph in Graphviz dot
+    scripts/module-graph.py --src D  # another source tree (the tests use this)
 """
 
 import re
@@ -29,7 +30,7 @@ LAYERS = [
 ]
 
 ROOT = Path(__file__).resolve().parent.parent
-SRC = ROOT / "src"
+SRC = Path(sys.argv[sys.argv.index("--src") + 1]).resolve() if "--src" in sys.argv else ROOT / "src"
 
 COMMENT = re.compile(r"//.*$")
 STRING = re.compile(r'"(?:\\.|[^"\\])*"')
@@ -105,7 +106,7 @@ def main():
         modules.add(source)
         for line, target in uses(path):
             if target != source:
-                edges[(source, target)].append(f"{path.relative_to(ROOT)}:{line}")
+                edges[(source, target)].append(f"{path.relative_to(SRC.parent)}:{line}")
 
     problems = []
     for module in sorted(modules):
