@@ -26,7 +26,7 @@ LAYERS = [
     ["sinks"],
     ["events"],
     ["vizion", "auth"],
-    ["store", "telemetry", "config", "secret", "clock"],
+    ["store", "telemetry", "config", "secret", "clock", "retry"],
 ]
 
 ROOT = Path(__file__).resolve().parent.parent

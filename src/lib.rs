@@ -20,6 +20,7 @@ pub mod ingest;
 pub mod lifecycle;
 pub mod pipeline;
 pub mod poller;
+pub mod retry;
 pub mod secret;
 pub mod settings;
 pub mod sinks;

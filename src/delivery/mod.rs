@@ -4,7 +4,6 @@
 
 mod dedup;
 mod key_lock;
-pub mod retry;
 mod sink_set;
 pub mod spool;
 
@@ -17,7 +16,6 @@ use tokio_util::task::TaskTracker;
 
 pub use self::dedup::{Claim, Dedup, DedupConfig, DedupError, RedisStore, DEDUP_FILE};
 use self::key_lock::KeyLocks;
-pub use self::retry::{Backoff, RetryPolicy};
 pub use self::sink_set::{Purpose, SinkOutcome, SinkSet, SinkWrite};
 pub use self::spool::{Spool, SpoolConfig, SpoolError, SpoolState};
 use crate::events::Envelope;

@@ -14,9 +14,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use self::record::{Claimed, UnsubscribeRecord, UNSUBSCRIBED_FILE};
-use crate::delivery::RetryPolicy;
 use crate::events::{self, BridgeEventKind, EventContext, Unsubscription};
 use crate::pipeline::{CompletedJourney, OnComplete, Pipeline};
+use crate::retry::RetryPolicy;
 use crate::telemetry::Metrics;
 use crate::vizion::api::VizionApi;
 

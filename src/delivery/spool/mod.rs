@@ -32,11 +32,11 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::retry::RetryPolicy;
 use super::SinkSet;
 use crate::config::BuildContext;
 use crate::events::envelope::codec;
 use crate::events::Envelope;
+use crate::retry::RetryPolicy;
 use crate::telemetry::Metrics;
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use super::config::{describe_uri, RabbitmqConfig};
 use super::topology;
 use crate::config::BuildContext;
+use crate::retry::RetryPolicy;
 use crate::sinks::SinkHealth;
 
 /// How often a live connection's status is checked besides its error events.
@@ -165,7 +166,8 @@ async fn maintain(
     up: Arc<SinkHealth>,
 ) {
     let broker = describe_uri(&uri);
-    let mut delay = config.reconnect_min;
+    let policy = RetryPolicy::unbounded(config.reconnect_min, config.reconnect_max);
+    let mut backoff = policy.backoff();
     loop {
         let attempt = tokio::time::timeout(config.connect_timeout, connect(&config, uri.clone()));
         let outcome = tokio::select! {
@@ -174,7 +176,7 @@ async fn maintain(
         };
         match outcome {
             Ok(Ok((session, events))) => {
-                delay = config.reconnect_min;
+                backoff = policy.backoff();
                 current.send_replace(Some(session.clone()));
                 up.set(true);
                 tracing::info!(%broker, channels = config.channels, "connected to RabbitMQ");
@@ -195,20 +197,18 @@ async fn maintain(
                 }
             }
             Ok(Err(error)) => {
-                tracing::warn!(%broker, %error, retry_in = ?delay, "cannot connect to RabbitMQ")
+                tracing::warn!(%broker, %error, retry_in = ?backoff.upcoming(), "cannot connect to RabbitMQ")
             }
             Err(_) => tracing::warn!(
                 %broker,
                 timeout = ?config.connect_timeout,
-                retry_in = ?delay,
+                retry_in = ?backoff.upcoming(),
                 "connecting to RabbitMQ timed out"
             ),
         }
-        tokio::select! {
-            _ = tokio::time::sleep(delay) => {}
-            _ = stop.cancelled() => break,
+        if !backoff.wait(&stop).await {
+            break;
         }
-        delay = (delay * 2).min(config.reconnect_max);
     }
     current.send_replace(None);
     up.set(false);

@@ -27,6 +27,7 @@ pub use self::model::{
     Created, NewReference, Page, PageInfo, Reference, ReferenceFilter, Subscribe, Unsubscribed,
 };
 use self::pacer::Pacer;
+use crate::retry::RetryPolicy;
 use crate::secret::{self, InlineSecret, SecretError};
 use crate::telemetry::events::{UnsubscribeAnswerLost, VizionApiRequest, VizionApiRetrying};
 use crate::telemetry::Metrics;
@@ -195,8 +196,8 @@ pub struct VizionApi {
     http: reqwest::Client,
     base: Url,
     max_retries: u32,
-    retry_backoff: Duration,
-    max_retry_backoff: Duration,
+    /// The waits between attempts; its maximum also caps a `Retry-After`.
+    retry: RetryPolicy,
     page_size: u32,
     pacer: std::sync::Arc<Pacer>,
     metrics: Option<Metrics>,
@@ -238,8 +239,7 @@ impl VizionApi {
             http,
             base,
             max_retries: config.max_retries,
-            retry_backoff: config.retry_backoff,
-            max_retry_backoff: config.max_retry_backoff,
+            retry: RetryPolicy::unbounded(config.retry_backoff, config.max_retry_backoff),
             page_size: config.page_size,
             pacer: std::sync::Arc::new(Pacer::new(None)),
             metrics: None,
@@ -402,6 +402,7 @@ impl VizionApi {
         // before any work) is safe to repeat.
         let repeatable = method != Method::POST;
         let mut attempt = 0;
+        let mut waits = self.retry.backoff();
         let mut unanswered = false;
         loop {
             self.pacer.wait().await;
@@ -437,7 +438,7 @@ impl VizionApi {
                             // Every request of this client waits, not just this one; but
                             // never longer than a retry may wait, so that one answer
                             // cannot stop polling and unsubscribing for a day.
-                            self.pacer.hold_for(wait.min(self.max_retry_backoff));
+                            self.pacer.hold_for(wait.min(self.retry.max));
                         }
                     }
                     self.count(operation, status.as_str());
@@ -460,9 +461,9 @@ impl VizionApi {
             if !retryable || attempt >= self.max_retries {
                 return Err(error);
             }
-            let backoff = self.backoff(attempt);
+            let backoff = waits.next_delay();
             let wait = match retry_after {
-                Some(asked) if asked > self.max_retry_backoff => return Err(error),
+                Some(asked) if asked > self.retry.max => return Err(error),
                 Some(asked) => asked.max(backoff),
                 None => backoff,
             };
@@ -476,13 +477,6 @@ impl VizionApi {
             tokio::time::sleep(wait).await;
             attempt += 1;
         }
-    }
-
-    fn backoff(&self, attempt: u32) -> Duration {
-        let factor = 2u32.saturating_pow(attempt.min(16));
-        self.retry_backoff
-            .saturating_mul(factor)
-            .min(self.max_retry_backoff)
     }
 
     fn count(&self, operation: &str, outcome: &str) {
@@ -597,7 +591,8 @@ mod tests {
             ..VizionApiConfig::default()
         };
         let api = VizionApi::new(&config).unwrap();
-        let waits: Vec<u128> = (0..5).map(|n| api.backoff(n).as_millis()).collect();
+        let mut backoff = api.retry.backoff();
+        let waits: Vec<u128> = (0..5).map(|_| backoff.next_delay().as_millis()).collect();
         assert_eq!(waits, [100, 200, 400, 500, 500]);
     }
 

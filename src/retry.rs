@@ -1,5 +1,6 @@
 //! How long to wait between attempts at something that may fail for a while: capped
-//! exponential backoff, optionally up to a number of attempts.
+//! exponential backoff, optionally up to a number of attempts. The spool forwarder, the
+//! auto-unsubscription, the RabbitMQ reconnection and the Vizion API client all wait by it.
 
 use std::time::Duration;
 
@@ -63,6 +64,11 @@ impl Backoff {
         self.policy
             .max_attempts
             .is_some_and(|max| self.attempts >= max)
+    }
+
+    /// The wait [`Self::next_delay`] will give, without taking it (for a log line).
+    pub fn upcoming(&self) -> Duration {
+        self.next
     }
 
     /// The wait before the next attempt; each call doubles the one after, up to the
