@@ -144,7 +144,10 @@ impl Log {
         let mut recovery = Recovery::default();
         let index = SegmentIndex::default();
         let mut next_seq = forwarded;
-        for (first_seq, path) in format::list_segments(dir)? {
+        let segments = format::list_segments(dir)?;
+        let last = segments.len().saturating_sub(1);
+        let mut removed_empty = false;
+        for (position, (first_seq, path)) in segments.into_iter().enumerate() {
             let scan = scan_segment(&path, forwarded)?;
             if scan.torn_bytes > 0 {
                 tracing::warn!(
@@ -168,10 +171,21 @@ impl Log {
             if let Some(last) = scan.last_seq {
                 next_seq = next_seq.max(last + 1);
             }
+            // A segment that a crash left empty behind a newer one holds nothing and
+            // is never written again: without this, every such crash would leave one
+            // more file until the forwarded position passed it.
+            if scan.valid_len == 0 && position < last {
+                std::fs::remove_file(&path)?;
+                removed_empty = true;
+                continue;
+            }
             index.push(Segment {
                 first_seq,
                 bytes: scan.valid_len,
             });
+        }
+        if removed_empty {
+            sync_dir(dir)?;
         }
         // Append to the last segment only if it is empty; otherwise start a new one, so
         // that a segment is never written by two runs.
