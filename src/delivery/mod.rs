@@ -7,6 +7,8 @@ mod key_lock;
 pub mod retry;
 mod sink_set;
 pub mod spool;
+#[cfg(test)]
+mod testing;
 
 use std::sync::Arc;
 use std::time::Duration;
