@@ -8,7 +8,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tokio::runtime::{Builder, Runtime};
 
 /// The runtime a command runs on: several threads where sinks or a poller work side
-/// by side, one thread where a single client asks one thing at a time.
+/// by side, one thread where the command does one thing at a time.
 pub(crate) fn runtime(multi_thread: bool) -> Result<Runtime, String> {
     let mut builder = if multi_thread {
         Builder::new_multi_thread()
