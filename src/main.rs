@@ -11,8 +11,8 @@ use vizion_bridge::telemetry::init_logging;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve { config } => serve(config),
-        Command::CheckConfig { config } => check_config(config),
+        Command::Serve { config } => with_settings(config, serve),
+        Command::CheckConfig { config } => with_settings(config, check_config),
         Command::Sign {
             secret_env,
             key_id,
@@ -24,52 +24,46 @@ fn main() -> ExitCode {
             config,
             json,
             command,
-        } => match load(config) {
-            Ok(settings) => commands::references::run(&settings, command, json),
-            Err(code) => code,
-        },
+        } => with_settings(config, |settings| {
+            commands::references::run(&settings, command, json)
+        }),
         Command::Poll {
             config,
             once: _,
             references,
             reference,
             json,
-        } => match load(config) {
-            Ok(settings) => {
-                init_logging(&settings.log);
-                commands::poll::run(settings, references, reference, json)
-            }
-            Err(code) => code,
-        },
+        } => with_settings(config, |settings| {
+            init_logging(&settings.log);
+            commands::poll::run(settings, references, reference, json)
+        }),
         Command::Spool {
             config,
             dir,
             command,
-        } => match load(config) {
-            Ok(settings) => {
-                init_logging(&settings.log);
-                commands::spool::run(settings, dir, command)
-            }
-            Err(code) => code,
-        },
+        } => with_settings(config, |settings| {
+            init_logging(&settings.log);
+            commands::spool::run(settings, dir, command)
+        }),
     }
 }
 
-fn load(config: Option<std::path::PathBuf>) -> Result<Settings, ExitCode> {
-    Settings::load(config.as_deref()).map_err(|e| {
-        eprintln!("error: {e}");
-        ExitCode::FAILURE
-    })
-}
-
-fn serve(config: Option<std::path::PathBuf>) -> ExitCode {
-    let settings = match Settings::load(config.as_deref()) {
-        Ok(settings) => settings,
+/// Loads the settings and runs `command` with them; a configuration that cannot be
+/// loaded ends the process with its error.
+fn with_settings(
+    config: Option<std::path::PathBuf>,
+    command: impl FnOnce(Settings) -> ExitCode,
+) -> ExitCode {
+    match Settings::load(config.as_deref()) {
+        Ok(settings) => command(settings),
         Err(e) => {
             eprintln!("error: {e}");
-            return ExitCode::FAILURE;
+            ExitCode::FAILURE
         }
-    };
+    }
+}
+
+fn serve(settings: Settings) -> ExitCode {
     init_logging(&settings.log);
     let result = actix_web::rt::System::new().block_on(async move {
         let app = Application::build(settings).await?;
@@ -85,14 +79,7 @@ fn serve(config: Option<std::path::PathBuf>) -> ExitCode {
     }
 }
 
-fn check_config(config: Option<std::path::PathBuf>) -> ExitCode {
-    let settings = match Settings::load(config.as_deref()) {
-        Ok(settings) => settings,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
+fn check_config(settings: Settings) -> ExitCode {
     match settings.validate() {
         Ok(warnings) => {
             for warning in warnings {

@@ -21,7 +21,7 @@ use crate::config::{BuildContext, ConfigError};
 use crate::delivery::{DedupError, Delivery, SpoolError};
 use crate::ingest::connection::{self, Connections};
 use crate::ingest::{routes, BodyReads, IngestState, ShutdownState, SourcePolicy, ANSWER_MARGIN};
-use crate::lifecycle::{AutoUnsubscribe, UnsubscribeRecord};
+use crate::lifecycle::{AutoUnsubscribe, UnsubscribedSet};
 use crate::pipeline::Pipeline;
 use crate::poller::Poller;
 use crate::settings::Settings;
@@ -61,7 +61,7 @@ pub enum StartupError {
     #[error("cannot set up the Vizion API client: {0}")]
     VizionApi(#[from] ApiError),
     #[error("cannot open the unsubscription record: {0}")]
-    Record(String),
+    UnsubscribedSet(String),
 }
 
 /// A built service, listening but not yet serving.
@@ -395,9 +395,9 @@ impl Wiring {
         let auto_unsubscribe = if settings.lifecycle.auto_unsubscribe {
             let api = VizionApi::new(&settings.vizion_api)?.with_metrics(metrics.clone());
             let record = match delivery.dedup().redis() {
-                Some(redis) => UnsubscribeRecord::redis(redis.clone()),
-                None => UnsubscribeRecord::file(&cx.data_dir)
-                    .map_err(|e| StartupError::Record(e.to_string()))?,
+                Some(redis) => UnsubscribedSet::redis(redis.clone()),
+                None => UnsubscribedSet::file(&cx.data_dir)
+                    .map_err(|e| StartupError::UnsubscribedSet(e.to_string()))?,
             };
             let auto = AutoUnsubscribe::new(
                 api,

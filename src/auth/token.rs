@@ -10,17 +10,11 @@ pub(crate) fn verify_static_header<'k>(
     request: &RequestParts<'_>,
     keys: &'k KeyRing,
 ) -> Result<&'k SigningKey, AuthFailure> {
-    let mut values = request.headers.get_all(name);
-    let value = values.next().ok_or(AuthFailure::new(
-        FailureReason::MissingToken,
+    let value = only_one(
+        request.headers.get_all(name),
         "the authentication header is missing",
-    ))?;
-    if values.next().is_some() {
-        return Err(AuthFailure::new(
-            FailureReason::BadToken,
-            "the authentication header is repeated",
-        ));
-    }
+        "the authentication header is repeated",
+    )?;
     matching_key(value.as_bytes(), keys)
 }
 
@@ -35,18 +29,28 @@ pub(crate) fn verify_query_token<'k>(
         .map_or("", |(_, q)| q);
     // Pairs are decoded one at a time, as they are compared, so a long query costs no
     // more memory than its longest pair.
-    let mut tokens = form_urlencoded::parse(query.as_bytes()).filter(|(k, _)| k == param);
-    let (_, token) = tokens.next().ok_or(AuthFailure::new(
-        FailureReason::MissingToken,
+    let (_, token) = only_one(
+        form_urlencoded::parse(query.as_bytes()).filter(|(k, _)| k == param),
         "the token query parameter is missing",
-    ))?;
-    if tokens.next().is_some() {
-        return Err(AuthFailure::new(
-            FailureReason::BadToken,
-            "the token query parameter is repeated",
-        ));
-    }
+        "the token query parameter is repeated",
+    )?;
     matching_key(token.as_bytes(), keys)
+}
+
+/// The one value `values` holds: none is a missing token, two or more a bad one (a
+/// repeated credential is refused rather than one of them picked).
+fn only_one<T>(
+    mut values: impl Iterator<Item = T>,
+    missing: &'static str,
+    repeated: &'static str,
+) -> Result<T, AuthFailure> {
+    let value = values
+        .next()
+        .ok_or(AuthFailure::new(FailureReason::MissingToken, missing))?;
+    if values.next().is_some() {
+        return Err(AuthFailure::new(FailureReason::BadToken, repeated));
+    }
+    Ok(value)
 }
 
 /// Compares digests rather than the values themselves, so that neither the content nor

@@ -33,15 +33,8 @@ pub fn run(
         eprintln!("error: {}", problems.join("\n  - "));
         return ExitCode::FAILURE;
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("error: cannot start: {e}");
-            return ExitCode::FAILURE;
-        }
+    let Ok(runtime) = super::runtime(true).inspect_err(|e| eprintln!("error: {e}")) else {
+        return ExitCode::FAILURE;
     };
     let result = runtime.block_on(async {
         let cx = settings.build_context(Metrics::new());

@@ -26,15 +26,8 @@ pub fn run(settings: &Settings, command: ReferencesCommand, json: bool) -> ExitC
         );
         return ExitCode::FAILURE;
     }
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("error: cannot start: {e}");
-            return ExitCode::FAILURE;
-        }
+    let Ok(runtime) = super::runtime(false).inspect_err(|e| eprintln!("error: {e}")) else {
+        return ExitCode::FAILURE;
     };
     let result = runtime.block_on(async {
         let api = VizionApi::new(&settings.vizion_api)?;

@@ -45,3 +45,10 @@ pub enum ConfigError {
 /// Something allowed but worth a warning at start-up.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigWarning(pub String);
+
+/// Asserts that one of the problems a `validate` found names `what`.
+#[cfg(test)]
+#[track_caller]
+pub(crate) fn assert_names(problems: &[String], what: &str) {
+    assert!(problems.iter().any(|p| p.contains(what)), "{problems:?}");
+}

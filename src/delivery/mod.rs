@@ -6,6 +6,8 @@ mod dedup;
 mod key_lock;
 mod sink_set;
 pub mod spool;
+#[cfg(test)]
+mod testing;
 
 use std::sync::Arc;
 use std::time::Duration;

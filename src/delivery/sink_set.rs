@@ -153,13 +153,9 @@ impl SinkSet {
 
 #[cfg(test)]
 mod tests {
-    use std::net::Ipv4Addr;
-
     use async_trait::async_trait;
-    use time::OffsetDateTime;
 
     use super::*;
-    use crate::events::{Content, DeliveryMode, EventContext, Provenance};
 
     /// Answers every write the same way.
     struct Fixed {
@@ -188,29 +184,7 @@ mod tests {
     }
 
     fn envelope() -> Envelope {
-        let body = b"{not json";
-        let dead = crate::vizion::parse(body).unwrap_err();
-        let at = OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap();
-        let event = crate::events::dead_letter_event(
-            &dead,
-            body,
-            at,
-            DeliveryMode::Webhook,
-            &EventContext::default(),
-        );
-        Envelope::new(
-            Content::DeadLetter {
-                event,
-                reason: dead.reason.as_str(),
-            },
-            Provenance::Webhook {
-                request_id: "req".into(),
-                client_ip: Ipv4Addr::LOCALHOST.into(),
-                key_id: None,
-                traceparent: None,
-            },
-            at,
-        )
+        crate::delivery::testing::dead_letter(b"{not json", "req")
     }
 
     fn set(metrics: &Metrics) -> SinkSet {

@@ -171,78 +171,72 @@ mod tests {
         s.parse().unwrap()
     }
 
+    /// The client `policy` sees in a request from `peer` carrying `pairs`.
+    fn client(
+        policy: &SourcePolicy,
+        peer: &str,
+        pairs: &[(&'static str, &'static str)],
+    ) -> Option<IpAddr> {
+        policy.client_address(ip(peer), &headers(pairs))
+    }
+
     #[test]
     fn an_untrusted_peer_is_the_client_whatever_it_claims() {
-        let h = headers(&[("x-forwarded-for", "54.164.144.86")]);
+        let h = [("x-forwarded-for", "54.164.144.86")];
         assert_eq!(
-            policy().client_address(ip("203.0.113.9"), &h),
+            client(&policy(), "203.0.113.9", &h),
             Some(ip("203.0.113.9"))
         );
     }
 
     #[test]
     fn behind_trusted_proxies_the_rightmost_untrusted_hop_is_the_client() {
-        let h = headers(&[("x-forwarded-for", "1.1.1.1, 54.164.144.86, 10.1.2.3")]);
-        assert_eq!(
-            policy().client_address(ip("10.0.0.1"), &h),
-            Some(ip("54.164.144.86"))
-        );
+        let h = [("x-forwarded-for", "1.1.1.1, 54.164.144.86, 10.1.2.3")];
+        assert_eq!(client(&policy(), "10.0.0.1", &h), Some(ip("54.164.144.86")));
     }
 
     #[test]
     fn repeated_forwarded_for_headers_form_one_chain() {
-        let h = headers(&[
+        let h = [
             ("x-forwarded-for", "54.164.144.86"),
             ("x-forwarded-for", "10.9.9.9"),
-        ]);
-        assert_eq!(
-            policy().client_address(ip("10.0.0.1"), &h),
-            Some(ip("54.164.144.86"))
-        );
+        ];
+        assert_eq!(client(&policy(), "10.0.0.1", &h), Some(ip("54.164.144.86")));
     }
 
     #[test]
     fn the_forwarded_header_is_read_when_configured() {
-        let h = headers(&[(
+        let h = [(
             "forwarded",
             "for=\"[2001:db8::7]:4711\";proto=https, for=fd00::1",
-        )]);
+        )];
         let policy = policy_reading(ForwardedHeader::Forwarded);
-        assert_eq!(
-            policy.client_address(ip("10.0.0.1"), &h),
-            Some(ip("2001:db8::7"))
-        );
+        assert_eq!(client(&policy, "10.0.0.1", &h), Some(ip("2001:db8::7")));
     }
 
     #[test]
     fn only_the_configured_header_is_read() {
         // The proxy writes one header and passes the other through from the client.
-        let h = headers(&[
+        let h = [
             ("forwarded", "for=6.6.6.6"),
             ("x-forwarded-for", "54.164.144.86"),
-        ]);
+        ];
         let forwarded = policy_reading(ForwardedHeader::Forwarded);
-        assert_eq!(
-            forwarded.client_address(ip("10.0.0.1"), &h),
-            Some(ip("6.6.6.6"))
-        );
-        let h = headers(&[
+        assert_eq!(client(&forwarded, "10.0.0.1", &h), Some(ip("6.6.6.6")));
+        let h = [
             ("x-forwarded-for", "6.6.6.6"),
             ("forwarded", "for=54.164.144.86"),
-        ]);
-        assert_eq!(
-            policy().client_address(ip("10.0.0.1"), &h),
-            Some(ip("6.6.6.6"))
-        );
+        ];
+        assert_eq!(client(&policy(), "10.0.0.1", &h), Some(ip("6.6.6.6")));
     }
 
     #[test]
     fn an_unreadable_hop_refuses_rather_than_guesses() {
-        let h = headers(&[("x-forwarded-for", "54.164.144.86, garbage")]);
-        assert_eq!(policy().client_address(ip("10.0.0.1"), &h), None);
-        let h = headers(&[("forwarded", "for=unknown")]);
+        let h = [("x-forwarded-for", "54.164.144.86, garbage")];
+        assert_eq!(client(&policy(), "10.0.0.1", &h), None);
+        let h = [("forwarded", "for=unknown")];
         let policy = policy_reading(ForwardedHeader::Forwarded);
-        assert_eq!(policy.client_address(ip("10.0.0.1"), &h), None);
+        assert_eq!(client(&policy, "10.0.0.1", &h), None);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! Vizion once, records that it did (so that neither a resend nor another replica does
 //! it again), and tells consumers with a `reference.unsubscribed` event.
 
-mod record;
+mod unsubscribed;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,7 +13,7 @@ use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use self::record::{Claimed, UnsubscribeRecord, UNSUBSCRIBED_FILE};
+pub use self::unsubscribed::{Claimed, UnsubscribedSet, UNSUBSCRIBED_FILE};
 use crate::events::{self, BridgeEventKind, EventContext, Unsubscription};
 use crate::pipeline::{CompletedJourney, OnComplete, Pipeline};
 use crate::retry::RetryPolicy;
@@ -41,7 +41,7 @@ pub struct AutoUnsubscribe {
     api: VizionApi,
     pipeline: Pipeline,
     events: EventContext,
-    record: UnsubscribeRecord,
+    record: UnsubscribedSet,
     metrics: Metrics,
     tasks: TaskTracker,
     /// Stops unsubscriptions still running, at shutdown.
@@ -59,7 +59,7 @@ impl AutoUnsubscribe {
         api: VizionApi,
         pipeline: Pipeline,
         events: EventContext,
-        record: UnsubscribeRecord,
+        record: UnsubscribedSet,
         metrics: Metrics,
         cancel: CancellationToken,
         tasks: TaskTracker,

@@ -130,193 +130,113 @@ const LATENCY_BUCKETS: &[f64] = &[
 impl Metrics {
     pub fn new() -> Self {
         let registry = Registry::new();
-        let webhooks = IntCounterVec::new(
-            Opts::new(
-                "vizion_bridge_webhooks_total",
-                "Webhook requests, by how they ended.",
-            ),
+        let mut families = Vec::new();
+        let r = &mut Registrar {
+            registry: &registry,
+            families: &mut families,
+        };
+        let webhooks = r.counter_vec(
+            "vizion_bridge_webhooks_total",
+            "Webhook requests, by how they ended.",
             &["outcome"],
-        )
-        .expect("valid metric");
-        let auth_failures = IntCounterVec::new(
-            Opts::new(
-                "vizion_bridge_auth_failures_total",
-                "Webhooks that failed authentication, by reason and by mode (in shadow mode they were still accepted).",
-            ),
+        );
+        let auth_failures = r.counter_vec(
+            "vizion_bridge_auth_failures_total",
+            "Webhooks that failed authentication, by reason and by mode (in shadow mode they were still accepted).",
             &["reason", "mode"],
-        )
-        .expect("valid metric");
-        let request_duration = HistogramVec::new(
-            HistogramOpts::new(
-                "vizion_bridge_request_duration_seconds",
-                "Time from the start of a webhook request to its answer, by outcome.",
-            )
-            .buckets(LATENCY_BUCKETS.to_vec()),
+        );
+        let request_duration = r.latency_histogram(
+            "vizion_bridge_request_duration_seconds",
+            "Time from the start of a webhook request to its answer, by outcome.",
             &["outcome"],
-        )
-        .expect("valid metric");
-        let inflight = IntGauge::new(
+        );
+        let inflight = r.gauge(
             "vizion_bridge_inflight_requests",
             "Webhook requests being handled now.",
-        )
-        .expect("valid metric");
-        let body_reads_in_progress = IntGauge::new(
+        );
+        let body_reads_in_progress = r.gauge(
             "vizion_bridge_body_reads_in_progress",
             "Webhook requests whose body is still being received.",
-        )
-        .expect("valid metric");
-        let sink_write_duration = HistogramVec::new(
-            HistogramOpts::new(
-                "vizion_bridge_sink_write_duration_seconds",
-                "Time a sink took to confirm a write, by sink.",
-            )
-            .buckets(LATENCY_BUCKETS.to_vec()),
+        );
+        let sink_write_duration = r.latency_histogram(
+            "vizion_bridge_sink_write_duration_seconds",
+            "Time a sink took to confirm a write, by sink.",
             &["sink"],
-        )
-        .expect("valid metric");
-        let sink_write_failures = IntCounterVec::new(
-            Opts::new(
-                "vizion_bridge_sink_write_failures_total",
-                "Writes a sink failed or did not confirm in time, by sink and reason.",
-            ),
+        );
+        let sink_write_failures = r.counter_vec(
+            "vizion_bridge_sink_write_failures_total",
+            "Writes a sink failed or did not confirm in time, by sink and reason.",
             &["sink", "reason"],
-        )
-        .expect("valid metric");
-        let dead_letters = IntCounterVec::new(
-            Opts::new(
-                "vizion_bridge_dead_letters_total",
-                "Authentic webhooks kept as dead letters because they were not usable, by reason.",
-            ),
+        );
+        let dead_letters = r.counter_vec(
+            "vizion_bridge_dead_letters_total",
+            "Authentic webhooks kept as dead letters because they were not usable, by reason.",
             &["reason"],
-        )
-        .expect("valid metric");
-        let unknown_descriptions = IntCounter::new(
+        );
+        let unknown_descriptions = r.counter(
             "vizion_bridge_unknown_milestone_descriptions_total",
             "Milestones of accepted updates whose description is not in the event-code table (new carrier wording).",
-        )
-        .expect("valid metric");
-        let events_published = IntCounterVec::new(
-            Opts::new(
-                "vizion_bridge_events_published_total",
-                "Messages a broker confirmed, by sink and kind (update, milestone, pass_through, raw, dead_letter).",
-            ),
+        );
+        let events_published = r.counter_vec(
+            "vizion_bridge_events_published_total",
+            "Messages a broker confirmed, by sink and kind (update, milestone, pass_through, raw, dead_letter).",
             &["sink", "kind"],
-        )
-        .expect("valid metric");
-        let publish_failures = IntCounterVec::new(
-            Opts::new(
-                "vizion_bridge_publish_failures_total",
-                "Messages a broker did not confirm, by sink and reason.",
-            ),
+        );
+        let publish_failures = r.counter_vec(
+            "vizion_bridge_publish_failures_total",
+            "Messages a broker did not confirm, by sink and reason.",
             &["sink", "reason"],
-        )
-        .expect("valid metric");
-        let publish_duration = HistogramVec::new(
-            HistogramOpts::new(
-                "vizion_bridge_publish_duration_seconds",
-                "Time from publishing a message to the broker's confirmation, by sink.",
-            )
-            .buckets(LATENCY_BUCKETS.to_vec()),
+        );
+        let publish_duration = r.latency_histogram(
+            "vizion_bridge_publish_duration_seconds",
+            "Time from publishing a message to the broker's confirmation, by sink.",
             &["sink"],
-        )
-        .expect("valid metric");
-        let sink_up = IntGaugeVec::new(
-            Opts::new(
-                "vizion_bridge_sink_up",
-                "1 while a sink can take writes (its broker is reachable), else 0.",
-            ),
+        );
+        let sink_up = r.gauge_vec(
+            "vizion_bridge_sink_up",
+            "1 while a sink can take writes (its broker is reachable), else 0.",
             &["sink"],
-        )
-        .expect("valid metric");
-        let build_info = IntGaugeVec::new(
-            Opts::new(
-                "vizion_bridge_build_info",
-                "Always 1; the label carries the version.",
-            ),
+        );
+        let build_info = r.gauge_vec(
+            "vizion_bridge_build_info",
+            "Always 1; the label carries the version.",
             &["version"],
-        )
-        .expect("valid metric");
+        );
         build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
 
-        let mut families = Vec::new();
-        for collector in [
-            Box::new(webhooks.clone()) as Box<dyn prometheus::core::Collector>,
-            Box::new(auth_failures.clone()),
-            Box::new(request_duration.clone()),
-            Box::new(inflight.clone()),
-            Box::new(body_reads_in_progress.clone()),
-            Box::new(sink_write_duration.clone()),
-            Box::new(sink_write_failures.clone()),
-            Box::new(dead_letters.clone()),
-            Box::new(unknown_descriptions.clone()),
-            Box::new(events_published.clone()),
-            Box::new(publish_failures.clone()),
-            Box::new(publish_duration.clone()),
-            Box::new(sink_up.clone()),
-            Box::new(build_info),
-        ] {
-            register(&registry, &mut families, collector);
-        }
-
-        let vizion_api_requests = IntCounterVec::new(
-            Opts::new(
-                "vizion_bridge_vizion_api_requests_total",
-                "Calls to Vizion's API, by operation and outcome (ok, the HTTP status, or transport_error); retries count again.",
-            ),
+        let vizion_api_requests = r.counter_vec(
+            "vizion_bridge_vizion_api_requests_total",
+            "Calls to Vizion's API, by operation and outcome (ok, the HTTP status, or transport_error); retries count again.",
             &["operation", "outcome"],
-        )
-        .expect("valid metric");
-        let poll_updates = IntCounterVec::new(
-            Opts::new(
-                "vizion_bridge_poll_updates_total",
-                "Updates fetched by polling, by what became of them (accepted, duplicate, dead_lettered, unavailable).",
-            ),
+        );
+        let poll_updates = r.counter_vec(
+            "vizion_bridge_poll_updates_total",
+            "Updates fetched by polling, by what became of them (accepted, duplicate, dead_lettered, unavailable).",
             &["outcome"],
-        )
-        .expect("valid metric");
-        let poll_runs = IntCounterVec::new(
-            Opts::new(
-                "vizion_bridge_poll_runs_total",
-                "Polling passes, by result (ok, or partial when some reference could not be read or written).",
-            ),
+        );
+        let poll_runs = r.counter_vec(
+            "vizion_bridge_poll_runs_total",
+            "Polling passes, by result (ok, or partial when some reference could not be read or written).",
             &["result"],
-        )
-        .expect("valid metric");
-        let unsubscriptions = IntCounterVec::new(
-            Opts::new(
-                "vizion_bridge_unsubscriptions_total",
-                "Automatic unsubscriptions of completed journeys, by outcome (unsubscribed, already_gone, failed).",
-            ),
+        );
+        let unsubscriptions = r.counter_vec(
+            "vizion_bridge_unsubscriptions_total",
+            "Automatic unsubscriptions of completed journeys, by outcome (unsubscribed, already_gone, failed).",
             &["outcome"],
-        )
-        .expect("valid metric");
-        let dedup_breaker_state = IntGauge::new(
+        );
+        let dedup_breaker_state = r.gauge(
             "vizion_bridge_dedup_breaker_state",
             "The Redis circuit breaker (dedup and unsubscription record): 0 closed (Redis asked), 1 open (not asked; updates count as unseen), 2 half-open (one probe under way). 0 when Redis is not configured.",
-        )
-        .expect("valid metric");
-        let dedup_breaker_transitions = IntCounterVec::new(
-            Opts::new(
-                "vizion_bridge_dedup_breaker_transitions_total",
-                "Changes of the Redis circuit breaker, by the state entered (open, half_open, closed).",
-            ),
+        );
+        let dedup_breaker_transitions = r.counter_vec(
+            "vizion_bridge_dedup_breaker_transitions_total",
+            "Changes of the Redis circuit breaker, by the state entered (open, half_open, closed).",
             &["state"],
-        )
-        .expect("valid metric");
-        for collector in [
-            Box::new(vizion_api_requests.clone()) as Box<dyn prometheus::core::Collector>,
-            Box::new(poll_updates.clone()),
-            Box::new(poll_runs.clone()),
-            Box::new(unsubscriptions.clone()),
-            Box::new(dedup_breaker_state.clone()),
-            Box::new(dedup_breaker_transitions.clone()),
-        ] {
-            register(&registry, &mut families, collector);
-        }
+        );
 
-        let spool = SpoolMetrics::register(&registry, &mut families);
+        let spool = SpoolMetrics::register(r);
 
         // Series that exist from the start read 0 rather than "no data" in alerts.
         for outcome in Outcome::ALL {
@@ -424,84 +344,91 @@ pub(crate) struct SpoolMetrics {
 }
 
 impl SpoolMetrics {
-    fn register(registry: &Registry, families: &mut Vec<FamilyMetadata>) -> Self {
-        let gauge = |name: &str, help: &str| IntGauge::new(name, help).expect("valid metric");
-        let counter = |name: &str, help: &str| IntCounter::new(name, help).expect("valid metric");
-        let metrics = Self {
-            bytes: gauge(
+    fn register(r: &mut Registrar<'_>) -> Self {
+        Self {
+            bytes: r.gauge(
                 "vizion_bridge_spool_bytes",
                 "Bytes of spool segments on disk.",
             ),
-            entries: gauge(
+            entries: r.gauge(
                 "vizion_bridge_spool_entries",
                 "Spooled records not yet confirmed by every sink.",
             ),
-            oldest_entry_age_seconds: Gauge::new(
+            oldest_entry_age_seconds: r.float_gauge(
                 "vizion_bridge_spool_oldest_entry_age_seconds",
                 "Age of the oldest spooled record not yet forwarded; 0 when none.",
-            )
-            .expect("valid metric"),
-            forwarded: counter(
+            ),
+            forwarded: r.counter(
                 "vizion_bridge_spool_forwarded_total",
                 "Spooled records confirmed by every sink and released.",
             ),
-            forward_failures: IntCounterVec::new(
-                Opts::new(
-                    "vizion_bridge_spool_forward_failures_total",
-                    "Failed attempts to forward a spooled record, by sink; each is retried unless the record is quarantined.",
-                ),
+            forward_failures: r.counter_vec(
+                "vizion_bridge_spool_forward_failures_total",
+                "Failed attempts to forward a spooled record, by sink; each is retried unless the record is quarantined.",
                 &["sink"],
-            )
-            .expect("valid metric"),
-            recovered_entries: counter(
+            ),
+            recovered_entries: r.counter(
                 "vizion_bridge_spool_recovered_entries_total",
                 "Records found in the spool at start-up, still to forward.",
             ),
-            torn_tails: counter(
+            torn_tails: r.counter(
                 "vizion_bridge_spool_torn_tails_total",
                 "Incomplete records cut from the end of a spool segment at start-up.",
             ),
-            undecodable: counter(
+            undecodable: r.counter(
                 "vizion_bridge_spool_undecodable_total",
                 "Spooled records that could not be decoded, kept under undecodable/ in the spool directory and skipped.",
             ),
-            quarantined: IntCounterVec::new(
-                Opts::new(
-                    "vizion_bridge_spool_quarantined_total",
-                    "Spooled records a sink refused for good (or past spool.max_attempts), kept under quarantine/ in the spool directory, by sink and reason.",
-                ),
+            quarantined: r.counter_vec(
+                "vizion_bridge_spool_quarantined_total",
+                "Spooled records a sink refused for good (or past spool.max_attempts), kept under quarantine/ in the spool directory, by sink and reason.",
                 &["sink", "reason"],
-            )
-            .expect("valid metric"),
-        };
-        for collector in [
-            Box::new(metrics.bytes.clone()) as Box<dyn prometheus::core::Collector>,
-            Box::new(metrics.entries.clone()),
-            Box::new(metrics.oldest_entry_age_seconds.clone()),
-            Box::new(metrics.forwarded.clone()),
-            Box::new(metrics.forward_failures.clone()),
-            Box::new(metrics.recovered_entries.clone()),
-            Box::new(metrics.torn_tails.clone()),
-            Box::new(metrics.undecodable.clone()),
-            Box::new(metrics.quarantined.clone()),
-        ] {
-            register(registry, families, collector);
+            ),
         }
-        metrics
     }
 }
 
-/// Registers `collector` and notes its families, so that `/metrics` lists each of them
-/// even before its first series.
-fn register(
-    registry: &Registry,
-    families: &mut Vec<FamilyMetadata>,
-    collector: Box<dyn prometheus::core::Collector>,
-) {
-    families.extend(collector.collect().iter().map(FamilyMetadata::of));
-    registry
-        .register(collector)
-        .expect("metric names are unique");
+/// Makes each metric and registers it at once, noting its families, so that `/metrics`
+/// lists each of them even before its first series.
+struct Registrar<'a> {
+    registry: &'a Registry,
+    families: &'a mut Vec<FamilyMetadata>,
+}
+
+impl Registrar<'_> {
+    fn add<C: prometheus::core::Collector + Clone + 'static>(&mut self, collector: C) -> C {
+        self.families
+            .extend(collector.collect().iter().map(FamilyMetadata::of));
+        self.registry
+            .register(Box::new(collector.clone()))
+            .expect("metric names are unique");
+        collector
+    }
+
+    fn counter(&mut self, name: &str, help: &str) -> IntCounter {
+        self.add(IntCounter::new(name, help).expect("valid metric"))
+    }
+
+    fn counter_vec(&mut self, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+        self.add(IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric"))
+    }
+
+    fn gauge(&mut self, name: &str, help: &str) -> IntGauge {
+        self.add(IntGauge::new(name, help).expect("valid metric"))
+    }
+
+    fn gauge_vec(&mut self, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+        self.add(IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric"))
+    }
+
+    fn float_gauge(&mut self, name: &str, help: &str) -> Gauge {
+        self.add(Gauge::new(name, help).expect("valid metric"))
+    }
+
+    fn latency_histogram(&mut self, name: &str, help: &str, labels: &[&str]) -> HistogramVec {
+        let opts = HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec());
+        self.add(HistogramVec::new(opts, labels).expect("valid metric"))
+    }
 }
 
 impl Default for Metrics {

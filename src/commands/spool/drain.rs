@@ -36,10 +36,7 @@ pub fn run(settings: &Settings, dir: &Path, timeout: Duration) -> Result<(), Str
     if !dir.is_dir() {
         return Err(format!("there is no spool in {}", dir.display()));
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("cannot start: {e}"))?;
+    let runtime = crate::commands::runtime(true)?;
     runtime.block_on(async {
         let quarantined_before = quarantined_records(dir)?;
         let metrics = Metrics::new();

@@ -64,10 +64,7 @@ fn list(dir: &Path, json: bool) -> Result<(), String> {
 /// Opens the spool (which takes its lock: refused while the service runs), appends the
 /// quarantined records to it, and closes it; the service forwards them at its next start.
 fn requeue(settings: &Settings) -> Result<(), String> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("cannot start: {e}"))?;
+    let runtime = crate::commands::runtime(false)?;
     runtime.block_on(async {
         let spool = open_exclusive(settings, &Metrics::new(), "requeue")?;
         let requeued = spool.requeue_quarantined().await;

@@ -324,16 +324,8 @@ mod tests {
             ..DedupConfig::default()
         };
         let problems = config.validate();
-        assert!(
-            problems
-                .iter()
-                .any(|p| p.contains("redis_breaker_failures")),
-            "{problems:?}"
-        );
-        assert!(
-            problems.iter().any(|p| p.contains("redis_breaker_open")),
-            "{problems:?}"
-        );
+        crate::config::assert_names(&problems, "redis_breaker_failures");
+        crate::config::assert_names(&problems, "redis_breaker_open");
         assert!(DedupConfig {
             redis_url: Some(InlineSecret::new("redis://127.0.0.1:6379/0")),
             ..DedupConfig::default()

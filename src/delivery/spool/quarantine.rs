@@ -140,11 +140,7 @@ mod tests {
     #[test]
     fn a_kept_record_lists_with_its_note_and_reads_back_as_it_was() {
         let dir = tempfile::tempdir().unwrap();
-        let frame = Frame {
-            seq: 7,
-            appended_at_ms: 1234,
-            payload: b"an entry\nwith a newline".to_vec(),
-        };
+        let frame = Frame::new(7, 1234, b"an entry\nwith a newline");
         let path = keep(dir.path(), &frame, &note(7, "kafka")).unwrap();
         assert_eq!(path, dir.path().join("quarantine").join("7-1234-kafka.rec"));
         let listed = list(dir.path()).unwrap();
@@ -158,11 +154,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         assert!(list(dir.path()).unwrap().is_empty(), "no quarantine yet");
         for (seq, sink) in [(9, "kafka"), (3, "rabbitmq"), (9, "rabbitmq")] {
-            let frame = Frame {
-                seq,
-                appended_at_ms: 1,
-                payload: vec![seq as u8],
-            };
+            let frame = Frame::new(seq, 1, vec![seq as u8]);
             keep(dir.path(), &frame, &note(seq, sink)).unwrap();
         }
         std::fs::write(dir.path().join(DIR).join("5-kafka.rec.tmp"), b"cut short").unwrap();
@@ -178,11 +170,7 @@ mod tests {
     #[test]
     fn a_damaged_record_is_an_error_not_a_payload() {
         let dir = tempfile::tempdir().unwrap();
-        let frame = Frame {
-            seq: 1,
-            appended_at_ms: 1,
-            payload: b"whole".to_vec(),
-        };
+        let frame = Frame::new(1, 1, b"whole");
         let path = keep(dir.path(), &frame, &note(1, "kafka")).unwrap();
         let mut bytes = std::fs::read(&path).unwrap();
         let last = bytes.len() - 1;

@@ -438,19 +438,10 @@ async fn an_undecodable_record_is_kept_aside_counted_and_the_rest_forwarded() {
     };
     let metrics = crate::telemetry::Metrics::new();
     let spool = super::Spool::open(&config, metrics.clone()).unwrap();
-    let record = dead_letter(b"{not json", "req-1");
+    let record = crate::delivery::testing::dead_letter(b"{not json", "req-1");
     spool.append(&record).await.unwrap();
     let sink = Arc::new(KeepingSink::default());
-    start_forwarding(&spool, vec![sink.clone()]);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while spool.has_backlog() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the spool did not drain"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
-    spool.close(std::time::Duration::from_secs(1)).await;
+    forward_until_drained(&spool, vec![sink.clone()]).await;
 
     assert_eq!(*sink.0.lock().unwrap(), vec![format!("{record:?}")]);
     assert_eq!(metrics.spool.undecodable.get(), 1);
@@ -463,34 +454,6 @@ async fn an_undecodable_record_is_kept_aside_counted_and_the_rest_forwarded() {
     assert_eq!(checkpoint::load(dir.path()), 2);
 }
 
-/// A dead letter of `body`, received under `request_id`.
-fn dead_letter(body: &[u8], request_id: &str) -> crate::events::Envelope {
-    use crate::events::{Content, DeliveryMode, Envelope, EventContext, Provenance};
-
-    let dead = crate::vizion::parse(body).unwrap_err();
-    let received_at = time::OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap();
-    let event = crate::events::dead_letter_event(
-        &dead,
-        body,
-        received_at,
-        DeliveryMode::Webhook,
-        &EventContext::default(),
-    );
-    Envelope::new(
-        Content::DeadLetter {
-            event,
-            reason: dead.reason.as_str(),
-        },
-        Provenance::Webhook {
-            request_id: request_id.into(),
-            client_ip: std::net::Ipv4Addr::LOCALHOST.into(),
-            key_id: None,
-            traceparent: None,
-        },
-        received_at,
-    )
-}
-
 /// Starts forwarding to `sinks` on a tracker of its own.
 fn start_forwarding(spool: &super::Spool, sinks: Vec<std::sync::Arc<dyn crate::sinks::Sink>>) {
     let sinks = crate::delivery::SinkSet::new(sinks, crate::telemetry::Metrics::new());
@@ -499,6 +462,23 @@ fn start_forwarding(spool: &super::Spool, sinks: Vec<std::sync::Arc<dyn crate::s
         tokio_util::sync::CancellationToken::new(),
         &tokio_util::task::TaskTracker::new(),
     );
+}
+
+/// Forwards what `spool` holds to `sinks` until the spool is empty; then closes it.
+async fn forward_until_drained(
+    spool: &super::Spool,
+    sinks: Vec<std::sync::Arc<dyn crate::sinks::Sink>>,
+) {
+    start_forwarding(spool, sinks);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while spool.has_backlog() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the spool did not drain"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    spool.close(std::time::Duration::from_secs(1)).await;
 }
 
 /// A sink that answers `refusal` (a clone of it) for records received under
@@ -577,23 +557,23 @@ async fn forward_two(
         ("req-first", &b"{first"[..], first_confirmed_by),
         ("req-second", &b"{second"[..], Vec::new()),
     ] {
-        let record = dead_letter(body, request);
+        let record = crate::delivery::testing::dead_letter(body, request);
         spool
             .append_confirmed_by(&record, confirmed_by)
             .await
             .unwrap();
     }
-    start_forwarding(&spool, sinks);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while spool.has_backlog() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the spool did not drain"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
-    spool.close(std::time::Duration::from_secs(1)).await;
+    forward_until_drained(&spool, sinks).await;
     metrics
+}
+
+/// Records quarantined for `sink` and `reason`, as counted.
+fn quarantined(metrics: &crate::telemetry::Metrics, sink: &str, reason: &str) -> u64 {
+    metrics
+        .spool
+        .quarantined
+        .with_label_values(&[sink, reason])
+        .get()
 }
 
 #[tokio::test]
@@ -627,12 +607,7 @@ async fn a_permanent_refusal_is_quarantined_at_once_and_the_next_record_forwarde
         (0, "kafka")
     );
     assert_eq!(files[0].note.reason, "too_large");
-    let counted = metrics
-        .spool
-        .quarantined
-        .with_label_values(&["kafka", "too_large"])
-        .get();
-    assert_eq!(counted, 1);
+    assert_eq!(quarantined(&metrics, "kafka", "too_large"), 1);
     assert_eq!(
         metrics.spool.forwarded.get(),
         1,
@@ -658,12 +633,7 @@ async fn a_transient_failure_is_quarantined_only_after_max_attempts() {
     assert_eq!(files.len(), 1);
     assert_eq!(files[0].note.reason, "max_attempts");
     assert_eq!(files[0].note.attempts, 3);
-    let counted = metrics
-        .spool
-        .quarantined
-        .with_label_values(&["kafka", "max_attempts"])
-        .get();
-    assert_eq!(counted, 1);
+    assert_eq!(quarantined(&metrics, "kafka", "max_attempts"), 1);
 }
 
 #[tokio::test]
@@ -689,11 +659,7 @@ async fn a_record_is_forwarded_only_to_the_sinks_that_had_not_confirmed_it() {
 async fn requeued_records_are_appended_once_and_leave_the_quarantine() {
     let dir = tempfile::tempdir().unwrap();
     for sink in ["kafka", "rabbitmq"] {
-        let frame = format::Frame {
-            seq: 4,
-            appended_at_ms: 1,
-            payload: b"the entry".to_vec(),
-        };
+        let frame = format::Frame::new(4, 1, b"the entry");
         let note = super::quarantine::Note {
             seq: 4,
             sink: sink.into(),
@@ -747,7 +713,10 @@ async fn a_container_whose_record_is_retried_does_not_hold_back_the_others() {
         )
     }));
     for (request, body) in &appends {
-        spool.append(&dead_letter(body, request)).await.unwrap();
+        spool
+            .append(&crate::delivery::testing::dead_letter(body, request))
+            .await
+            .unwrap();
     }
     let sink = Arc::new(RefusingSink::new(
         "kafka",

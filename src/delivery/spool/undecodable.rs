@@ -27,11 +27,7 @@ mod tests {
     #[test]
     fn a_kept_record_reads_back_as_the_frame_it_was() {
         let dir = tempfile::tempdir().unwrap();
-        let frame = Frame {
-            seq: 42,
-            appended_at_ms: 1234,
-            payload: b"a record of a later version".to_vec(),
-        };
+        let frame = Frame::new(42, 1234, b"a record of a later version");
         let path = keep(dir.path(), &frame).unwrap();
         assert_eq!(path, dir.path().join("undecodable").join("42.bin"));
         let bytes = std::fs::read(&path).unwrap();

@@ -26,6 +26,15 @@ pub struct Frame {
 }
 
 impl Frame {
+    #[cfg(test)]
+    pub fn new(seq: u64, appended_at_ms: u64, payload: impl Into<Vec<u8>>) -> Self {
+        Self {
+            seq,
+            appended_at_ms,
+            payload: payload.into(),
+        }
+    }
+
     /// Bytes the frame takes on disk.
     pub fn disk_len(&self) -> u64 {
         (HEADER_LEN + self.payload.len()) as u64

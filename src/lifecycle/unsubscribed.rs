@@ -30,12 +30,14 @@ pub enum Claimed {
     Elsewhere,
 }
 
-pub enum UnsubscribeRecord {
-    File(FileRecord),
+/// The set of references unsubscribed (or being unsubscribed now), kept in
+/// `unsubscribed.log` or in Redis.
+pub enum UnsubscribedSet {
+    File(FileSet),
     Redis(RedisStore),
 }
 
-pub struct FileRecord {
+pub struct FileSet {
     file: KeyFile,
     /// The references unsubscribed, changed only under `pending`'s lock.
     done: Keys,
@@ -43,7 +45,7 @@ pub struct FileRecord {
     pending: Mutex<HashSet<String>>,
 }
 
-impl UnsubscribeRecord {
+impl UnsubscribedSet {
     /// Reads back `data_dir/unsubscribed.log`.
     pub fn file(data_dir: &Path) -> std::io::Result<Self> {
         std::fs::create_dir_all(data_dir)?;
@@ -57,7 +59,7 @@ impl UnsubscribeRecord {
         };
         let done = Keys::new(None, None);
         let file = KeyFile::open(&data_dir.join(UNSUBSCRIBED_FILE), options, &done)?;
-        Ok(Self::File(FileRecord {
+        Ok(Self::File(FileSet {
             file,
             done,
             pending: Mutex::default(),
@@ -70,7 +72,7 @@ impl UnsubscribeRecord {
 
     pub async fn claim(&self, reference_id: &str) -> Result<Claimed, String> {
         match self {
-            UnsubscribeRecord::File(file) => {
+            UnsubscribedSet::File(file) => {
                 let mut pending = file.pending.lock().expect("record lock poisoned");
                 Ok(if file.done.contains(reference_id) {
                     Claimed::Done
@@ -80,7 +82,7 @@ impl UnsubscribeRecord {
                     Claimed::Mine
                 })
             }
-            UnsubscribeRecord::Redis(redis) => {
+            UnsubscribedSet::Redis(redis) => {
                 let key = redis_key(redis, reference_id);
                 let claimed = redis
                     .set_if_absent(&key, "pending", CLAIM_TTL)
@@ -97,7 +99,7 @@ impl UnsubscribeRecord {
 
     pub async fn finish(&self, reference_id: &str) -> Result<(), String> {
         match self {
-            UnsubscribeRecord::File(file) => {
+            UnsubscribedSet::File(file) => {
                 let mut pending = file.pending.lock().expect("record lock poisoned");
                 let now = unix_seconds();
                 file.file
@@ -107,7 +109,7 @@ impl UnsubscribeRecord {
                 file.done.insert(reference_id.to_owned(), now);
                 Ok(())
             }
-            UnsubscribeRecord::Redis(redis) => redis
+            UnsubscribedSet::Redis(redis) => redis
                 .set(&redis_key(redis, reference_id), "done", DONE_TTL)
                 .await
                 .map_err(|e| e.to_string()),
@@ -117,12 +119,12 @@ impl UnsubscribeRecord {
     /// Gives a claim up after a failure, so that a later update tries again.
     pub async fn release(&self, reference_id: &str) -> Result<(), String> {
         match self {
-            UnsubscribeRecord::File(file) => {
+            UnsubscribedSet::File(file) => {
                 let mut pending = file.pending.lock().expect("record lock poisoned");
                 pending.remove(reference_id);
                 Ok(())
             }
-            UnsubscribeRecord::Redis(redis) => redis
+            UnsubscribedSet::Redis(redis) => redis
                 .delete(&redis_key(redis, reference_id))
                 .await
                 .map_err(|e| e.to_string()),
@@ -141,7 +143,7 @@ mod tests {
     #[tokio::test]
     async fn a_reference_is_claimed_once_and_remembered_across_restarts() {
         let dir = tempfile::tempdir().unwrap();
-        let record = UnsubscribeRecord::file(dir.path()).unwrap();
+        let record = UnsubscribedSet::file(dir.path()).unwrap();
         assert_eq!(record.claim("r1").await.unwrap(), Claimed::Mine);
         assert_eq!(record.claim("r1").await.unwrap(), Claimed::Elsewhere);
         record.release("r1").await.unwrap();
@@ -149,7 +151,7 @@ mod tests {
         record.finish("r1").await.unwrap();
         assert_eq!(record.claim("r1").await.unwrap(), Claimed::Done);
         drop(record);
-        let again = UnsubscribeRecord::file(dir.path()).unwrap();
+        let again = UnsubscribedSet::file(dir.path()).unwrap();
         assert_eq!(again.claim("r1").await.unwrap(), Claimed::Done);
         assert_eq!(again.claim("r2").await.unwrap(), Claimed::Mine);
     }
