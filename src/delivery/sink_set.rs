@@ -285,20 +285,10 @@ mod tests {
                 ("rabbitmq", "timeout")
             ]
         );
-        let failures = |sink, reason| {
-            metrics
-                .sink_write_failures
-                .with_label_values(&[sink, reason])
-                .get()
-        };
+        let failures = |sink, reason| metrics.write_failures(sink, reason);
         assert_eq!(failures("kafka", "closed"), 1);
         assert_eq!(failures("rabbitmq", "timeout"), 1);
-        let timed = |sink| {
-            metrics
-                .sink_write_duration
-                .with_label_values(&[sink])
-                .get_sample_count()
-        };
+        let timed = |sink| metrics.confirmed_writes(sink);
         assert_eq!(timed("file"), 1);
 
         // Forwarding writes only to the sinks asked for, and counts forward failures.
@@ -315,14 +305,7 @@ mod tests {
             )
             .await;
         assert_eq!(writes.len(), 1);
-        assert_eq!(
-            metrics
-                .spool
-                .forward_failures
-                .with_label_values(&["kafka"])
-                .get(),
-            1
-        );
+        assert_eq!(metrics.forward_failures("kafka"), 1);
         assert_eq!(failures("kafka", "closed"), 1);
         assert_eq!(timed("file"), 1);
     }

@@ -453,7 +453,7 @@ async fn an_undecodable_record_is_kept_aside_counted_and_the_rest_forwarded() {
     spool.close(std::time::Duration::from_secs(1)).await;
 
     assert_eq!(*sink.0.lock().unwrap(), vec![format!("{record:?}")]);
-    assert_eq!(metrics.spool.undecodable.get(), 1);
+    assert_eq!(metrics.undecodable_in_spool(), 1);
     let kept = std::fs::read(dir.path().join("undecodable").join("0.bin")).unwrap();
     let format::Next::Frame(frame) = format::read_frame(&mut kept.as_slice()).unwrap() else {
         panic!("the kept file is not a whole frame");
@@ -627,14 +627,10 @@ async fn a_permanent_refusal_is_quarantined_at_once_and_the_next_record_forwarde
         (0, "kafka")
     );
     assert_eq!(files[0].note.reason, "too_large");
-    let counted = metrics
-        .spool
-        .quarantined
-        .with_label_values(&["kafka", "too_large"])
-        .get();
+    let counted = metrics.quarantined_in_spool("kafka", "too_large");
     assert_eq!(counted, 1);
     assert_eq!(
-        metrics.spool.forwarded.get(),
+        metrics.forwarded_from_spool(),
         1,
         "only the second was forwarded whole"
     );
@@ -658,11 +654,7 @@ async fn a_transient_failure_is_quarantined_only_after_max_attempts() {
     assert_eq!(files.len(), 1);
     assert_eq!(files[0].note.reason, "max_attempts");
     assert_eq!(files[0].note.attempts, 3);
-    let counted = metrics
-        .spool
-        .quarantined
-        .with_label_values(&["kafka", "max_attempts"])
-        .get();
+    let counted = metrics.quarantined_in_spool("kafka", "max_attempts");
     assert_eq!(counted, 1);
 }
 
