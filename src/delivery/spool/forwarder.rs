@@ -345,6 +345,7 @@ fn forward(shared: Arc<Shared>, sinks: Arc<SinkSet>, pending: Pending) -> Forwar
                 tokio::time::sleep(backoff.next_delay()).await;
             }
             let attempts = backoff.attempted();
+            let last_attempt = backoff.exhausted();
             let writes = sinks
                 .write(
                     &pending.envelope,
@@ -353,7 +354,7 @@ fn forward(shared: Arc<Shared>, sinks: Arc<SinkSet>, pending: Pending) -> Forwar
                     Purpose::Forward {
                         seq,
                         attempts,
-                        last_attempt: backoff.exhausted(),
+                        last_attempt,
                     },
                 )
                 .await;
@@ -363,7 +364,8 @@ fn forward(shared: Arc<Shared>, sinks: Arc<SinkSet>, pending: Pending) -> Forwar
                 let Some(error) = write.outcome.error() else {
                     continue;
                 };
-                if error.is_permanent() || backoff.exhausted() {
+                // The sink set decided alike when it logged the failure (`will_retry`).
+                if error.is_permanent() || last_attempt {
                     let reason = if error.is_permanent() {
                         error.reason()
                     } else {
@@ -381,7 +383,6 @@ fn forward(shared: Arc<Shared>, sinks: Arc<SinkSet>, pending: Pending) -> Forwar
                     keep_quarantined(&shared, &pending.frame, &note).await;
                     quarantined = true;
                 } else {
-                    // The sink set logged the failure when it counted it.
                     still_waiting.push(sink);
                 }
             }
