@@ -12,6 +12,7 @@ use crate::delivery::{self, Delivery, DeliveryError};
 use crate::events::{
     self, BridgeEventKind, CloudEvent, Content, DeliveryKind, Envelope, EventContext, Provenance,
 };
+use crate::telemetry::events::{DeadLetterFound, DeadLettered, UnknownDescriptions};
 use crate::telemetry::Metrics;
 use crate::vizion::{self, Inbound};
 
@@ -139,7 +140,7 @@ impl Pipeline {
             received_at,
         );
         attempt.write(&envelope).await?;
-        self.metrics.unknown_descriptions.inc_by(unknown as u64);
+        self.metrics.emit(UnknownDescriptions { count: unknown });
         let batch = envelope.batch().expect("an update envelope holds a batch");
         if let (Inbound::Update(update), Some(hook)) = (inbound, &self.on_complete) {
             if batch.journey_complete() {
@@ -178,20 +179,20 @@ impl Pipeline {
             events::dead_letter_event(dead, &arrival.body, arrival.received_at, mode, &self.events);
         let id = event.id().to_owned();
         tracing::Span::current().record("update_id", id.as_str());
-        tracing::warn!(
+        DeadLetterFound {
             reason,
-            detail = %dead.detail,
-            dead_letter_id = %id,
-            delivery_mode = mode.as_str(),
-            "authentic body is not a usable delivery; keeping it as a dead letter"
-        );
+            detail: &dead.detail,
+            dead_letter_id: &id,
+            delivery_mode: mode.as_str(),
+        }
+        .emit();
         let envelope = Envelope::new(
             Content::DeadLetter { event, reason },
             arrival.provenance,
             arrival.received_at,
         );
         attempt.write(&envelope).await?;
-        self.metrics.dead_letters.with_label_values(&[reason]).inc();
+        self.metrics.emit(DeadLettered { reason });
         Ok(Outcome::DeadLettered { reason, id })
     }
 

@@ -14,6 +14,9 @@ use tracing::Instrument;
 
 use crate::events::Provenance;
 use crate::pipeline::{Arrival, Outcome, Pipeline};
+use crate::telemetry::events::{
+    PollRun, PollRunFailed, PollRunResult, PolledUpdate, PolledUpdateNotStored, ReferenceUnreadable,
+};
 use crate::telemetry::Metrics;
 use crate::vizion::api::{ApiError, Reference, ReferenceFilter, VizionApi};
 
@@ -183,21 +186,20 @@ impl Poller {
             report.add(&one);
         }
         let result = if report.is_complete() {
-            "ok"
+            PollRunResult::Ok
         } else {
-            "partial"
+            PollRunResult::Partial
         };
-        self.metrics.poll_runs.with_label_values(&[result]).inc();
-        tracing::info!(
-            references = report.references,
-            updates = report.updates,
-            accepted = report.accepted,
-            duplicates = report.duplicates,
-            unavailable = report.unavailable,
-            failed_references = report.failed_references,
-            older_than_dedup = report.older_than_dedup,
-            "poll pass done"
-        );
+        self.metrics.emit(PollRun {
+            result,
+            references: report.references,
+            updates: report.updates,
+            accepted: report.accepted,
+            duplicates: report.duplicates,
+            unavailable: report.unavailable,
+            failed_references: report.failed_references,
+            older_than_dedup: report.older_than_dedup,
+        });
         report
     }
 
@@ -206,7 +208,11 @@ impl Poller {
         let (updates, peer) = match self.api.list_updates(reference_id).await {
             Ok(found) => found,
             Err(e) => {
-                tracing::warn!(reference_id, error = %e, "cannot read a reference's updates");
+                ReferenceUnreadable {
+                    reference_id,
+                    error: &e,
+                }
+                .emit();
                 report.failed_references = 1;
                 return report;
             }
@@ -220,10 +226,9 @@ impl Poller {
             report.updates += 1;
             if update_time(update.get()).is_some_and(|at| at < horizon) {
                 report.older_than_dedup += 1;
-                self.metrics
-                    .poll_updates
-                    .with_label_values(&["older_than_dedup"])
-                    .inc();
+                self.metrics.emit(PolledUpdate {
+                    outcome: "older_than_dedup",
+                });
                 continue;
             }
             let request_id = format!("poll-{}", uuid::Uuid::new_v4());
@@ -252,20 +257,17 @@ impl Poller {
                     report.dead_lettered += 1;
                     "dead_lettered"
                 }
-                Err(e) => {
-                    tracing::error!(reference_id, error = %e, "polled update not stored; next pass retries");
+                Err(error) => {
                     report.unavailable += 1;
-                    "unavailable"
+                    self.metrics.emit(PolledUpdateNotStored {
+                        reference_id,
+                        error,
+                    });
+                    // The sinks are failing: the rest waits for the next pass.
+                    break;
                 }
             };
-            self.metrics
-                .poll_updates
-                .with_label_values(&[outcome])
-                .inc();
-            if taken.is_err() {
-                // The sinks are failing: the rest waits for the next pass.
-                break;
-            }
+            self.metrics.emit(PolledUpdate { outcome });
         }
         report
     }
@@ -276,10 +278,7 @@ impl Poller {
         loop {
             match self.run_once().await {
                 Ok(_) => {}
-                Err(e) => {
-                    self.metrics.poll_runs.with_label_values(&["failed"]).inc();
-                    tracing::error!(error = %e, "cannot list references to poll");
-                }
+                Err(error) => self.metrics.emit(PollRunFailed { error: &error }),
             }
             tokio::select! {
                 _ = tokio::time::sleep(self.config.interval) => {}

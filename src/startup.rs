@@ -146,7 +146,7 @@ impl Application {
             body_reads: BodyReads::new(
                 server_config.max_body_reads,
                 server_config.max_body_reads_per_client,
-                metrics.body_reads_in_progress.clone(),
+                metrics.bodies_being_read_gauge(),
             ),
             inflight: Arc::new(Semaphore::new(server_config.max_inflight)),
             shutdown: ShutdownState::default(),
@@ -269,7 +269,7 @@ async fn drain(
         "shutting down: refusing new webhooks, finishing those in flight"
     );
     loop {
-        let in_flight = state.metrics.inflight.get();
+        let in_flight = state.metrics.requests_in_flight();
         if in_flight == 0 && connections.are_quiet(DRAIN_QUIET) {
             return;
         }

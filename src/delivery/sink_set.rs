@@ -11,6 +11,7 @@ use futures_util::future::join_all;
 use super::DeliveryError;
 use crate::events::Envelope;
 use crate::sinks::{Sink, SinkError};
+use crate::telemetry::events::{self, SinkCloseFailed, SinkWriteFailed, SpoolForwardFailed};
 use crate::telemetry::Metrics;
 
 /// Why a write is made, which says what it counts toward.
@@ -19,7 +20,13 @@ pub enum Purpose {
     /// A write the answer to the sender waits for: `vizion_bridge_sink_write_*`.
     Acknowledge,
     /// The spool forwarding a record it holds: `vizion_bridge_spool_forward_failures_total`.
-    Forward,
+    Forward {
+        seq: u64,
+        /// Attempts made for the record, this one included.
+        attempts: u32,
+        /// No other attempt follows this one, whatever it answers.
+        last_attempt: bool,
+    },
 }
 
 /// What one sink answered.
@@ -34,6 +41,17 @@ pub enum SinkOutcome {
 impl SinkOutcome {
     pub fn is_confirmed(&self) -> bool {
         matches!(self, SinkOutcome::Confirmed)
+    }
+
+    /// The failure as a sink error: a write without an answer is a broker one.
+    pub fn error(&self) -> Option<SinkError> {
+        match self {
+            SinkOutcome::Confirmed => None,
+            SinkOutcome::Failed(error) => Some(error.clone()),
+            SinkOutcome::TimedOut(timeout) => Some(SinkError::Broker(format!(
+                "no confirmation within {timeout:?}"
+            ))),
+        }
     }
 
     /// The `reason` label of a failure.
@@ -113,27 +131,40 @@ impl SinkSet {
             Err(_) => SinkOutcome::TimedOut(deadline),
         };
         match (purpose, &outcome) {
-            (Purpose::Acknowledge, SinkOutcome::Confirmed) => self
-                .metrics
-                .sink_write_duration
-                .with_label_values(&[name])
-                .observe(started.elapsed().as_secs_f64()),
+            (Purpose::Acknowledge, SinkOutcome::Confirmed) => {
+                self.metrics.emit(events::SinkWrite {
+                    sink: name,
+                    duration: started.elapsed(),
+                })
+            }
             (Purpose::Acknowledge, failed) => {
-                self.metrics
-                    .sink_write_failures
-                    .with_label_values(&[name, failed.reason()])
-                    .inc();
                 if let Some(error) = DeliveryError::from_outcome(name, failed) {
-                    tracing::error!(sink = name, error = %error, "sink write failed");
+                    self.metrics.emit(SinkWriteFailed {
+                        sink: name,
+                        reason: failed.reason(),
+                        error: &error,
+                    });
                 }
             }
-            (Purpose::Forward, SinkOutcome::Confirmed) => {}
-            (Purpose::Forward, _) => self
-                .metrics
-                .spool
-                .forward_failures
-                .with_label_values(&[name])
-                .inc(),
+            (Purpose::Forward { .. }, SinkOutcome::Confirmed) => {}
+            (
+                Purpose::Forward {
+                    seq,
+                    attempts,
+                    last_attempt,
+                },
+                failed,
+            ) => {
+                if let Some(error) = failed.error() {
+                    self.metrics.emit(SpoolForwardFailed {
+                        sink: name,
+                        seq,
+                        attempts,
+                        error: &error,
+                        will_retry: !(error.is_permanent() || last_attempt),
+                    });
+                }
+            }
         }
         SinkWrite {
             sink: name,
@@ -144,8 +175,12 @@ impl SinkSet {
     /// Flushes and closes every sink.
     pub async fn close(&self) {
         for sink in &self.sinks {
-            if let Err(e) = sink.close().await {
-                tracing::error!(sink = sink.name(), error = %e, "closing sink failed");
+            if let Err(error) = sink.close().await {
+                SinkCloseFailed {
+                    sink: sink.name(),
+                    error: &error,
+                }
+                .emit();
             }
         }
     }
@@ -224,20 +259,10 @@ mod tests {
                 ("rabbitmq", "timeout")
             ]
         );
-        let failures = |sink, reason| {
-            metrics
-                .sink_write_failures
-                .with_label_values(&[sink, reason])
-                .get()
-        };
+        let failures = |sink, reason| metrics.write_failures(sink, reason);
         assert_eq!(failures("kafka", "closed"), 1);
         assert_eq!(failures("rabbitmq", "timeout"), 1);
-        let timed = |sink| {
-            metrics
-                .sink_write_duration
-                .with_label_values(&[sink])
-                .get_sample_count()
-        };
+        let timed = |sink| metrics.confirmed_writes(sink);
         assert_eq!(timed("file"), 1);
 
         // Forwarding writes only to the sinks asked for, and counts forward failures.
@@ -246,18 +271,15 @@ mod tests {
                 &envelope(),
                 |name| name == "kafka",
                 deadline,
-                Purpose::Forward,
+                Purpose::Forward {
+                    seq: 0,
+                    attempts: 1,
+                    last_attempt: false,
+                },
             )
             .await;
         assert_eq!(writes.len(), 1);
-        assert_eq!(
-            metrics
-                .spool
-                .forward_failures
-                .with_label_values(&["kafka"])
-                .get(),
-            1
-        );
+        assert_eq!(metrics.forward_failures("kafka"), 1);
         assert_eq!(failures("kafka", "closed"), 1);
         assert_eq!(timed("file"), 1);
     }

@@ -17,6 +17,7 @@ pub use self::unsubscribed::{Claimed, UnsubscribedSet, UNSUBSCRIBED_FILE};
 use crate::events::{self, BridgeEventKind, EventContext, Unsubscription};
 use crate::pipeline::{CompletedJourney, OnComplete, Pipeline};
 use crate::retry::RetryPolicy;
+use crate::telemetry::events::{UnsubscribeAlreadyGone, UnsubscribeFailed, Unsubscribed};
 use crate::telemetry::Metrics;
 use crate::vizion::api::VizionApi;
 
@@ -124,30 +125,26 @@ impl AutoUnsubscribe {
             // A 404 to a retry of ours is a success, told by the client; this one
             // answered the first attempt: someone else removed the reference.
             Err(e) if e.status() == Some(404) => {
-                tracing::info!(
-                    reference_id,
-                    "journey complete; Vizion no longer has the reference"
-                );
+                self.metrics.emit(UnsubscribeAlreadyGone { reference_id });
                 self.finish_record(reference_id).await;
-                self.count("already_gone");
                 return;
             }
-            Err(e) => {
-                tracing::error!(reference_id, error = %e, "cannot unsubscribe a completed journey; a later update tries again");
+            Err(error) => {
+                self.metrics.emit(UnsubscribeFailed {
+                    reference_id,
+                    error: &error,
+                });
                 if let Err(e) = self.record.release(reference_id).await {
                     tracing::warn!(reference_id, error = %e, "cannot release an unsubscription claim");
                 }
-                self.count("failed");
                 return;
             }
         };
         self.finish_record(reference_id).await;
-        self.count("unsubscribed");
-        tracing::info!(
+        self.metrics.emit(Unsubscribed {
             reference_id,
-            update_id = %journey.update_id,
-            "journey complete; reference unsubscribed"
-        );
+            update_id: &journey.update_id,
+        });
         let event = events::reference_unsubscribed_event(
             &Unsubscription {
                 reference_id,
@@ -199,12 +196,5 @@ impl AutoUnsubscribe {
                 }
             }
         }
-    }
-
-    fn count(&self, outcome: &str) {
-        self.metrics
-            .unsubscriptions
-            .with_label_values(&[outcome])
-            .inc();
     }
 }

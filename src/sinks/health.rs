@@ -20,7 +20,7 @@ pub struct SinkHealth {
 impl SinkHealth {
     /// Starts down, and says so in `vizion_bridge_sink_up{sink}`.
     pub fn new(metrics: &Metrics, sink: &str) -> Self {
-        let gauge = metrics.sink_up.with_label_values(&[sink]);
+        let gauge = metrics.health_gauge(sink);
         gauge.set(0);
         Self {
             up: AtomicBool::new(false),
@@ -56,7 +56,7 @@ mod tests {
     fn the_gauge_follows_the_state() {
         let metrics = Metrics::new();
         let health = SinkHealth::new(&metrics, "kafka");
-        let gauge = || metrics.sink_up.with_label_values(&["kafka"]).get();
+        let gauge = || metrics.health_gauge("kafka").get();
         assert!(!health.is_up());
         assert_eq!(gauge(), 0);
         health.set(true);

@@ -10,7 +10,6 @@ mod message;
 pub mod rabbitmq;
 
 use async_trait::async_trait;
-use prometheus::{Histogram, IntCounter};
 use serde::{Deserialize, Serialize};
 
 pub use self::build::{build, SinkConfig, SinkConfigs};
@@ -19,6 +18,7 @@ pub use self::message::{
     messages, Message, MessageKind, DELIVERY_KIND_HEADER, REASON_HEADER, TRACEPARENT_HEADER,
 };
 use crate::events::Envelope;
+use crate::telemetry::events::PublishHandles;
 use crate::telemetry::Metrics;
 
 /// The sinks that configuration can name in `sinks = [...]`.
@@ -85,27 +85,8 @@ pub trait Sink: Send + Sync {
     async fn close(&self) -> Result<(), SinkError>;
 }
 
-/// A broker sink's metric handles, looked up once: `with_label_values` hashes the
-/// labels and takes a lock, which is not worth paying for every message.
-pub(crate) struct PublishMetrics {
-    published: [IntCounter; MessageKind::ALL.len()],
-    pub duration: Histogram,
-}
-
-impl PublishMetrics {
-    pub(crate) fn new(metrics: &Metrics, sink: &str) -> Self {
-        Self {
-            published: MessageKind::ALL.map(|kind| {
-                metrics
-                    .events_published
-                    .with_label_values(&[sink, kind.as_str()])
-            }),
-            duration: metrics.publish_duration.with_label_values(&[sink]),
-        }
-    }
-
-    /// `vizion_bridge_events_published_total` for messages of `kind`.
-    pub fn published(&self, kind: MessageKind) -> &IntCounter {
-        &self.published[kind as usize]
-    }
+/// A broker sink's publish metric handles, with a `kind` label for each [`MessageKind`]
+/// (a message names its kind by its index in [`MessageKind::ALL`]).
+fn publish_handles(metrics: &Metrics, sink: &str) -> PublishHandles {
+    PublishHandles::new(metrics, sink, &MessageKind::ALL.map(MessageKind::as_str))
 }

@@ -95,31 +95,30 @@ impl Outcome {
 /// instances can run in one process, as in tests).
 #[derive(Clone)]
 pub struct Metrics {
-    // Fields are counted in through `telemetry::events`; those still `pub(crate)` are
-    // used directly by code not yet converted to events.
+    // Counted in through `telemetry::events` only, so that each fact is counted once.
     registry: Registry,
     /// Every registered family: `render` lists even those without a series yet.
     families: Vec<FamilyMetadata>,
     pub(super) webhooks: IntCounterVec,
     pub(super) auth_failures: IntCounterVec,
     pub(super) request_duration: HistogramVec,
-    pub(crate) inflight: IntGauge,
-    pub(crate) body_reads_in_progress: IntGauge,
-    pub(crate) sink_write_duration: HistogramVec,
-    pub(crate) sink_write_failures: IntCounterVec,
-    pub(crate) dead_letters: IntCounterVec,
-    pub(crate) unknown_descriptions: IntCounter,
-    pub(crate) events_published: IntCounterVec,
-    pub(crate) publish_failures: IntCounterVec,
-    pub(crate) publish_duration: HistogramVec,
-    pub(crate) sink_up: IntGaugeVec,
+    pub(super) inflight: IntGauge,
+    pub(super) body_reads_in_progress: IntGauge,
+    pub(super) sink_write_duration: HistogramVec,
+    pub(super) sink_write_failures: IntCounterVec,
+    pub(super) dead_letters: IntCounterVec,
+    pub(super) unknown_descriptions: IntCounter,
+    pub(super) events_published: IntCounterVec,
+    pub(super) publish_failures: IntCounterVec,
+    pub(super) publish_duration: HistogramVec,
+    pub(super) sink_up: IntGaugeVec,
     pub(super) vizion_api_requests: IntCounterVec,
-    pub(crate) poll_updates: IntCounterVec,
-    pub(crate) poll_runs: IntCounterVec,
-    pub(crate) unsubscriptions: IntCounterVec,
+    pub(super) poll_updates: IntCounterVec,
+    pub(super) poll_runs: IntCounterVec,
+    pub(super) unsubscriptions: IntCounterVec,
     pub(super) dedup_breaker_state: IntGauge,
     pub(super) dedup_breaker_transitions: IntCounterVec,
-    pub(crate) spool: SpoolMetrics,
+    pub(super) spool: SpoolMetrics,
 }
 
 /// Buckets from 0.5 ms to 10 s: an answer is expected in milliseconds, a slow sink in seconds.
@@ -331,16 +330,16 @@ impl FamilyMetadata {
 
 /// The local spool (`[spool]`): its size, its backlog and its forwarding.
 #[derive(Clone)]
-pub(crate) struct SpoolMetrics {
-    pub(crate) bytes: IntGauge,
-    pub(crate) entries: IntGauge,
-    pub(crate) oldest_entry_age_seconds: Gauge,
-    pub(crate) forwarded: IntCounter,
-    pub(crate) forward_failures: IntCounterVec,
-    pub(crate) recovered_entries: IntCounter,
-    pub(crate) torn_tails: IntCounter,
-    pub(crate) undecodable: IntCounter,
-    pub(crate) quarantined: IntCounterVec,
+pub(super) struct SpoolMetrics {
+    pub(super) bytes: IntGauge,
+    pub(super) entries: IntGauge,
+    pub(super) oldest_entry_age_seconds: Gauge,
+    pub(super) forwarded: IntCounter,
+    pub(super) forward_failures: IntCounterVec,
+    pub(super) recovered_entries: IntCounter,
+    pub(super) torn_tails: IntCounter,
+    pub(super) undecodable: IntCounter,
+    pub(super) quarantined: IntCounterVec,
 }
 
 impl SpoolMetrics {

@@ -23,10 +23,13 @@ use super::quarantine::{self, Note};
 use super::reader::Reader;
 use super::{checkpoint, log, undecodable, Shared};
 use crate::clock::{now_rfc3339, unix_millis};
-use crate::delivery::{Purpose, SinkOutcome, SinkSet};
+use crate::delivery::{Purpose, SinkSet};
 use crate::events::envelope::codec;
 use crate::events::Envelope;
-use crate::sinks::SinkError;
+use crate::telemetry::events::{
+    SpoolEntryUndecodable, SpoolForwarded, SpoolOldestEntryAge, SpoolPositionStoreFailed,
+    SpoolQuarantineFailed, SpoolQuarantined, SpoolUndecodableKeepFailed, SpoolUndecodableKept,
+};
 
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
 /// Records read from disk at once.
@@ -170,13 +173,16 @@ async fn run(
                         // It passed its checksum, so it is what was written: a record
                         // this version cannot read. Keeping it in the log would stop the
                         // spool, so it is kept aside before the forwarder moves on.
-                        tracing::error!(seq = frame.seq, error = %error, "a spool entry cannot be decoded; keeping it aside");
+                        SpoolEntryUndecodable {
+                            seq: frame.seq,
+                            error: &error,
+                        }
+                        .emit();
                         if !keep_undecodable(&shared, &frame, &stopped).await {
                             // Stopping before it was kept: the position stays before it.
                             break 'forwarding grace();
                         }
                         read_up_to = frame.seq + 1;
-                        shared.metrics.spool.undecodable.inc();
                         shared.remove_entries(1);
                     }
                 }
@@ -192,7 +198,7 @@ async fn run(
                 outstanding.remove(&seq);
                 shared.remove_entries(1);
                 if !quarantined {
-                    shared.metrics.spool.forwarded.inc();
+                    shared.metrics.emit(SpoolForwarded);
                 }
                 let next = queues.get_mut(&key).and_then(VecDeque::pop_front);
                 match next {
@@ -226,7 +232,7 @@ async fn run(
             outstanding.remove(&released.seq);
             shared.remove_entries(1);
             if !released.quarantined {
-                shared.metrics.spool.forwarded.inc();
+                shared.metrics.emit(SpoolForwarded);
             }
             let confirmed = outstanding.keys().next().copied().unwrap_or(read_up_to);
             advance(&shared, confirmed);
@@ -250,13 +256,20 @@ async fn keep_undecodable(
         let kept = tokio::task::spawn_blocking(move || undecodable::keep(&dir, &task_frame)).await;
         let error = match kept {
             Ok(Ok(path)) => {
-                tracing::error!(seq = frame.seq, path = %path.display(), "an undecodable spool entry was kept aside and skipped");
+                shared.metrics.emit(SpoolUndecodableKept {
+                    seq: frame.seq,
+                    path: &path,
+                });
                 return true;
             }
             Ok(Err(error)) => error.to_string(),
             Err(error) => error.to_string(),
         };
-        tracing::error!(seq = frame.seq, error = %error, "keeping an undecodable spool entry failed; will retry");
+        SpoolUndecodableKeepFailed {
+            seq: frame.seq,
+            error: &error,
+        }
+        .emit();
         if !backoff.wait(stopped).await {
             return false;
         }
@@ -283,7 +296,7 @@ fn update_age(shared: &Shared, outstanding: &BTreeMap<u64, u64>) {
     let age = outstanding.values().next().map_or(0.0, |&appended| {
         unix_millis().saturating_sub(appended) as f64 / 1000.0
     });
-    shared.metrics.spool.oldest_entry_age_seconds.set(age);
+    shared.metrics.emit(SpoolOldestEntryAge(age));
 }
 
 /// Stores the forwarded position if it moved since `stored`, then deletes the segments
@@ -305,11 +318,11 @@ async fn store(shared: &Arc<Shared>, stored: u64) -> u64 {
             forwarded
         }
         Ok(Err(error)) => {
-            tracing::error!(error = %error, "storing the spool position failed; will retry");
+            SpoolPositionStoreFailed { error: &error }.emit();
             stored
         }
         Err(error) => {
-            tracing::error!(error = %error, "storing the spool position failed; will retry");
+            SpoolPositionStoreFailed { error: &error }.emit();
             stored
         }
     }
@@ -332,25 +345,27 @@ fn forward(shared: Arc<Shared>, sinks: Arc<SinkSet>, pending: Pending) -> Forwar
                 tokio::time::sleep(backoff.next_delay()).await;
             }
             let attempts = backoff.attempted();
+            let last_attempt = backoff.exhausted();
             let writes = sinks
                 .write(
                     &pending.envelope,
                     |name| waiting.contains(&name),
                     config.forward_timeout,
-                    Purpose::Forward,
+                    Purpose::Forward {
+                        seq,
+                        attempts,
+                        last_attempt,
+                    },
                 )
                 .await;
             let mut still_waiting = Vec::with_capacity(waiting.len());
             for write in writes {
                 let sink = write.sink;
-                let error = match write.outcome {
-                    SinkOutcome::Confirmed => continue,
-                    SinkOutcome::Failed(error) => error,
-                    SinkOutcome::TimedOut(timeout) => {
-                        SinkError::Broker(format!("no confirmation within {timeout:?}"))
-                    }
+                let Some(error) = write.outcome.error() else {
+                    continue;
                 };
-                if error.is_permanent() || backoff.exhausted() {
+                // The sink set decided alike when it logged the failure (`will_retry`).
+                if error.is_permanent() || last_attempt {
                     let reason = if error.is_permanent() {
                         error.reason()
                     } else {
@@ -368,7 +383,6 @@ fn forward(shared: Arc<Shared>, sinks: Arc<SinkSet>, pending: Pending) -> Forwar
                     keep_quarantined(&shared, &pending.frame, &note).await;
                     quarantined = true;
                 } else {
-                    tracing::warn!(sink, seq, attempts, error = %error, "forwarding a spooled record failed; will retry");
                     still_waiting.push(sink);
                 }
             }
@@ -393,28 +407,26 @@ async fn keep_quarantined(shared: &Arc<Shared>, frame: &Frame, note: &Note) {
                 .await;
         let error = match kept {
             Ok(Ok(path)) => {
-                shared
-                    .metrics
-                    .spool
-                    .quarantined
-                    .with_label_values(&[&note.sink, &note.reason])
-                    .inc();
-                tracing::error!(
-                    seq = note.seq,
-                    sink = %note.sink,
-                    reason = %note.reason,
-                    attempts = note.attempts,
-                    order_key = %note.order_key,
-                    error = %note.detail,
-                    path = %path.display(),
-                    "a sink refused a spooled record; quarantined it and going on (`vizion-bridge spool quarantine list`)"
-                );
+                shared.metrics.emit(SpoolQuarantined {
+                    seq: note.seq,
+                    sink: &note.sink,
+                    reason: &note.reason,
+                    attempts: note.attempts,
+                    order_key: &note.order_key,
+                    error: &note.detail,
+                    path: &path,
+                });
                 return;
             }
             Ok(Err(error)) => error.to_string(),
             Err(error) => error.to_string(),
         };
-        tracing::error!(seq = note.seq, sink = %note.sink, error = %error, "quarantining a spooled record failed; will retry");
+        SpoolQuarantineFailed {
+            seq: note.seq,
+            sink: &note.sink,
+            error: &error,
+        }
+        .emit();
         tokio::time::sleep(backoff.next_delay()).await;
     }
 }

@@ -37,6 +37,7 @@ use crate::config::BuildContext;
 use crate::events::envelope::codec;
 use crate::events::Envelope;
 use crate::retry::RetryPolicy;
+use crate::telemetry::events::{SpoolBytes, SpoolEntries, SpoolRecovered};
 use crate::telemetry::Metrics;
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -207,23 +208,21 @@ impl Shared {
     }
 
     fn add_entries(&self, n: u64) {
-        let now = self.entries.fetch_add(n, Ordering::AcqRel) + n;
-        self.metrics.spool.entries.set(now as i64);
+        self.metrics.emit(SpoolEntries(add(&self.entries, n)));
     }
 
     fn remove_entries(&self, n: u64) {
-        let now = saturating_sub(&self.entries, n);
-        self.metrics.spool.entries.set(now as i64);
+        self.metrics
+            .emit(SpoolEntries(saturating_sub(&self.entries, n)));
     }
 
     fn add_bytes(&self, n: u64) {
-        let now = self.bytes.fetch_add(n, Ordering::AcqRel) + n;
-        self.metrics.spool.bytes.set(now as i64);
+        self.metrics.emit(SpoolBytes(add(&self.bytes, n)));
     }
 
     fn remove_bytes(&self, n: u64) {
-        let now = saturating_sub(&self.bytes, n);
-        self.metrics.spool.bytes.set(now as i64);
+        self.metrics
+            .emit(SpoolBytes(saturating_sub(&self.bytes, n)));
         if n > 0 {
             self.full.store(false, Ordering::Release);
         }
@@ -241,11 +240,14 @@ impl Shared {
                 SpoolError::Full { max_bytes: max }
             })?;
         self.metrics
-            .spool
-            .bytes
-            .set(self.bytes.load(Ordering::Acquire) as i64);
+            .emit(SpoolBytes(self.bytes.load(Ordering::Acquire)));
         Ok(())
     }
+}
+
+/// Adds `n` to `counter` and returns what it holds now.
+fn add(counter: &AtomicU64, n: u64) -> u64 {
+    counter.fetch_add(n, Ordering::AcqRel) + n
 }
 
 /// Takes `n` from `counter`, stopping at zero, and returns what is left: a counter that
@@ -286,16 +288,11 @@ impl Spool {
         let lock = lock_dir(&dir)?;
         let forwarded = checkpoint::load(&dir);
         let (log, recovery) = log::Log::open(&dir, config.segment_bytes, forwarded).map_err(io)?;
-        if recovery.entries > 0 || recovery.torn_tails > 0 {
-            tracing::info!(
-                entries = recovery.entries,
-                torn_tails = recovery.torn_tails,
-                torn_bytes = recovery.torn_bytes,
-                "spool recovered; forwarding what it holds"
-            );
-        }
-        metrics.spool.recovered_entries.inc_by(recovery.entries);
-        metrics.spool.torn_tails.inc_by(recovery.torn_tails);
+        metrics.emit(SpoolRecovered {
+            entries: recovery.entries,
+            torn_tails: recovery.torn_tails,
+            torn_bytes: recovery.torn_bytes,
+        });
         let (committed, _) = watch::channel(log.next_seq());
         let shared = Arc::new(Shared {
             dir: dir.clone(),
@@ -388,7 +385,7 @@ impl Spool {
             entries: self.shared.entries.load(Ordering::Acquire),
             bytes: self.shared.bytes.load(Ordering::Acquire),
             max_bytes: self.shared.config.max_bytes,
-            oldest_entry_age_seconds: self.shared.metrics.spool.oldest_entry_age_seconds.get(),
+            oldest_entry_age_seconds: self.shared.metrics.oldest_spooled_age_seconds(),
         }
     }
 

@@ -444,7 +444,7 @@ async fn an_undecodable_record_is_kept_aside_counted_and_the_rest_forwarded() {
     forward_until_drained(&spool, vec![sink.clone()]).await;
 
     assert_eq!(*sink.0.lock().unwrap(), vec![format!("{record:?}")]);
-    assert_eq!(metrics.spool.undecodable.get(), 1);
+    assert_eq!(metrics.undecodable_in_spool(), 1);
     let kept = std::fs::read(dir.path().join("undecodable").join("0.bin")).unwrap();
     let format::Next::Frame(frame) = format::read_frame(&mut kept.as_slice()).unwrap() else {
         panic!("the kept file is not a whole frame");
@@ -568,14 +568,6 @@ async fn forward_two(
 }
 
 /// Records quarantined for `sink` and `reason`, as counted.
-fn quarantined(metrics: &crate::telemetry::Metrics, sink: &str, reason: &str) -> u64 {
-    metrics
-        .spool
-        .quarantined
-        .with_label_values(&[sink, reason])
-        .get()
-}
-
 #[tokio::test]
 async fn a_permanent_refusal_is_quarantined_at_once_and_the_next_record_forwarded() {
     use std::sync::Arc;
@@ -607,9 +599,9 @@ async fn a_permanent_refusal_is_quarantined_at_once_and_the_next_record_forwarde
         (0, "kafka")
     );
     assert_eq!(files[0].note.reason, "too_large");
-    assert_eq!(quarantined(&metrics, "kafka", "too_large"), 1);
+    assert_eq!(metrics.quarantined_in_spool("kafka", "too_large"), 1);
     assert_eq!(
-        metrics.spool.forwarded.get(),
+        metrics.forwarded_from_spool(),
         1,
         "only the second was forwarded whole"
     );
@@ -633,7 +625,7 @@ async fn a_transient_failure_is_quarantined_only_after_max_attempts() {
     assert_eq!(files.len(), 1);
     assert_eq!(files[0].note.reason, "max_attempts");
     assert_eq!(files[0].note.attempts, 3);
-    assert_eq!(quarantined(&metrics, "kafka", "max_attempts"), 1);
+    assert_eq!(metrics.quarantined_in_spool("kafka", "max_attempts"), 1);
 }
 
 #[tokio::test]

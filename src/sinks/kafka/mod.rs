@@ -18,9 +18,10 @@ use tokio_util::sync::CancellationToken;
 
 pub use self::config::{KafkaConfig, KafkaTopics};
 use self::producer::{failure_reason, is_permanent, ProducerSlot};
-use super::{messages, Message, PublishMetrics, Sink, SinkError, SinkHealth};
+use super::{messages, publish_handles, Message, Sink, SinkError, SinkHealth};
 use crate::config::BuildContext;
 use crate::events::{CloudEvent, Envelope, DATA_CONTENT_TYPE};
+use crate::telemetry::events::{MessagePublished, PublishFailed, PublishFinished, PublishHandles};
 use crate::telemetry::Metrics;
 
 const SINK: &str = "kafka";
@@ -47,7 +48,7 @@ pub struct KafkaSink {
     creates_topics: bool,
     health: Arc<SinkHealth>,
     metrics: Metrics,
-    publish_metrics: PublishMetrics,
+    publish_handles: PublishHandles,
     /// Stops the health watcher: a child of the application's token, cancelled on close.
     stop: CancellationToken,
     /// Asks the health watcher to look at the brokers and topics now.
@@ -97,7 +98,7 @@ impl KafkaSink {
             topics: config.topics.clone(),
             creates_topics: config.ensure_topics,
             health,
-            publish_metrics: PublishMetrics::new(&metrics, SINK),
+            publish_handles: publish_handles(&metrics, SINK),
             metrics,
             stop,
             recheck,
@@ -182,7 +183,11 @@ impl Sink for KafkaSink {
         let (kinds, futures): (Vec<_>, Vec<_>) = deliveries.into_iter().unzip();
         for (kind, result) in kinds.into_iter().zip(join_all(futures).await) {
             match result {
-                Ok(Ok(_)) => self.publish_metrics.published(kind).inc(),
+                Ok(Ok(_)) => MessagePublished {
+                    handles: &self.publish_handles,
+                    kind: kind as usize,
+                }
+                .emit(),
                 Ok(Err((error, _))) => note(
                     failure_reason(&error),
                     error.to_string(),
@@ -198,19 +203,18 @@ impl Sink for KafkaSink {
                 is_permanent(&error, self.creates_topics),
             );
         }
-        self.publish_metrics
-            .duration
-            .observe(started.elapsed().as_secs_f64());
+        PublishFinished {
+            handles: &self.publish_handles,
+            duration: started.elapsed(),
+        }
+        .emit();
         match failure {
             None => {
                 producer.succeeded();
                 Ok(())
             }
             Some((reason, detail, permanent)) => {
-                self.metrics
-                    .publish_failures
-                    .with_label_values(&[SINK, reason])
-                    .inc();
+                self.metrics.emit(PublishFailed { sink: SINK, reason });
                 if permanent {
                     // The broker answered: the producer and the brokers are fine.
                     return Err(SinkError::Refused {

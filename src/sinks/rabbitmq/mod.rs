@@ -27,9 +27,10 @@ use self::connection::{ConnectionManager, Session};
 pub use self::properties::{event_properties, properties, APP_ID, PERSISTENT, PROPERTY_PREFIX};
 pub use self::routing::routing_key;
 pub use self::topology::ALTERNATE_EXCHANGE;
-use super::{messages, Message, PublishMetrics, Sink, SinkError, SinkHealth};
+use super::{messages, publish_handles, Message, Sink, SinkError, SinkHealth};
 use crate::config::BuildContext;
 use crate::events::Envelope;
+use crate::telemetry::events::{MessagePublished, PublishFailed, PublishFinished, PublishHandles};
 use crate::telemetry::Metrics;
 
 const NAME: &str = "rabbitmq";
@@ -42,7 +43,7 @@ pub struct RabbitmqSink {
     connection: ConnectionManager,
     health: Arc<SinkHealth>,
     metrics: Metrics,
-    publish_metrics: PublishMetrics,
+    publish_handles: PublishHandles,
 }
 
 impl RabbitmqSink {
@@ -63,15 +64,12 @@ impl RabbitmqSink {
             connection: ConnectionManager::start(config.clone(), uri, health.clone(), cx),
             health,
             metrics: metrics.clone(),
-            publish_metrics: PublishMetrics::new(metrics, NAME),
+            publish_handles: publish_handles(metrics, NAME),
         })
     }
 
     fn count_failure(&self, reason: &'static str) {
-        self.metrics
-            .publish_failures
-            .with_label_values(&[NAME, reason])
-            .inc();
+        self.metrics.emit(PublishFailed { sink: NAME, reason });
     }
 
     /// Publishes every message on one channel of `session`, then waits for all the
@@ -128,7 +126,11 @@ impl RabbitmqSink {
         for (kind, key, confirm) in pending {
             let problem = match confirm {
                 Ok(Confirmation::Ack(None)) => {
-                    self.publish_metrics.published(kind).inc();
+                    MessagePublished {
+                        handles: &self.publish_handles,
+                        kind: kind as usize,
+                    }
+                    .emit();
                     continue;
                 }
                 Ok(Confirmation::Ack(Some(returned))) => Failure {
@@ -225,10 +227,10 @@ struct WaitingForConnection<'a> {
 impl Drop for WaitingForConnection<'_> {
     fn drop(&mut self) {
         if self.armed {
-            self.metrics
-                .publish_failures
-                .with_label_values(&[NAME, "disconnected"])
-                .inc();
+            self.metrics.emit(PublishFailed {
+                sink: NAME,
+                reason: "disconnected",
+            });
         }
     }
 }
@@ -287,9 +289,11 @@ impl Sink for RabbitmqSink {
                 }
             }
         };
-        self.publish_metrics
-            .duration
-            .observe(started.elapsed().as_secs_f64());
+        PublishFinished {
+            handles: &self.publish_handles,
+            duration: started.elapsed(),
+        }
+        .emit();
         result
     }
 

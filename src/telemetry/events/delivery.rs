@@ -21,6 +21,22 @@ impl InternalEvent for SinkWrite {
     }
 }
 
+impl Metrics {
+    /// Writes of `sink` timed by [`SinkWrite`].
+    pub fn confirmed_writes(&self, sink: &str) -> u64 {
+        self.sink_write_duration
+            .with_label_values(&[sink])
+            .get_sample_count()
+    }
+
+    /// Failures counted by [`SinkWriteFailed`] for `sink` and `reason`.
+    pub fn write_failures(&self, sink: &str, reason: &str) -> u64 {
+        self.sink_write_failures
+            .with_label_values(&[sink, reason])
+            .get()
+    }
+}
+
 /// A sink failed a write, or did not confirm it in time.
 pub struct SinkWriteFailed<'a> {
     pub sink: &'static str,
@@ -53,7 +69,7 @@ impl DeadLetterFound<'_> {
         tracing::warn!(
             reason = self.reason,
             detail = %self.detail,
-            dead_letter_id = self.dead_letter_id,
+            dead_letter_id = %self.dead_letter_id,
             delivery_mode = self.delivery_mode,
             "authentic body is not a usable delivery; keeping it as a dead letter"
         );

@@ -10,13 +10,13 @@ use crate::telemetry::{Metrics, Outcome};
 
 impl Metrics {
     /// Webhook requests in flight now, which the shutdown waits for.
-    pub fn inflight_requests(&self) -> i64 {
+    pub fn requests_in_flight(&self) -> i64 {
         self.inflight.get()
     }
 
     /// `vizion_bridge_body_reads_in_progress`, kept by the bound on bodies being read:
     /// it changes with every place taken or given back, so the handle is looked up once.
-    pub fn body_reads_in_progress_gauge(&self) -> IntGauge {
+    pub fn bodies_being_read_gauge(&self) -> IntGauge {
         self.body_reads_in_progress.clone()
     }
 }

@@ -69,7 +69,7 @@ impl InternalEvent for PublishFailed {
 
 impl Metrics {
     /// `vizion_bridge_sink_up{sink}`, for the one place that keeps a sink's health.
-    pub fn sink_up_gauge(&self, sink: &str) -> IntGauge {
+    pub fn health_gauge(&self, sink: &str) -> IntGauge {
         self.sink_up.with_label_values(&[sink])
     }
 }

@@ -57,8 +57,31 @@ impl InternalEvent for SpoolOldestEntryAge {
 
 impl Metrics {
     /// The age last reported by [`SpoolOldestEntryAge`], for `/readyz`.
-    pub fn spool_oldest_entry_age_seconds(&self) -> f64 {
+    pub fn oldest_spooled_age_seconds(&self) -> f64 {
         self.spool.oldest_entry_age_seconds.get()
+    }
+
+    /// Records counted by [`SpoolForwarded`].
+    pub fn forwarded_from_spool(&self) -> u64 {
+        self.spool.forwarded.get()
+    }
+
+    /// Failures counted by [`SpoolForwardFailed`] for `sink`.
+    pub fn forward_failures(&self, sink: &str) -> u64 {
+        self.spool.forward_failures.with_label_values(&[sink]).get()
+    }
+
+    /// Records counted by [`SpoolQuarantined`] for `sink` and `reason`.
+    pub fn quarantined_in_spool(&self, sink: &str, reason: &str) -> u64 {
+        self.spool
+            .quarantined
+            .with_label_values(&[sink, reason])
+            .get()
+    }
+
+    /// Records counted by [`SpoolUndecodableKept`].
+    pub fn undecodable_in_spool(&self) -> u64 {
+        self.spool.undecodable.get()
     }
 }
 
@@ -109,11 +132,6 @@ pub struct SpoolQuarantined<'a> {
 
 impl InternalEvent for SpoolQuarantined<'_> {
     fn emit(self, metrics: &Metrics) {
-        metrics
-            .spool
-            .quarantined
-            .with_label_values(&[self.sink, self.reason])
-            .inc();
         tracing::error!(
             seq = self.seq,
             sink = %self.sink,
@@ -124,6 +142,11 @@ impl InternalEvent for SpoolQuarantined<'_> {
             path = %self.path.display(),
             "a sink refused a spooled record; quarantined it and going on (`vizion-bridge spool quarantine list`)"
         );
+        metrics
+            .spool
+            .quarantined
+            .with_label_values(&[self.sink, self.reason])
+            .inc();
     }
 }
 
