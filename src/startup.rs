@@ -123,8 +123,8 @@ impl Application {
         let server_config = &settings.server;
         let metrics = cx.metrics.clone();
         let wiring = Wiring::build(&settings, sinks, &cx, SpoolUse::Serve)?;
-        let delivery = wiring.intake.delivery().clone();
-        let intake = wiring.intake.clone();
+        let delivery = wiring.pipeline.delivery().clone();
+        let pipeline = wiring.pipeline.clone();
         let poller = if settings.poll.enabled {
             Some(wiring.poller(&settings)?)
         } else {
@@ -138,7 +138,7 @@ impl Application {
             ),
             auth: Authenticator::new(settings.auth.clone(), keys),
             delivery,
-            intake,
+            pipeline,
             metrics: metrics.clone(),
             max_body_bytes: settings.ingest.max_body_bytes,
             body_read_timeout: server_config.body_read_timeout,
@@ -355,7 +355,7 @@ pub enum SpoolUse {
 /// work around them, and stops it in one order: what produces records first, then the
 /// sinks, then whatever still runs.
 pub struct Wiring {
-    pub intake: Pipeline,
+    pub pipeline: Pipeline,
     pub auto_unsubscribe: Option<Arc<AutoUnsubscribe>>,
     cx: BuildContext,
     /// Halts what produces records (the poller) before the sinks close: a child of the
@@ -390,7 +390,7 @@ impl Wiring {
             );
         }
         let delivery = Arc::new(delivery);
-        let mut intake =
+        let mut pipeline =
             Pipeline::new(delivery.clone(), settings.events.context(), metrics.clone());
         let auto_unsubscribe = if settings.lifecycle.auto_unsubscribe {
             let api = VizionApi::new(&settings.vizion_api)?.with_metrics(metrics.clone());
@@ -401,7 +401,7 @@ impl Wiring {
             };
             let auto = AutoUnsubscribe::new(
                 api,
-                intake.clone(),
+                pipeline.clone(),
                 settings.events.context(),
                 record,
                 metrics.clone(),
@@ -410,13 +410,13 @@ impl Wiring {
                 cx.shutdown.child_token(),
                 TaskTracker::new(),
             );
-            intake = intake.on_complete(auto.hook());
+            pipeline = pipeline.on_complete(auto.hook());
             Some(auto)
         } else {
             None
         };
         Ok(Self {
-            intake,
+            pipeline,
             auto_unsubscribe,
             cx: cx.clone(),
             producers: cx.shutdown.child_token(),
@@ -432,7 +432,7 @@ impl Wiring {
             .with_metrics(metrics.clone());
         Ok(Poller::new(
             api,
-            self.intake.clone(),
+            self.pipeline.clone(),
             settings.poll.clone(),
             metrics.clone(),
         ))
@@ -462,7 +462,7 @@ impl Wiring {
             auto.finish(deadline.saturating_duration_since(Instant::now()))
                 .await;
         }
-        self.intake.delivery().close().await;
+        self.pipeline.delivery().close().await;
         let left = deadline
             .saturating_duration_since(Instant::now())
             .max(LAST_STEP);

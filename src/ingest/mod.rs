@@ -65,7 +65,7 @@ pub struct IngestState {
     pub auth: Authenticator,
     pub delivery: Arc<Delivery>,
     /// Parses, normalizes and delivers authentic bodies (shared with the poller).
-    pub intake: Pipeline,
+    pub pipeline: Pipeline,
     pub metrics: Metrics,
     pub max_body_bytes: usize,
     pub body_read_timeout: Duration,

@@ -199,7 +199,7 @@ async fn handle(
         received_at: OffsetDateTime::now_utc(),
     };
     let taken = state
-        .intake
+        .pipeline
         .take(arrival)
         .await
         .map_err(|cause| unavailable(state, cause))?;
