@@ -75,7 +75,7 @@ impl Backoff {
     /// policy's maximum.
     pub fn next_delay(&mut self) -> Duration {
         let delay = self.next;
-        self.next = (self.next * 2).min(self.policy.max);
+        self.next = self.next.saturating_mul(2).min(self.policy.max);
         delay
     }
 

@@ -225,6 +225,9 @@ impl Application {
             result = &mut serving => Some(result),
         };
         self.state.shutdown.stop_being_ready();
+        // One deadline for draining the webhooks and then stopping everything else:
+        // `server.shutdown_timeout` is spent once, whatever step takes it.
+        let mut deadline = Instant::now() + self.shutdown_timeout;
         let result = match early_exit {
             Some(result) => result.map_err(std::io::Error::other).and_then(|r| r),
             None => {
@@ -232,6 +235,7 @@ impl Application {
                     tracing::info!(delay = ?self.shutdown_delay, "shutting down: not ready, still taking webhooks");
                     tokio::time::sleep(self.shutdown_delay).await;
                 }
+                deadline = Instant::now() + self.shutdown_timeout;
                 drain(
                     &self.state,
                     &self.connections,
@@ -244,7 +248,7 @@ impl Application {
                 serving.await.map_err(std::io::Error::other).and_then(|r| r)
             }
         };
-        self.wiring.close().await;
+        self.wiring.close_by(deadline).await;
         metrics.stop(true).await;
         let _ = metrics_serving.await;
         tracing::info!("stopped");
@@ -380,12 +384,13 @@ impl Wiring {
         );
         if settings.spool.dir.is_some() && spool_use == SpoolUse::Serve {
             let spool = settings.spool.build(cx)?;
-            // The forwarder runs until the delivery closes (it is stopped there, with
-            // the grace for records in flight), not when the producers stop.
+            // The forwarder runs until the delivery closes and is stopped there, with
+            // the grace for records in flight: its own token, not a child of the
+            // application's, so that nothing else can cut those records short.
             delivery = delivery.with_spool(
                 spool,
                 settings.delivery.effective_mode(true),
-                cx.shutdown.child_token(),
+                CancellationToken::new(),
                 &cx.tasks,
             );
         }
@@ -443,11 +448,21 @@ impl Wiring {
         self.polling = Some(self.cx.spawn(poller.run(self.producers.clone())));
     }
 
-    /// Stops the poller and lets unsubscriptions in progress finish, within the grace;
-    /// then flushes and closes the sinks; then stops whatever still runs in the
-    /// background.
+    /// [`close_by`](Self::close_by) with the whole grace from now (a one-shot command).
     pub async fn close(&mut self) {
-        let deadline = Instant::now() + self.cx.grace;
+        self.close_by(Instant::now() + self.cx.grace).await;
+    }
+
+    /// Stops the poller and lets unsubscriptions in progress finish, by `deadline`;
+    /// then flushes and closes the sinks; then stops whatever still runs in the
+    /// background. The flush and the last step get at least [`LAST_STEP`] each even
+    /// when the deadline has passed, so that the sinks are always flushed.
+    pub async fn close_by(&mut self, deadline: Instant) {
+        let left = || {
+            deadline
+                .saturating_duration_since(Instant::now())
+                .max(LAST_STEP)
+        };
         self.producers.cancel();
         if let Some(mut polling) = self.polling.take() {
             // A pass stops before its next update; the one being written finishes.
@@ -462,11 +477,8 @@ impl Wiring {
             auto.finish(deadline.saturating_duration_since(Instant::now()))
                 .await;
         }
-        self.pipeline.delivery().close().await;
-        let left = deadline
-            .saturating_duration_since(Instant::now())
-            .max(LAST_STEP);
-        if !self.cx.stop_tasks(left).await {
+        self.pipeline.delivery().close(left()).await;
+        if !self.cx.stop_tasks(left()).await {
             tracing::warn!("background tasks still running at shutdown were left behind");
         }
     }

@@ -327,9 +327,11 @@ impl Delivery {
 
     /// Stops forwarding and closes the spool (its records stay for the next run), then
     /// flushes and closes every sink.
-    pub async fn close(&self) {
+    /// Stops the spool forwarder (records in flight get up to `within`, and no more
+    /// than a sink write may take), then flushes and closes the sinks.
+    pub async fn close(&self, within: Duration) {
         if let Some(spool) = &self.spool {
-            spool.close(self.timeout).await;
+            spool.close(within.min(self.timeout)).await;
         }
         self.sinks.close().await;
     }

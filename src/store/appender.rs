@@ -54,7 +54,6 @@ struct Job<I> {
 }
 
 pub struct Appender<T: Target> {
-    name: String,
     sender: Mutex<Option<mpsc::Sender<Job<T::Item>>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
     open: Arc<AtomicBool>,
@@ -72,15 +71,13 @@ impl Pending {
 impl<T: Target> Appender<T> {
     /// Starts the writer thread, named `name`, in front of `target`.
     pub fn start(name: impl Into<String>, target: T) -> io::Result<Self> {
-        let name = name.into();
         let (sender, receiver) = mpsc::channel::<Job<T::Item>>();
         let open = Arc::new(AtomicBool::new(true));
         let writer_open = open.clone();
         let writer = std::thread::Builder::new()
-            .name(name.clone())
+            .name(name.into())
             .spawn(move || write_batches(target, &receiver, &writer_open))?;
         Ok(Self {
-            name,
             sender: Mutex::new(Some(sender)),
             writer: Mutex::new(Some(writer)),
             open,
@@ -110,18 +107,24 @@ impl<T: Target> Appender<T> {
     }
 
     /// Stops taking appends, lets the writer finish the ones already queued, and
-    /// waits for it.
-    pub async fn close(&self) {
+    /// waits for it. An error means the writer thread panicked; the caller, which
+    /// knows what the thread wrote, says so in its log.
+    pub async fn close(&self) -> Result<(), WriterLost> {
         drop(self.sender.lock().expect("appender lock poisoned").take());
         let writer = self.writer.lock().expect("appender lock poisoned").take();
         if let Some(writer) = writer {
             let joined = tokio::task::spawn_blocking(move || writer.join()).await;
             if !matches!(joined, Ok(Ok(()))) {
-                tracing::error!(writer = %self.name, "a writer thread ended abnormally");
+                return Err(WriterLost);
             }
         }
+        Ok(())
     }
 }
+
+/// The writer thread ended abnormally (it panicked).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WriterLost;
 
 fn write_batches<T: Target>(mut target: T, jobs: &mpsc::Receiver<Job<T::Item>>, open: &AtomicBool) {
     while let Ok(first) = jobs.recv() {
@@ -191,7 +194,7 @@ mod tests {
             appender.append(0).await,
             Err(AppendError::Failed("zero refused".into()))
         );
-        appender.close().await;
+        appender.close().await.unwrap();
         assert!(!appender.is_open());
         assert_eq!(appender.append(1).await, Err(AppendError::Closed));
         let mut all: Vec<u32> = written.lock().unwrap().concat();

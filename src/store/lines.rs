@@ -162,7 +162,7 @@ mod tests {
         if let Some(line) = line {
             appender.append(line.to_vec()).await.unwrap();
         }
-        appender.close().await;
+        appender.close().await.unwrap();
         std::fs::read(&path).unwrap()
     }
 
@@ -183,7 +183,7 @@ mod tests {
         for task in tasks {
             task.await.unwrap().unwrap();
         }
-        appender.close().await;
+        appender.close().await.unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         let mut seen: Vec<u32> = text
             .lines()

@@ -102,7 +102,9 @@ impl Writer {
 
     /// Stops taking appends, lets the thread write the ones already queued, and waits.
     pub(super) async fn close(&self) {
-        self.appender.close().await;
+        if self.appender.close().await.is_err() {
+            tracing::error!("spool writer thread ended abnormally");
+        }
     }
 }
 

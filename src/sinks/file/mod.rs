@@ -6,7 +6,7 @@
 //! - `dead-letters.jsonl`: the dead-letter event of every unusable authentic body.
 
 use std::net::{IpAddr, Ipv4Addr};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 use base64::Engine;
@@ -24,6 +24,7 @@ pub const RAW_FILE: &str = "raw.jsonl";
 pub const DEAD_LETTERS_FILE: &str = "dead-letters.jsonl";
 
 pub struct FileSink {
+    dir: PathBuf,
     events: Appender<lines::LineFile>,
     raw: Appender<lines::LineFile>,
     dead_letters: Appender<lines::LineFile>,
@@ -47,6 +48,7 @@ impl FileSink {
         let open =
             |name: &str| lines::open(&dir.join(name)).map_err(|e| SinkError::Io(e.to_string()));
         Ok(Self {
+            dir: dir.to_owned(),
             events: open(EVENTS_FILE)?,
             raw: open(RAW_FILE)?,
             dead_letters: open(DEAD_LETTERS_FILE)?,
@@ -179,9 +181,17 @@ impl Sink for FileSink {
     }
 
     async fn close(&self) -> Result<(), SinkError> {
-        self.events.close().await;
-        self.raw.close().await;
-        self.dead_letters.close().await;
+        let files = [
+            (&self.events, EVENTS_FILE),
+            (&self.raw, RAW_FILE),
+            (&self.dead_letters, DEAD_LETTERS_FILE),
+        ];
+        for (appender, file) in files {
+            if appender.close().await.is_err() {
+                let path = self.dir.join(file);
+                tracing::error!(path = %path.display(), "file writer thread ended abnormally");
+            }
+        }
         Ok(())
     }
 }

@@ -175,9 +175,19 @@ impl Log {
             // is never written again: without this, every such crash would leave one
             // more file until the forwarded position passed it.
             if scan.valid_len == 0 && position < last {
-                std::fs::remove_file(&path)?;
-                removed_empty = true;
-                continue;
+                match std::fs::remove_file(&path) {
+                    Ok(()) => {
+                        removed_empty = true;
+                        continue;
+                    }
+                    // Left in place it costs a file, not a record: keep it in the index
+                    // so that it is removed with the forwarded segments later.
+                    Err(e) => tracing::warn!(
+                        segment = %path.display(),
+                        error = %e,
+                        "cannot remove an empty spool segment; keeping it"
+                    ),
+                }
             }
             index.push(Segment {
                 first_seq,
