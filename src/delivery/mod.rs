@@ -244,11 +244,6 @@ impl Delivery {
         self.mode
     }
 
-    /// The sinks, for writes that bypass deduplication and the spool.
-    pub fn sinks(&self) -> &Arc<SinkSet> {
-        &self.sinks
-    }
-
     /// Writes `envelope` where the mode says.
     async fn deliver(&self, envelope: &Envelope) -> Result<(), DeliveryError> {
         match (&self.spool, self.mode) {

@@ -39,10 +39,6 @@ pub enum SinkOutcome {
 }
 
 impl SinkOutcome {
-    pub fn is_confirmed(&self) -> bool {
-        matches!(self, SinkOutcome::Confirmed)
-    }
-
     /// The failure as a sink error: a write without an answer is a broker one.
     pub fn error(&self) -> Option<SinkError> {
         match self {
