@@ -5,7 +5,8 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use crate::delivery::spool::{checkpoint, log, quarantine};
+use crate::delivery::spool::quarantine;
+use crate::store::log::{self, checkpoint};
 
 /// What `status` prints (one JSON line with `--json`).
 #[derive(Debug, Serialize)]

@@ -18,14 +18,15 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::format::Frame;
 use super::quarantine::{self, Note};
-use super::reader::Reader;
-use super::{checkpoint, log, undecodable, Shared};
+use super::{undecodable, Shared};
 use crate::clock::{now_rfc3339, unix_millis};
 use crate::delivery::{Purpose, SinkSet};
 use crate::events::envelope::codec;
 use crate::events::Envelope;
+use crate::store::log::format::Frame;
+use crate::store::log::reader::Reader;
+use crate::store::log::{self, checkpoint};
 use crate::telemetry::events::{
     SpoolEntryUndecodable, SpoolForwarded, SpoolOldestEntryAge, SpoolPositionStoreFailed,
     SpoolQuarantineFailed, SpoolQuarantined, SpoolUndecodableKeepFailed, SpoolUndecodableKept,

@@ -3,9 +3,8 @@
 //! releasing them only once every sink confirmed. It lets the bridge answer while a
 //! broker is away, and keeps what it answered for through crashes.
 //!
-//! - [`log`] (in [`crate::store`]): the segmented log, its frames ([`format`]), its
-//!   recovery, reading entries back ([`reader`]) and the forwarded position
-//!   ([`checkpoint`]);
+//! - [`crate::store::log`]: the segmented log it writes to, its frames, its recovery,
+//!   reading entries back and the forwarded position;
 //! - [`writer`]: the group-commit thread behind [`Spool::append`];
 //! - [`forwarder`]: the task that publishes spooled records;
 //! - [`undecodable`]: where records this version cannot decode are kept;
@@ -17,9 +16,6 @@ mod forwarder;
 pub mod quarantine;
 pub mod undecodable;
 mod writer;
-
-// The segment log is storage; the spool is its user.
-pub use crate::store::log::{self, checkpoint, format, reader};
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -37,6 +33,7 @@ use crate::config::BuildContext;
 use crate::events::envelope::codec;
 use crate::events::Envelope;
 use crate::retry::RetryPolicy;
+use crate::store::log::{self, checkpoint};
 use crate::telemetry::events::{SpoolBytes, SpoolEntries, SpoolRecovered};
 use crate::telemetry::Metrics;
 

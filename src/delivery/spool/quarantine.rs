@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::aside;
-use super::format::{self, Frame, Next};
+use crate::store::log::format::{self, Frame, Next};
 
 pub const DIR: &str = "quarantine";
 const SUFFIX: &str = ".rec";

@@ -5,10 +5,10 @@ use std::path::Path;
 
 use proptest::prelude::*;
 
-use super::checkpoint;
-use super::format::{self, HEADER_LEN};
-use super::log::{self, Log};
-use super::reader::Reader;
+use crate::store::log::checkpoint;
+use crate::store::log::format::{self, HEADER_LEN};
+use crate::store::log::reader::Reader;
+use crate::store::log::{self, Log};
 
 /// Every entry from `from` on, read back in order.
 fn read_all(log: &Log, from: u64) -> Vec<Vec<u8>> {
