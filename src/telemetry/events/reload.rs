@@ -1,0 +1,67 @@
+//! Reloads of the configuration while the service runs.
+
+use std::fmt::Display;
+
+use super::InternalEvent;
+use crate::telemetry::Metrics;
+
+/// The `result` label of `vizion_bridge_config_reloads_total`.
+pub const CONFIG_RELOAD_RESULTS: [&str; 3] = ["applied", "unchanged", "failed"];
+
+fn count(metrics: &Metrics, result: &str) {
+    metrics.config_reloads.with_label_values(&[result]).inc();
+}
+
+/// A new configuration was read and valid. What can change while the service runs
+/// (`applied`) now serves; what cannot (`needs_restart`) waits for the next start.
+pub struct ConfigReloaded<'a> {
+    /// What set off the reload: `signal` or `file`.
+    pub trigger: &'a str,
+    pub applied: &'a [String],
+    pub needs_restart: &'a [String],
+}
+
+impl InternalEvent for ConfigReloaded<'_> {
+    fn emit(self, metrics: &Metrics) {
+        if !self.needs_restart.is_empty() {
+            tracing::warn!(
+                trigger = self.trigger,
+                needs_restart = %self.needs_restart.join(", "),
+                "configuration changes not applied: they need a restart"
+            );
+        }
+        if self.applied.is_empty() {
+            tracing::info!(
+                trigger = self.trigger,
+                "configuration reloaded, nothing to change"
+            );
+            count(metrics, "unchanged");
+        } else {
+            tracing::info!(
+                trigger = self.trigger,
+                changed = %self.applied.join(", "),
+                "configuration reloaded"
+            );
+            count(metrics, "applied");
+        }
+    }
+}
+
+/// A new configuration could not be read or is not valid: none of it applies, and the
+/// running one stays.
+pub struct ConfigReloadFailed<'a> {
+    pub trigger: &'a str,
+    /// Never holds a secret: configuration errors name keys, not values.
+    pub error: &'a dyn Display,
+}
+
+impl InternalEvent for ConfigReloadFailed<'_> {
+    fn emit(self, metrics: &Metrics) {
+        tracing::error!(
+            trigger = self.trigger,
+            error = %self.error,
+            "configuration reload refused, the running configuration stays"
+        );
+        count(metrics, "failed");
+    }
+}
