@@ -9,6 +9,7 @@ use actix_http::HttpService;
 use actix_service::{apply_fn_factory, map_config};
 use actix_web::dev::{AppConfig, Server, Service};
 use actix_web::{web, App, HttpServer};
+use arc_swap::ArcSwap;
 use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
@@ -16,11 +17,11 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::auth::{Authenticator, KeyRing};
+use crate::auth::KeyRing;
 use crate::config::{BuildContext, ConfigError};
 use crate::delivery::{DedupError, Delivery, SpoolError};
 use crate::ingest::connection::{self, Connections};
-use crate::ingest::{routes, BodyReads, IngestState, ShutdownState, SourcePolicy, ANSWER_MARGIN};
+use crate::ingest::{routes, BodyReads, IngestState, LiveConfig, ShutdownState, ANSWER_MARGIN};
 use crate::lifecycle::{AutoUnsubscribe, UnsubscribedSet};
 use crate::pipeline::Pipeline;
 use crate::poller::Poller;
@@ -131,12 +132,11 @@ impl Application {
             None
         };
         let state = web::Data::new(IngestState {
-            sources: SourcePolicy::new(
-                settings.ingest.allowed_sources.clone(),
-                settings.ingest.trusted_proxies.clone(),
-                settings.ingest.forwarded_header,
-            ),
-            auth: Authenticator::new(settings.auth.clone(), keys),
+            live: ArcSwap::from_pointee(LiveConfig::new(
+                &settings.ingest,
+                settings.auth.clone(),
+                keys,
+            )),
             delivery,
             pipeline,
             metrics: metrics.clone(),
@@ -218,7 +218,6 @@ impl Application {
         if let Some(poller) = self.poller.take() {
             self.wiring.start_polling(poller);
         }
-
         let early_exit = tokio::select! {
             _ = shutdown_signal() => None,
             _ = self.stop.cancelled() => None,
