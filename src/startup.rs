@@ -1,7 +1,10 @@
 //! Builds the running service from settings, so that `main` and the tests start it the
 //! same way (tests on port 0).
 
+mod reload;
+
 use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -80,6 +83,7 @@ pub struct Application {
     shutdown_timeout: Duration,
     answer_window: Duration,
     poller: Option<Poller>,
+    reloader: Option<reload::Reloader>,
     wiring: Wiring,
 }
 
@@ -98,7 +102,19 @@ impl Application {
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
         let cx = settings.build_context(Metrics::new());
         let sinks = sinks::build(&settings.sinks, settings.sink_configs(), &cx)?;
-        Self::assemble(settings, sinks, cx).await
+        Self::assemble(settings, sinks, cx, None).await
+    }
+
+    /// [`build`](Self::build) for `serve`: the service also reloads its configuration
+    /// from `config` (or the file `VIZION_BRIDGE_CONFIG` names) on SIGHUP and, with
+    /// `reload.watch`, when that file or a secret file it names changes.
+    pub async fn build_reloadable(
+        settings: Settings,
+        config: Option<PathBuf>,
+    ) -> Result<Self, StartupError> {
+        let cx = settings.build_context(Metrics::new());
+        let sinks = sinks::build(&settings.sinks, settings.sink_configs(), &cx)?;
+        Self::assemble(settings, sinks, cx, Some(config)).await
     }
 
     /// Builds the service with the given sinks in place of the configured ones (tests
@@ -108,13 +124,16 @@ impl Application {
         sinks: Vec<Arc<dyn Sink>>,
     ) -> Result<Self, StartupError> {
         let cx = settings.build_context(Metrics::new());
-        Self::assemble(settings, sinks, cx).await
+        Self::assemble(settings, sinks, cx, None).await
     }
 
+    /// `reload_from` is `Some` when the configuration reloads, with the file given to
+    /// `serve`, if any.
     async fn assemble(
         settings: Settings,
         sinks: Vec<Arc<dyn Sink>>,
         cx: BuildContext,
+        reload_from: Option<Option<PathBuf>>,
     ) -> Result<Self, StartupError> {
         for warning in settings.validate()? {
             tracing::warn!("{}", warning.0);
@@ -171,6 +190,15 @@ impl Application {
         .listen(metrics_listener)?
         .run();
 
+        let reloader = match reload_from {
+            Some(config) => Some(reload::Reloader::new(
+                config,
+                &settings,
+                state.clone(),
+                cx.metrics.clone(),
+            )?),
+            None => None,
+        };
         tracing::info!(
             listen = %server_config.listen,
             port,
@@ -192,6 +220,7 @@ impl Application {
             shutdown_timeout: server_config.shutdown_timeout,
             answer_window: server_config.answer_window(),
             poller,
+            reloader,
             wiring,
         })
     }
@@ -218,6 +247,12 @@ impl Application {
         if let Some(poller) = self.poller.take() {
             self.wiring.start_polling(poller);
         }
+        if let Some(reloader) = self.reloader.take() {
+            // SIGHUP only reloads: the shutdown below waits for SIGTERM and SIGINT alone.
+            let cx = &self.wiring.cx;
+            cx.spawn(reloader.run(cx.shutdown.child_token()));
+        }
+
         let early_exit = tokio::select! {
             _ = shutdown_signal() => None,
             _ = self.stop.cancelled() => None,
