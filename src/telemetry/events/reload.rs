@@ -23,6 +23,9 @@ pub struct ConfigReloaded<'a> {
 
 impl InternalEvent for ConfigReloaded<'_> {
     fn emit(self, metrics: &Metrics) {
+        // Counted before the line is written: whoever reads the line finds it counted.
+        let applied = !self.applied.is_empty();
+        count(metrics, if applied { "applied" } else { "unchanged" });
         if !self.needs_restart.is_empty() {
             tracing::warn!(
                 trigger = self.trigger,
@@ -30,19 +33,17 @@ impl InternalEvent for ConfigReloaded<'_> {
                 "configuration changes not applied: they need a restart"
             );
         }
-        if self.applied.is_empty() {
-            tracing::info!(
-                trigger = self.trigger,
-                "configuration reloaded, nothing to change"
-            );
-            count(metrics, "unchanged");
-        } else {
+        if applied {
             tracing::info!(
                 trigger = self.trigger,
                 changed = %self.applied.join(", "),
                 "configuration reloaded"
             );
-            count(metrics, "applied");
+        } else {
+            tracing::info!(
+                trigger = self.trigger,
+                "configuration reloaded, nothing to change"
+            );
         }
     }
 }
@@ -57,11 +58,11 @@ pub struct ConfigReloadFailed<'a> {
 
 impl InternalEvent for ConfigReloadFailed<'_> {
     fn emit(self, metrics: &Metrics) {
+        count(metrics, "failed");
         tracing::error!(
             trigger = self.trigger,
             error = %self.error,
             "configuration reload refused, the running configuration stays"
         );
-        count(metrics, "failed");
     }
 }
