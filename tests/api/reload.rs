@@ -292,3 +292,53 @@ async fn webhooks_in_flight_while_reloads_happen_are_all_accepted() {
     let applied = app.metric(RELOADS, "result=\"applied\"").await;
     assert!(applied >= 2.0, "reloads happened meanwhile: {applied}");
 }
+
+#[tokio::test]
+async fn the_log_level_follows_a_reload() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_owned();
+    let sections = "[reload]\nwatch = false\n";
+    let config = binary_config(&path, "", &inline_secret(), sections);
+    let app = serve_binary(dir, &config).await;
+    let with_level = |level: &str, allowed: &str| {
+        let auth_and_ingest = format!(
+            "[[auth.secrets]]\nkey_id = \"{KEY_ID}\"\nsecret = \"{SECRET}\"\n\
+             [ingest]\nallowed_sources = [{allowed}]\n"
+        );
+        binary_config(&path, "", &auth_and_ingest, sections)
+            .replace("level = \"info\"", &format!("level = \"{level}\""))
+    };
+
+    // Every line logged so far is read past.
+    app.hangup();
+    wait_for_reload(&app);
+
+    let quiet = with_level("warn", "\"127.0.0.1/32\", \"10.0.0.0/8\"");
+    std::fs::write(&app.config_path, quiet).unwrap();
+    app.hangup();
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while app.metric(RELOADS, "result=\"applied\"").await < 1.0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the reload is counted"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // At `warn`, neither that reload's line nor this webhook's is written.
+    assert_eq!(
+        status(app.post_signed(&update_body("u-quiet")).await).await,
+        200
+    );
+
+    std::fs::write(
+        &app.config_path,
+        with_level("info", "\"127.0.0.1/32\", \"10.0.0.0/8\""),
+    )
+    .unwrap();
+    app.hangup();
+    let first = app
+        .wait_for_log(Duration::from_secs(15), |entry| entry["level"] == "INFO")
+        .expect("an INFO line once the level is back");
+    assert_eq!(first["message"], "configuration reloaded", "{first}");
+    assert_eq!(first["changed"], "log.level", "{first}");
+}
