@@ -236,7 +236,7 @@ impl Reloader {
     }
 
     fn reload(&mut self, trigger: &str) {
-        let (settings, keys, changes) = match self.read() {
+        let (settings, keys, new_prints, changes) = match self.read() {
             Ok(read) => read,
             Err(error) => {
                 self.metrics.emit(ConfigReloadFailed {
@@ -247,7 +247,7 @@ impl Reloader {
             }
         };
         if !changes.live.is_empty() {
-            self.apply(settings, keys, &changes.live);
+            self.apply(settings, keys, &new_prints, &changes.live);
         }
         self.metrics.emit(ConfigReloaded {
             trigger,
@@ -256,9 +256,9 @@ impl Reloader {
         });
     }
 
-    /// The new settings, loaded and checked as at start, their secrets, and how they
-    /// differ from those in force.
-    fn read(&self) -> Result<(Settings, KeyRing, Changes), ConfigError> {
+    /// The new settings, loaded and checked as at start, their secrets, their prints,
+    /// and how they differ from those in force.
+    fn read(&self) -> Result<(Settings, KeyRing, Prints, Changes), ConfigError> {
         let settings = Settings::load(self.config.as_deref())?;
         let warnings = settings.validate()?;
         let keys = KeyRing::from_config(&settings.auth.secrets)
@@ -276,11 +276,11 @@ impl Reloader {
                 tracing::warn!("{}", warning.0);
             }
         }
-        Ok((settings, keys, changes))
+        Ok((settings, keys, new_prints, changes))
     }
 
     /// Puts the live parts of `new` in force.
-    fn apply(&mut self, new: Settings, keys: KeyRing, changed: &[String]) {
+    fn apply(&mut self, new: Settings, keys: KeyRing, new_prints: &Prints, changed: &[String]) {
         self.state.live.store(Arc::new(LiveConfig::new(
             &new.ingest,
             new.auth.clone(),
@@ -293,7 +293,6 @@ impl Reloader {
                 Err(e) => tracing::warn!(error = %e, "`log.level` not applied"),
             }
         }
-        let new_prints = prints(&new);
         for key in changed {
             match new_prints.get(key) {
                 Some(print) => self.prints.insert(key.clone(), print.clone()),
