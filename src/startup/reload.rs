@@ -13,6 +13,7 @@ use actix_web::web;
 use secrecy::ExposeSecret;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
+#[cfg(unix)]
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio_util::sync::CancellationToken;
 
@@ -159,6 +160,7 @@ pub(super) struct Reloader {
     prints: Prints,
     state: web::Data<IngestState>,
     metrics: Metrics,
+    #[cfg(unix)]
     hangup: Signal,
     /// The content of the watched files when last read.
     seen: Vec<Option<[u8; 32]>>,
@@ -179,6 +181,7 @@ impl Reloader {
             prints: prints(settings),
             state,
             metrics,
+            #[cfg(unix)]
             hangup: signal(SignalKind::hangup())?,
             seen: Vec::new(),
         };
@@ -197,7 +200,7 @@ impl Reloader {
             let interval = self.running.reload.poll_interval;
             let trigger = tokio::select! {
                 () = stop.cancelled() => return,
-                received = self.hangup.recv() => match received {
+                received = self.hangup() => match received {
                     Some(()) => "signal",
                     None => return,
                 },
@@ -218,6 +221,14 @@ impl Reloader {
             self.seen = self.watched();
             changing = None;
         }
+    }
+
+    /// The next SIGHUP; never where there is none.
+    async fn hangup(&mut self) -> Option<()> {
+        #[cfg(unix)]
+        return self.hangup.recv().await;
+        #[cfg(not(unix))]
+        std::future::pending().await
     }
 
     /// The content of every file the running configuration comes from: the file
