@@ -66,3 +66,42 @@ impl InternalEvent for ConfigReloadFailed<'_> {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn count_of(metrics: &Metrics, result: &str) -> u64 {
+        metrics.config_reloads.with_label_values(&[result]).get()
+    }
+
+    #[test]
+    fn a_reload_counts_as_applied_only_when_a_live_part_changed() {
+        let metrics = Metrics::new();
+        for result in CONFIG_RELOAD_RESULTS {
+            assert_eq!(
+                count_of(&metrics, result),
+                0,
+                "{result} exists from the start"
+            );
+        }
+        let restart_only = ["server.listen".to_owned()];
+        metrics.emit(ConfigReloaded {
+            trigger: "signal",
+            applied: &[],
+            needs_restart: &restart_only,
+        });
+        metrics.emit(ConfigReloaded {
+            trigger: "file",
+            applied: &["auth.secrets".to_owned()],
+            needs_restart: &restart_only,
+        });
+        metrics.emit(ConfigReloadFailed {
+            trigger: "file",
+            error: &"`sinks` is empty",
+        });
+        assert_eq!(count_of(&metrics, "unchanged"), 1);
+        assert_eq!(count_of(&metrics, "applied"), 1);
+        assert_eq!(count_of(&metrics, "failed"), 1);
+    }
+}
