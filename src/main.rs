@@ -11,7 +11,9 @@ use vizion_bridge::telemetry::init_logging;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve { config } => with_settings(config, serve),
+        Command::Serve { config } => {
+            with_settings(config.clone(), |settings| serve(settings, config))
+        }
         Command::CheckConfig { config } => with_settings(config, check_config),
         Command::Sign {
             secret_env,
@@ -63,10 +65,10 @@ fn with_settings(
     }
 }
 
-fn serve(settings: Settings) -> ExitCode {
+fn serve(settings: Settings, config: Option<std::path::PathBuf>) -> ExitCode {
     init_logging(&settings.log);
     let result = actix_web::rt::System::new().block_on(async move {
-        let app = Application::build(settings).await?;
+        let app = Application::build_reloadable(settings, config).await?;
         app.run_until_stopped().await
     });
     match result {

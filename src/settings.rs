@@ -3,6 +3,7 @@
 //! anywhere are an error), and checked as a whole.
 
 use std::path::Path;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -39,6 +40,7 @@ pub struct Settings {
     pub vizion_api: VizionApiConfig,
     pub poll: PollConfig,
     pub lifecycle: LifecycleConfig,
+    pub reload: ReloadConfig,
 }
 
 impl Default for Settings {
@@ -61,6 +63,39 @@ impl Default for Settings {
             vizion_api: VizionApiConfig::default(),
             poll: PollConfig::default(),
             lifecycle: LifecycleConfig::default(),
+            reload: ReloadConfig::default(),
+        }
+    }
+}
+
+/// When `serve` reads its configuration again (it always does on SIGHUP).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReloadConfig {
+    /// Reload when the configuration file, or a secret file it names, changes.
+    pub watch: bool,
+    /// How often those files are read to see whether they changed. Reading the
+    /// content, not waiting for file events, sees a mounted Kubernetes Secret or
+    /// ConfigMap change, which swaps a symbolic link rather than writing the file.
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: Duration,
+}
+
+impl Default for ReloadConfig {
+    fn default() -> Self {
+        Self {
+            watch: true,
+            poll_interval: Duration::from_secs(2),
+        }
+    }
+}
+
+impl ReloadConfig {
+    fn validate(&self) -> Vec<String> {
+        if self.watch && self.poll_interval.is_zero() {
+            vec!["`reload.poll_interval` must be above 0 while `reload.watch` is on".into()]
+        } else {
+            Vec::new()
         }
     }
 }
@@ -107,6 +142,7 @@ impl Settings {
             errors.extend(self.vizion_api.require_key());
         }
         errors.extend(self.poll.validate());
+        errors.extend(self.reload.validate());
 
         if errors.is_empty() {
             Ok(self.warnings())

@@ -1,7 +1,10 @@
 //! Builds the running service from settings, so that `main` and the tests start it the
 //! same way (tests on port 0).
 
+mod reload;
+
 use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,6 +12,7 @@ use actix_http::HttpService;
 use actix_service::{apply_fn_factory, map_config};
 use actix_web::dev::{AppConfig, Server, Service};
 use actix_web::{web, App, HttpServer};
+use arc_swap::ArcSwap;
 use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
@@ -16,11 +20,11 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::auth::{Authenticator, KeyRing};
+use crate::auth::KeyRing;
 use crate::config::{BuildContext, ConfigError};
 use crate::delivery::{DedupError, Delivery, SpoolError};
 use crate::ingest::connection::{self, Connections};
-use crate::ingest::{routes, BodyReads, IngestState, ShutdownState, SourcePolicy, ANSWER_MARGIN};
+use crate::ingest::{routes, BodyReads, IngestState, LiveConfig, ShutdownState, ANSWER_MARGIN};
 use crate::lifecycle::{AutoUnsubscribe, UnsubscribedSet};
 use crate::pipeline::Pipeline;
 use crate::poller::Poller;
@@ -79,6 +83,7 @@ pub struct Application {
     shutdown_timeout: Duration,
     answer_window: Duration,
     poller: Option<Poller>,
+    reloader: Option<reload::Reloader>,
     wiring: Wiring,
 }
 
@@ -97,7 +102,19 @@ impl Application {
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
         let cx = settings.build_context(Metrics::new());
         let sinks = sinks::build(&settings.sinks, settings.sink_configs(), &cx)?;
-        Self::assemble(settings, sinks, cx).await
+        Self::assemble(settings, sinks, cx, None).await
+    }
+
+    /// [`build`](Self::build) for `serve`: the service also reloads its configuration
+    /// from `config` (or the file `VIZION_BRIDGE_CONFIG` names) on SIGHUP and, with
+    /// `reload.watch`, when that file or a secret file it names changes.
+    pub async fn build_reloadable(
+        settings: Settings,
+        config: Option<PathBuf>,
+    ) -> Result<Self, StartupError> {
+        let cx = settings.build_context(Metrics::new());
+        let sinks = sinks::build(&settings.sinks, settings.sink_configs(), &cx)?;
+        Self::assemble(settings, sinks, cx, Some(config)).await
     }
 
     /// Builds the service with the given sinks in place of the configured ones (tests
@@ -107,13 +124,16 @@ impl Application {
         sinks: Vec<Arc<dyn Sink>>,
     ) -> Result<Self, StartupError> {
         let cx = settings.build_context(Metrics::new());
-        Self::assemble(settings, sinks, cx).await
+        Self::assemble(settings, sinks, cx, None).await
     }
 
+    /// `reload_from` is `Some` when the configuration reloads, with the file given to
+    /// `serve`, if any.
     async fn assemble(
         settings: Settings,
         sinks: Vec<Arc<dyn Sink>>,
         cx: BuildContext,
+        reload_from: Option<Option<PathBuf>>,
     ) -> Result<Self, StartupError> {
         for warning in settings.validate()? {
             tracing::warn!("{}", warning.0);
@@ -131,12 +151,11 @@ impl Application {
             None
         };
         let state = web::Data::new(IngestState {
-            sources: SourcePolicy::new(
-                settings.ingest.allowed_sources.clone(),
-                settings.ingest.trusted_proxies.clone(),
-                settings.ingest.forwarded_header,
-            ),
-            auth: Authenticator::new(settings.auth.clone(), keys),
+            live: ArcSwap::from_pointee(LiveConfig::new(
+                &settings.ingest,
+                settings.auth.clone(),
+                keys,
+            )),
             delivery,
             pipeline,
             metrics: metrics.clone(),
@@ -171,6 +190,15 @@ impl Application {
         .listen(metrics_listener)?
         .run();
 
+        let reloader = match reload_from {
+            Some(config) => Some(reload::Reloader::new(
+                config,
+                &settings,
+                state.clone(),
+                cx.metrics.clone(),
+            )?),
+            None => None,
+        };
         tracing::info!(
             listen = %server_config.listen,
             port,
@@ -192,6 +220,7 @@ impl Application {
             shutdown_timeout: server_config.shutdown_timeout,
             answer_window: server_config.answer_window(),
             poller,
+            reloader,
             wiring,
         })
     }
@@ -217,6 +246,11 @@ impl Application {
         let metrics_serving = tokio::spawn(self.metrics_server);
         if let Some(poller) = self.poller.take() {
             self.wiring.start_polling(poller);
+        }
+        if let Some(reloader) = self.reloader.take() {
+            // SIGHUP only reloads: the shutdown below waits for SIGTERM and SIGINT alone.
+            let cx = &self.wiring.cx;
+            cx.spawn(reloader.run(cx.shutdown.child_token()));
         }
 
         let early_exit = tokio::select! {

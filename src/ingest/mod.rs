@@ -12,6 +12,7 @@ mod source;
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
@@ -21,7 +22,7 @@ pub use self::config::{ServerConfig, ANSWER_MARGIN};
 pub use self::error::IngestError;
 pub use self::shutdown::ShutdownState;
 pub use self::source::{ForwardedHeader, SourcePolicy};
-use crate::auth::Authenticator;
+use crate::auth::{AuthConfig, Authenticator, KeyRing};
 use crate::delivery::Delivery;
 use crate::pipeline::Pipeline;
 use crate::telemetry::Metrics;
@@ -59,10 +60,31 @@ impl Default for IngestConfig {
     }
 }
 
-/// Everything a webhook request needs, shared by all workers.
-pub struct IngestState {
+/// What a reload of the configuration may change while the service runs: who may
+/// send, and how a webhook proves it is authentic. A request reads it once, so that it
+/// is judged by one whole configuration, the old or the new, never by a mix of both.
+pub struct LiveConfig {
     pub sources: SourcePolicy,
     pub auth: Authenticator,
+}
+
+impl LiveConfig {
+    pub fn new(ingest: &IngestConfig, auth: AuthConfig, keys: KeyRing) -> Self {
+        Self {
+            sources: SourcePolicy::new(
+                ingest.allowed_sources.clone(),
+                ingest.trusted_proxies.clone(),
+                ingest.forwarded_header,
+            ),
+            auth: Authenticator::new(auth, keys),
+        }
+    }
+}
+
+/// Everything a webhook request needs, shared by all workers.
+pub struct IngestState {
+    /// Swapped whole by a reload of the configuration.
+    pub live: ArcSwap<LiveConfig>,
     pub delivery: Arc<Delivery>,
     /// Parses, normalizes and delivers authentic bodies (shared with the poller).
     pub pipeline: Pipeline,

@@ -1,9 +1,11 @@
+use std::sync::OnceLock;
+
 use serde::{Deserialize, Serialize};
 use tracing::{Level, Metadata};
 use tracing_subscriber::filter::{filter_fn, FilterExt};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
-use tracing_subscriber::{fmt, EnvFilter, Layer};
+use tracing_subscriber::{fmt, reload, EnvFilter, Layer, Registry};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -32,11 +34,18 @@ impl Default for LogConfig {
     }
 }
 
+/// Where the level of the installed subscriber is changed, once it is installed by
+/// this process and `RUST_LOG` does not set it.
+static LEVEL: OnceLock<reload::Handle<EnvFilter, Registry>> = OnceLock::new();
+
 /// Installs the global subscriber. A second call (as in tests) keeps the first one.
 pub fn init_logging(config: &LogConfig) {
-    let level = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(&config.level))
-        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let from_env = EnvFilter::try_from_default_env().ok();
+    let follows_config = from_env.is_none();
+    let level = from_env
+        .or_else(|| EnvFilter::try_new(&config.level).ok())
+        .unwrap_or_else(|| EnvFilter::new("info"));
+    let (level, handle) = reload::Layer::new(level);
     let filter = level.and(filter_fn(|metadata| !reported_by_the_bridge(metadata)));
     let layer = fmt::layer().with_writer(std::io::stderr);
     let layer = match config.format {
@@ -49,7 +58,35 @@ pub fn init_logging(config: &LogConfig) {
             .boxed(),
         LogFormat::Text => layer.with_filter(filter).boxed(),
     };
-    let _ = tracing_subscriber::registry().with(layer).try_init();
+    if tracing_subscriber::registry()
+        .with(layer)
+        .try_init()
+        .is_ok()
+        && follows_config
+    {
+        let _ = LEVEL.set(handle);
+    }
+}
+
+/// Checks a `log.level` filter as [`set_log_level`] would take it.
+pub fn check_log_level(level: &str) -> Result<(), String> {
+    EnvFilter::try_new(level)
+        .map(drop)
+        .map_err(|e| format!("`log.level`: {e}"))
+}
+
+/// Makes `level` the filter of the running subscriber. Returns false when the level is
+/// not this configuration's to set: `RUST_LOG` set it, or no subscriber was installed
+/// here.
+pub fn set_log_level(level: &str) -> Result<bool, String> {
+    let Some(handle) = LEVEL.get() else {
+        return Ok(false);
+    };
+    let filter = EnvFilter::try_new(level).map_err(|e| format!("`log.level`: {e}"))?;
+    handle
+        .reload(filter)
+        .map(|()| true)
+        .map_err(|e| format!("cannot change the log level: {e}"))
 }
 
 /// The HTTP layer logs every connection it ends on an error at ERROR, without the

@@ -6,7 +6,7 @@ use prometheus::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::events::{AUTH_FAILURE_REASONS, COUNTED_AUTH_MODES};
+use super::events::{AUTH_FAILURE_REASONS, CONFIG_RELOAD_RESULTS, COUNTED_AUTH_MODES};
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -118,6 +118,7 @@ pub struct Metrics {
     pub(super) unsubscriptions: IntCounterVec,
     pub(super) dedup_breaker_state: IntGauge,
     pub(super) dedup_breaker_transitions: IntCounterVec,
+    pub(super) config_reloads: IntCounterVec,
     pub(super) spool: SpoolMetrics,
 }
 
@@ -235,6 +236,12 @@ impl Metrics {
             &["state"],
         );
 
+        let config_reloads = r.counter_vec(
+            "vizion_bridge_config_reloads_total",
+            "Reloads of the configuration, by result (applied, unchanged, failed).",
+            &["result"],
+        );
+
         let spool = SpoolMetrics::register(r);
 
         // Series that exist from the start read 0 rather than "no data" in alerts.
@@ -245,6 +252,9 @@ impl Metrics {
             for mode in COUNTED_AUTH_MODES {
                 auth_failures.with_label_values(&[reason, mode]);
             }
+        }
+        for result in CONFIG_RELOAD_RESULTS {
+            config_reloads.with_label_values(&[result]);
         }
 
         Self {
@@ -269,6 +279,7 @@ impl Metrics {
             unsubscriptions,
             dedup_breaker_state,
             dedup_breaker_transitions,
+            config_reloads,
             spool,
         }
     }

@@ -6,5 +6,5 @@ mod logging;
 mod metrics;
 
 pub use events::{BreakerState, InternalEvent};
-pub use logging::{init_logging, LogConfig, LogFormat};
+pub use logging::{check_log_level, init_logging, set_log_level, LogConfig, LogFormat};
 pub use metrics::{Metrics, MetricsConfig, Outcome};

@@ -94,14 +94,16 @@ async fn handle(
     request_id: &str,
 ) -> Result<Answer, IngestError> {
     let span = tracing::Span::current();
+    // Read once: a reload meanwhile does not change how this request is judged.
+    let live = state.live.load_full();
 
     // 1. Source.
     let peer = request.peer_addr().map(|a| a.ip());
     let client = peer
-        .and_then(|peer| state.sources.client_address(peer, request.headers()))
+        .and_then(|peer| live.sources.client_address(peer, request.headers()))
         .ok_or(IngestError::Forbidden)?;
     span.record("client", field::display(client));
-    if !state.sources.is_allowed(client) {
+    if !live.sources.is_allowed(client) {
         return Err(IngestError::Forbidden);
     }
 
@@ -162,7 +164,7 @@ async fn handle(
         .uri()
         .path_and_query()
         .map_or_else(|| request.path(), |pq| pq.as_str());
-    let verdict = state.auth.verify(&RequestParts {
+    let verdict = live.auth.verify(&RequestParts {
         method: request.method().as_str(),
         path_and_query,
         headers: request.headers(),
@@ -173,7 +175,7 @@ async fn handle(
         Verdict::Verified { key_id } => key_id,
         Verdict::NotChecked => None,
         Verdict::Failed(failure) => {
-            let mode = state.auth.mode();
+            let mode = live.auth.mode();
             state.metrics.emit(AuthFailed {
                 reason: failure.reason.as_str(),
                 mode: mode.as_str(),

@@ -12,6 +12,7 @@ mod delivery;
 mod ingest;
 mod lifecycle;
 mod poll;
+mod reload;
 mod sinks;
 mod spool;
 mod vizion_api;
@@ -32,6 +33,7 @@ pub use self::lifecycle::{UnsubscribeAlreadyGone, UnsubscribeFailed, Unsubscribe
 pub use self::poll::{
     PollRun, PollRunFailed, PollRunResult, PolledUpdate, PolledUpdateNotStored, ReferenceUnreadable,
 };
+pub use self::reload::{ConfigReloadFailed, ConfigReloaded, CONFIG_RELOAD_RESULTS};
 pub use self::sinks::{MessagePublished, PublishFailed, PublishFinished, PublishHandles};
 pub use self::spool::{
     SpoolBytes, SpoolEntries, SpoolEntryUndecodable, SpoolForwardFailed, SpoolForwarded,

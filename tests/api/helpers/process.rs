@@ -155,11 +155,29 @@ impl BridgeProcess {
 
     /// Sends SIGTERM, as Kubernetes does to stop a pod.
     pub fn terminate(&self) {
+        self.signal("-TERM");
+    }
+
+    /// Sends SIGHUP, as `kill -HUP` does to reload the configuration.
+    pub fn hangup(&self) {
+        self.signal("-HUP");
+    }
+
+    fn signal(&self, name: &str) {
         let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
+            .args([name, &self.child.id().to_string()])
             .status()
             .unwrap();
         assert!(status.success());
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
     }
 
     /// SIGKILL: no shutdown, no flush, no checkpoint. Returns once the process is gone.
@@ -202,6 +220,8 @@ pub struct BinaryApp {
     pub client: reqwest::Client,
     /// Its data directory.
     pub data_dir: PathBuf,
+    /// The configuration file it serves.
+    pub config_path: PathBuf,
     process: BridgeProcess,
     _dir: tempfile::TempDir,
 }
@@ -212,19 +232,33 @@ pub struct BinaryApp {
 /// keys and go on with sections of its own.
 pub async fn spawn_binary(top_level: &str, sections: &str) -> BinaryApp {
     let dir = tempfile::tempdir().unwrap();
-    let data_dir = dir.path().join("data");
-    let config = format!(
+    let auth_and_ingest = format!(
+        "[[auth.secrets]]\nkey_id = \"{KEY_ID}\"\nsecret = \"{SECRET}\"\n\
+         [ingest]\nallowed_sources = [\"127.0.0.1/32\"]\n"
+    );
+    let config = binary_config(dir.path(), top_level, &auth_and_ingest, sections);
+    serve_binary(dir, &config).await
+}
+
+/// The configuration [`spawn_binary`] serves from `dir`, with `auth_and_ingest` (the
+/// `auth` and `ingest` tables) in place of the test secret and the loopback allowlist.
+pub fn binary_config(dir: &Path, top_level: &str, auth_and_ingest: &str, sections: &str) -> String {
+    format!(
         "{top_level}\n[log]\nformat = \"json\"\nlevel = \"info\"\n\
          [storage]\ndata_dir = \"{data}\"\n\
          [metrics]\nlisten = \"127.0.0.1:0\"\n\
-         [[auth.secrets]]\nkey_id = \"{KEY_ID}\"\nsecret = \"{SECRET}\"\n\
-         [ingest]\nallowed_sources = [\"127.0.0.1/32\"]\n\
+         {auth_and_ingest}\n\
          [server]\nlisten = \"127.0.0.1:0\"\nworkers = 2\n{sections}\n",
-        data = data_dir.display(),
-    );
-    let path = dir.path().join("bridge.toml");
-    std::fs::write(&path, config).unwrap();
-    let process = BridgeProcess::serve(&path, &[], Log::Captured);
+        data = dir.join("data").display(),
+    )
+}
+
+/// Writes `config` to `bridge.toml` in `dir` (see [`binary_config`]) and serves it.
+pub async fn serve_binary(dir: tempfile::TempDir, config: &str) -> BinaryApp {
+    let data_dir = dir.path().join("data");
+    let config_path = dir.path().join("bridge.toml");
+    std::fs::write(&config_path, config).unwrap();
+    let process = BridgeProcess::serve(&config_path, &[], Log::Captured);
     let listening = process
         .wait_for_log(Duration::from_secs(30), |entry| {
             entry["message"] == "vizion-bridge listening"
@@ -238,6 +272,7 @@ pub async fn spawn_binary(top_level: &str, sections: &str) -> BinaryApp {
         metrics_address: format!("http://127.0.0.1:{metrics_port}"),
         client: reqwest::Client::new(),
         data_dir,
+        config_path,
         process,
         _dir: dir,
     }
@@ -285,6 +320,20 @@ impl BinaryApp {
     /// Sends SIGTERM, as Kubernetes does to stop a pod.
     pub fn terminate(&self) {
         self.process.terminate();
+    }
+
+    /// Sends SIGHUP, as `kill -HUP` does to reload the configuration.
+    pub fn hangup(&self) {
+        self.process.hangup();
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.process.pid()
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.process.is_running()
     }
 
     /// Waits for the process to exit, and returns its exit code.
