@@ -18,6 +18,7 @@ mod rabbitmq;
 mod rabbitmq_faults;
 mod references_cli;
 mod rejections;
+mod replay_cli;
 mod shutdown;
 mod simulator;
 mod slow_bodies;
