@@ -76,6 +76,9 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Take the bodies the file sink kept (`raw.jsonl` or `dead-letters.jsonl`) through
+    /// the pipeline and the configured sinks again, as `deliverymode` `replay`.
+    Replay(ReplayArgs),
     /// Look after the local spool (`[spool]`).
     Spool {
         /// Configuration file (TOML), for `[spool]` and the sinks. Defaults to
@@ -89,6 +92,42 @@ pub enum Command {
         #[command(subcommand)]
         command: SpoolCommand,
     },
+}
+
+/// `vizion-bridge replay`.
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// Configuration file (TOML), for the sinks and dedup. Defaults to
+    /// $VIZION_BRIDGE_CONFIG.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The file to replay: the file sink's `raw.jsonl` or `dead-letters.jsonl` (each
+    /// line is recognised by its fields).
+    #[arg(long, value_name = "FILE")]
+    pub from: PathBuf,
+    /// Only bodies received at or after this time (RFC 3339).
+    #[arg(long, value_name = "TIME", value_parser = rfc3339)]
+    pub since: Option<time::OffsetDateTime>,
+    /// Only bodies received at or before this time (RFC 3339).
+    #[arg(long, value_name = "TIME", value_parser = rfc3339)]
+    pub until: Option<time::OffsetDateTime>,
+    /// Only this update (Vizion's update id; repeatable).
+    #[arg(long = "update-id", value_name = "ID")]
+    pub update_id: Vec<String>,
+    /// Only updates of this reference (repeatable).
+    #[arg(long, value_name = "ID")]
+    pub reference: Vec<String>,
+    /// Publish every selected body, even one published before (deduplication skipped).
+    #[arg(long)]
+    pub no_dedup: bool,
+    /// Print the summary as one JSON line.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn rfc3339(text: &str) -> Result<time::OffsetDateTime, String> {
+    time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .map_err(|e| format!("not an RFC 3339 time: {e}"))
 }
 
 /// `vizion-bridge spool …`.

@@ -39,6 +39,18 @@ fn main() -> ExitCode {
             init_logging(&settings.log);
             commands::poll::run(settings, references, reference, json)
         }),
+        Command::Replay(args) => commands::replay::run(
+            args.config.as_deref(),
+            commands::replay::ReplayOptions {
+                from: args.from,
+                since: args.since,
+                until: args.until,
+                update_ids: args.update_id,
+                references: args.reference,
+                no_dedup: args.no_dedup,
+                json: args.json,
+            },
+        ),
         Command::Spool {
             config,
             dir,

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use time::OffsetDateTime;
 
-use crate::delivery::{self, Delivery, DeliveryError};
+use crate::delivery::{self, DedupUse, Delivery, DeliveryError};
 use crate::events::{
     self, BridgeEventKind, CloudEvent, Content, DeliveryKind, Envelope, EventContext, Provenance,
 };
@@ -32,7 +32,7 @@ pub type OnComplete = Arc<dyn Fn(CompletedJourney) + Send + Sync>;
 #[derive(Debug, Clone)]
 pub struct Arrival {
     pub body: Bytes,
-    /// Webhook or poll; it also gives the events' `deliverymode`.
+    /// Webhook, poll or replay; it also gives the events' `deliverymode`.
     pub provenance: Provenance,
     pub received_at: OffsetDateTime,
 }
@@ -98,9 +98,19 @@ impl Pipeline {
     /// Takes one authentic body. An error means nothing was acknowledged: the sender
     /// (or the next poll) must try again.
     pub async fn take(&self, arrival: Arrival) -> Result<Outcome, DeliveryError> {
+        self.take_with(arrival, DedupUse::Check).await
+    }
+
+    /// [`Pipeline::take`], where `dedup` may bypass deduplication (a deliberate
+    /// re-publish: the body is written again even if it was written before).
+    pub async fn take_with(
+        &self,
+        arrival: Arrival,
+        dedup: DedupUse,
+    ) -> Result<Outcome, DeliveryError> {
         match vizion::parse(&arrival.body) {
-            Ok(inbound) => self.take_inbound(&inbound, arrival).await,
-            Err(dead) => self.take_dead_letter(&dead, arrival).await,
+            Ok(inbound) => self.take_inbound(&inbound, arrival, dedup).await,
+            Err(dead) => self.take_dead_letter(&dead, arrival, dedup).await,
         }
     }
 
@@ -108,12 +118,13 @@ impl Pipeline {
         &self,
         inbound: &Inbound,
         arrival: Arrival,
+        dedup: DedupUse,
     ) -> Result<Outcome, DeliveryError> {
         let id = inbound.dedup_key();
         if let Some(id) = id {
             tracing::Span::current().record("update_id", id);
         }
-        let attempt = self.delivery.begin(id).await;
+        let attempt = self.delivery.begin_with(id, dedup).await;
         if attempt.is_duplicate() {
             return Ok(Outcome::Duplicate {
                 id: id.map(str::to_owned),
@@ -161,10 +172,11 @@ impl Pipeline {
         &self,
         dead: &vizion::DeadLetter,
         arrival: Arrival,
+        dedup: DedupUse,
     ) -> Result<Outcome, DeliveryError> {
         let reason = dead.reason.as_str();
         let key = delivery::dead_letter_key(&arrival.body);
-        let attempt = self.delivery.begin(Some(&key)).await;
+        let attempt = self.delivery.begin_with(Some(&key), dedup).await;
         if attempt.is_duplicate() {
             return Ok(Outcome::Duplicate {
                 id: None,

@@ -150,3 +150,34 @@ fn polled_updates_and_unsubscriptions_validate() {
     broken["data"]["reference_id"] = serde_json::Value::Null;
     assert!(!validator.is_valid(&broken));
 }
+
+#[test]
+fn replayed_updates_and_dead_letters_validate() {
+    let raw = body("mid-journey-transshipment.json");
+    let inbound = vizion::parse(&raw).unwrap();
+    let batch = events::normalize(
+        &inbound,
+        &raw,
+        RECEIVED_AT,
+        DeliveryMode::Replay,
+        &EventContext::default(),
+    );
+    let errors = schema_errors(&batch);
+    assert!(errors.is_empty(), "{errors:?}");
+    for event in batch.events() {
+        assert_eq!(structured(event)["deliverymode"], "replay");
+    }
+
+    let raw = body("dead-missing-id.json");
+    let dead = vizion::parse(&raw).unwrap_err();
+    let event = events::dead_letter_event(
+        &dead,
+        &raw,
+        RECEIVED_AT,
+        DeliveryMode::Replay,
+        &EventContext::default(),
+    );
+    let json = structured(&event);
+    assert_eq!(json["deliverymode"], "replay");
+    assert!(schemas().dead_letter.is_valid(&json), "{json}");
+}

@@ -2,6 +2,7 @@
 
 pub mod poll;
 pub mod references;
+pub mod replay;
 pub mod spool;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};

@@ -96,6 +96,16 @@ impl AckMode {
     }
 }
 
+/// Whether a delivery skips what was delivered before.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum DedupUse {
+    /// A key delivered before is a duplicate and is not written again.
+    #[default]
+    Check,
+    /// Written whatever was delivered before: a deliberate re-publish.
+    Bypass,
+}
+
 /// One delivery in progress, holding its dedup key.
 pub struct Attempt<'d> {
     delivery: &'d Delivery,
@@ -273,10 +283,24 @@ impl Delivery {
     /// lives, another delivery of the same key waits, so that one update arriving twice
     /// at once is written once.
     pub async fn begin<'d>(&'d self, dedup_key: Option<&'d str>) -> Attempt<'d> {
+        self.begin_with(dedup_key, DedupUse::Check).await
+    }
+
+    /// [`Delivery::begin`], where [`DedupUse::Bypass`] writes the key even when it was
+    /// delivered before. The key is still claimed and remembered once written.
+    pub async fn begin_with<'d>(
+        &'d self,
+        dedup_key: Option<&'d str>,
+        dedup_use: DedupUse,
+    ) -> Attempt<'d> {
         let (claim, duplicate) = match dedup_key {
             Some(key) => {
                 let claim = self.dedup.claim(key).await;
-                (Some(claim), self.dedup.contains(key).await)
+                let duplicate = match dedup_use {
+                    DedupUse::Check => self.dedup.contains(key).await,
+                    DedupUse::Bypass => false,
+                };
+                (Some(claim), duplicate)
             }
             None => (None, false),
         };

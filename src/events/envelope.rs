@@ -111,6 +111,12 @@ pub enum Provenance {
         /// The address Vizion's API answered from, when the client saw it.
         peer: Option<IpAddr>,
     },
+    /// `vizion-bridge replay` read it back from a file the bridge wrote earlier.
+    Replay {
+        /// The request id it was first received with, when the file kept it; else one
+        /// made for the replay.
+        request_id: String,
+    },
     /// The bridge produced it itself.
     Bridge,
 }
@@ -122,15 +128,16 @@ impl Provenance {
         match self {
             Provenance::Webhook { .. } => Some(DeliveryMode::Webhook),
             Provenance::Poll { .. } => Some(DeliveryMode::Poll),
+            Provenance::Replay { .. } => Some(DeliveryMode::Replay),
             Provenance::Bridge => None,
         }
     }
 
     pub fn request_id(&self) -> Option<&str> {
         match self {
-            Provenance::Webhook { request_id, .. } | Provenance::Poll { request_id, .. } => {
-                Some(request_id)
-            }
+            Provenance::Webhook { request_id, .. }
+            | Provenance::Poll { request_id, .. }
+            | Provenance::Replay { request_id } => Some(request_id),
             Provenance::Bridge => None,
         }
     }

@@ -59,6 +59,9 @@ pub enum DeliveryMode {
     Webhook,
     /// The bridge fetched it from Vizion's API (polling or reconciliation).
     Poll,
+    /// An operator re-published it with `vizion-bridge replay` from what the bridge
+    /// had already written (its `raw.jsonl` or `dead-letters.jsonl`).
+    Replay,
 }
 
 impl DeliveryMode {
@@ -66,6 +69,7 @@ impl DeliveryMode {
         match self {
             DeliveryMode::Webhook => "webhook",
             DeliveryMode::Poll => "poll",
+            DeliveryMode::Replay => "replay",
         }
     }
 }

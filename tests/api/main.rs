@@ -19,6 +19,7 @@ mod rabbitmq_faults;
 mod references_cli;
 mod rejections;
 mod reload;
+mod replay_cli;
 mod shutdown;
 mod simulator;
 mod slow_bodies;

@@ -4,7 +4,8 @@
 //! byte strings as a `u32` length and the bytes, options as a 0/1 byte before the value,
 //! lists as a `u32` count. Version 2 stores the provenance as such; version 1 (written
 //! by earlier releases) stored a webhook-shaped receipt for every record, and is still
-//! read so that a spool survives an upgrade.
+//! read so that a spool survives an upgrade. A replayed envelope has a provenance tag
+//! of its own within version 2: records written before it existed read as they did.
 
 use std::collections::HashSet;
 use std::net::IpAddr;
@@ -29,6 +30,7 @@ const BRIDGE_EVENT: u8 = 3;
 const WEBHOOK: u8 = 1;
 const POLL: u8 = 2;
 const BRIDGE: u8 = 3;
+const REPLAY: u8 = 4;
 
 #[derive(Debug, thiserror::Error)]
 #[error("spool entry cannot be decoded: {0}")]
@@ -59,6 +61,10 @@ pub fn encode(envelope: &Envelope) -> Vec<u8> {
             out.push(POLL);
             put_str(&mut out, request_id);
             put_opt(&mut out, peer.map(|p| p.to_string()).as_deref());
+        }
+        Provenance::Replay { request_id } => {
+            out.push(REPLAY);
+            put_str(&mut out, request_id);
         }
         Provenance::Bridge => out.push(BRIDGE),
     }
@@ -293,6 +299,9 @@ impl<'a> Input<'a> {
             POLL => Provenance::Poll {
                 request_id: self.str()?.to_owned(),
                 peer: if self.flag()? { Some(self.ip()?) } else { None },
+            },
+            REPLAY => Provenance::Replay {
+                request_id: self.str()?.to_owned(),
             },
             BRIDGE => Provenance::Bridge,
             _ => return Err(DecodeError("unknown provenance")),
@@ -550,6 +559,18 @@ mod tests {
             decode(&encode(&polled_without_peer)).unwrap(),
             polled_without_peer
         );
+        let replayed = Envelope::new(
+            decode(V1_WEBHOOK_UPDATE).unwrap().content().clone(),
+            Provenance::Replay {
+                request_id: "req-1".into(),
+            },
+            received_at(),
+        );
+        let bytes = encode(&replayed);
+        assert_eq!(bytes[0], VERSION);
+        let back = decode(&bytes).unwrap();
+        assert_eq!(back, replayed);
+        assert_eq!(back.arrival(), Some(DeliveryMode::Replay));
     }
 
     #[test]

@@ -79,7 +79,8 @@ impl<'a> RawLine<'a> {
     ) -> Self {
         let received_at = envelope.received_at();
         // The line format predates polling: a polled body is written with the address
-        // Vizion's API answered from, or the unspecified address when that is unknown.
+        // Vizion's API answered from, or the unspecified address when that is unknown
+        // (always, for a replayed body).
         let (request_id, client_ip, key_id) = match envelope.provenance() {
             Provenance::Webhook {
                 request_id,
@@ -92,6 +93,9 @@ impl<'a> RawLine<'a> {
                 peer.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
                 None,
             ),
+            Provenance::Replay { request_id } => {
+                (request_id.as_str(), IpAddr::V4(Ipv4Addr::UNSPECIFIED), None)
+            }
             Provenance::Bridge => ("", IpAddr::V4(Ipv4Addr::UNSPECIFIED), None),
         };
         Self {
