@@ -8,3 +8,4 @@ pub mod fs;
 pub mod key_set;
 pub mod lines;
 pub mod log;
+pub mod state;
