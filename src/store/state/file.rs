@@ -217,6 +217,8 @@ struct Writer {
     shared: Arc<Shared>,
     /// Wakes the compactor; dropped with the writer, which ends the compactor.
     wake: SyncSender<()>,
+    /// False after a failed batch left the file in a state it could not undo.
+    usable: bool,
 }
 
 impl Target for Writer {
@@ -232,6 +234,7 @@ impl Target for Writer {
         // other.
         let mut decided: HashMap<&str, Option<Version>> = HashMap::new();
         let mut accepted: Vec<(usize, Entry)> = Vec::new();
+        let mut evicted = 0;
         {
             let mut entries = shared.entries();
             for (index, proposal) in batch.iter().enumerate() {
@@ -239,8 +242,12 @@ impl Target for Writer {
                 let (current, last) = match decided.get(reference) {
                     Some(version) => (*version, *version),
                     None => {
-                        let current = entries.live(reference, now).0.map(|e| e.version);
-                        (current, current.or(entries.last_version(reference)))
+                        // Read before an expired state is dropped: the new version
+                        // goes above it all the same.
+                        let last = entries.last_version(reference);
+                        let (live, expired) = entries.live(reference, now);
+                        evicted += u64::from(expired);
+                        (live.map(|e| e.version), last)
                     }
                 };
                 if current != proposal.expected {
@@ -256,15 +263,30 @@ impl Target for Writer {
                 accepted.push((index, entry));
             }
         }
+        shared.metrics.emit(StateEvicted { count: evicted });
+        let mut evicted = 0;
         if !accepted.is_empty() {
             let mut buffer = Vec::new();
             for (index, entry) in &accepted {
                 buffer.extend_from_slice(&line(&batch[*index].reference, entry));
             }
-            file.write_all(&buffer)?;
-            file.sync_data()?;
+            let len = file.metadata()?.len();
+            if let Err(e) = file.write_all(&buffer) {
+                // Nothing of this batch is held: cut back what reached the file, so
+                // that no half-written line is read back or glued to the next batch.
+                self.usable = file.set_len(len).and_then(|()| file.sync_data()).is_ok();
+                return Err(e);
+            }
+            if let Err(e) = file.sync_data() {
+                // After a failed fsync the kernel may have dropped the dirty pages: the
+                // file no longer says what it holds. Stop; a restart reads back what
+                // is there.
+                let _ = file.set_len(len);
+                self.usable = false;
+                return Err(io::Error::new(e.kind(), format!("fsync failed: {e}")));
+            }
         }
-        let mut evicted = 0;
+        let committed_count = accepted.len();
         let mut committed = vec![None; batch.len()];
         {
             let mut entries = shared.entries();
@@ -280,14 +302,22 @@ impl Target for Writer {
                 let _ = outcome.send(version.map_or(Commit::Conflict, Commit::Committed));
             }
         }
-        let appended = shared
-            .appended
-            .fetch_add(batch.len() as u64, Ordering::Relaxed);
-        if appended + batch.len() as u64 >= shared.compact_after {
+        let written = committed_count as u64;
+        let appended = shared.appended.fetch_add(written, Ordering::Relaxed) + written;
+        if written > 0 && appended >= shared.compact_after {
             // Full: a wake-up is already pending.
             let _ = self.wake.try_send(());
         }
         Ok(())
+    }
+
+    fn usable(&self) -> bool {
+        if !self.usable {
+            tracing::error!(
+                "reference states are no longer written after a failed write that could not be undone; restart to recover"
+            );
+        }
+        self.usable
     }
 }
 
@@ -333,6 +363,7 @@ impl StateFile {
         let writer = Writer {
             shared: shared.clone(),
             wake,
+            usable: true,
         };
         Ok(Self {
             shared,

@@ -116,8 +116,6 @@ pub enum StateError {
     /// The command may or may not have been carried out.
     #[error(transparent)]
     Redis(#[from] RedisError),
-    #[error("the reference state in Redis is not a state")]
-    Garbled,
 }
 
 #[derive(Clone)]
@@ -215,7 +213,6 @@ impl StateStore {
                     )
                     .await?;
                 match written {
-                    Some(0) => return Err(StateError::Garbled),
                     Some(version) => Commit::Committed(Version(version)),
                     None => Commit::Conflict,
                 }
