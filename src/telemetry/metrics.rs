@@ -6,7 +6,9 @@ use prometheus::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::events::{AUTH_FAILURE_REASONS, CONFIG_RELOAD_RESULTS, COUNTED_AUTH_MODES};
+use super::events::{
+    AUTH_FAILURE_REASONS, CONFIG_RELOAD_RESULTS, COUNTED_AUTH_MODES, STATE_LOOKUP_RESULTS,
+};
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -119,6 +121,9 @@ pub struct Metrics {
     pub(super) dedup_breaker_state: IntGauge,
     pub(super) dedup_breaker_transitions: IntCounterVec,
     pub(super) config_reloads: IntCounterVec,
+    pub(super) event_state_lookups: IntCounterVec,
+    pub(super) event_state_evictions: IntCounter,
+    pub(super) event_state_conflicts: IntCounter,
     pub(super) spool: SpoolMetrics,
 }
 
@@ -242,6 +247,20 @@ impl Metrics {
             &["result"],
         );
 
+        let event_state_lookups = r.counter_vec(
+            "vizion_bridge_event_state_lookups_total",
+            "Lookups of a reference's last published milestone state, by result (hit, miss).",
+            &["result"],
+        );
+        let event_state_evictions = r.counter(
+            "vizion_bridge_event_state_evictions_total",
+            "Reference states dropped for their age (events.state_ttl) or to stay within the capacity, oldest first.",
+        );
+        let event_state_conflicts = r.counter(
+            "vizion_bridge_event_state_conflicts_total",
+            "Reference states not committed because another update of the same reference committed first.",
+        );
+
         let spool = SpoolMetrics::register(r);
 
         // Series that exist from the start read 0 rather than "no data" in alerts.
@@ -255,6 +274,9 @@ impl Metrics {
         }
         for result in CONFIG_RELOAD_RESULTS {
             config_reloads.with_label_values(&[result]);
+        }
+        for result in STATE_LOOKUP_RESULTS {
+            event_state_lookups.with_label_values(&[result]);
         }
 
         Self {
@@ -280,6 +302,9 @@ impl Metrics {
             dedup_breaker_state,
             dedup_breaker_transitions,
             config_reloads,
+            event_state_lookups,
+            event_state_evictions,
+            event_state_conflicts,
             spool,
         }
     }

@@ -27,6 +27,7 @@ mod source;
 mod spool;
 mod spool_cli;
 mod spool_faults;
+mod state_store;
 // Shared with the events tests: fixture bodies and the JSON Schema validators.
 #[path = "../fixtures/support.rs"]
 mod support;

@@ -165,7 +165,54 @@ impl RedisStore {
     pub async fn delete(&self, key: &str) -> Result<(), RedisError> {
         self.run::<()>(redis::cmd("DEL").arg(key).clone()).await
     }
+
+    /// The version and value of a versioned key (a hash of `v` and `d`, written by
+    /// [`RedisStore::set_versioned`]), if there is one.
+    pub async fn get_versioned(&self, key: &str) -> Result<Option<(u64, Vec<u8>)>, RedisError> {
+        let mut command = redis::cmd("HMGET");
+        command.arg(key).arg("v").arg("d");
+        let (version, value): (Option<u64>, Option<Vec<u8>>) = self.run(command).await?;
+        Ok(version.zip(value))
+    }
+
+    /// Writes `value` under `key` if its version is still `expected` (`None`: no such
+    /// key), and sets its time to live to `ttl`, atomically. Returns the new version, or
+    /// `None` when the version was another one. New versions are above both the last
+    /// one and `floor`, so that a key written again after it expired does not reuse the
+    /// versions it had.
+    pub async fn set_versioned(
+        &self,
+        key: &str,
+        expected: Option<u64>,
+        value: &[u8],
+        ttl: Duration,
+        floor: u64,
+    ) -> Result<Option<u64>, RedisError> {
+        let mut command = redis::cmd("EVAL");
+        command
+            .arg(SET_VERSIONED)
+            .arg(1)
+            .arg(key)
+            .arg(expected.map(|v| v.to_string()).unwrap_or_default())
+            .arg(value)
+            .arg(ttl.as_secs().max(1))
+            .arg(floor);
+        let answer: i64 = self.run(command).await?;
+        Ok(u64::try_from(answer).ok())
+    }
 }
+
+/// The compare-and-set of [`RedisStore::set_versioned`]: one script, so that no other
+/// client writes between the comparison and the write. Answers -1 on a conflict.
+const SET_VERSIONED: &str = r"
+local current = redis.call('HGET', KEYS[1], 'v')
+if current == false then current = '' end
+if current ~= ARGV[1] then return -1 end
+local next = math.max((tonumber(current) or 0) + 1, tonumber(ARGV[4]))
+redis.call('HSET', KEYS[1], 'v', next, 'd', ARGV[2])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+return next
+";
 
 /// Each transition of the breaker: the state gauge, the transitions counter, and one
 /// log line.

@@ -15,6 +15,7 @@ mod poll;
 mod reload;
 mod sinks;
 mod spool;
+mod state;
 mod vizion_api;
 
 pub use self::auth::{AuthFailed, AUTH_FAILURE_REASONS, COUNTED_AUTH_MODES};
@@ -40,6 +41,7 @@ pub use self::spool::{
     SpoolOldestEntryAge, SpoolPositionStoreFailed, SpoolQuarantineFailed, SpoolQuarantined,
     SpoolRecovered, SpoolUndecodableKeepFailed, SpoolUndecodableKept,
 };
+pub use self::state::{StateConflict, StateEvicted, StateLookup, STATE_LOOKUP_RESULTS};
 pub use self::vizion_api::{UnsubscribeAnswerLost, VizionApiRequest, VizionApiRetrying};
 use super::Metrics;
 

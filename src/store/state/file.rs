@@ -1,0 +1,773 @@
+//! States in a line file, one JSON line per commit: `{"reference", "version", "at"
+//! (unix seconds), "value" (base64)}`, the last line of a reference being its state.
+//! Opening reads the file back (dropping states older than the time to live, and the
+//! oldest beyond the capacity) and rewrites it with the live states alone, which also
+//! cuts a line a crash left half-written. Commits go through the group-commit
+//! [`Appender`]: its writer thread compares each commit's expected version with the
+//! state held, writes the commits that match, fsyncs them together and only then
+//! makes them the states read. Once as many lines were appended as the capacity, a
+//! background thread rewrites the file with the live states, without holding commits
+//! up but for the final rename.
+
+use std::collections::{BTreeSet, HashMap};
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+use tokio::sync::oneshot;
+
+use super::{Commit, StateConfig, Version, Versioned};
+use crate::clock::{unix_millis, unix_seconds};
+use crate::store::appender::{AppendError, Appender, Target};
+use crate::store::fs::{sync_parent_dir, temporary_path};
+use crate::telemetry::events::StateEvicted;
+use crate::telemetry::Metrics;
+
+/// The file under the storage directory that keeps the states across restarts.
+pub const STATE_FILE: &str = "event-state.log";
+
+/// One line of the file.
+#[derive(Serialize, Deserialize)]
+struct Line {
+    reference: String,
+    version: u64,
+    at: u64,
+    value: String,
+}
+
+#[derive(Clone)]
+struct Entry {
+    version: Version,
+    /// When it was committed (unix seconds).
+    at: u64,
+    /// Shared, so that a compaction's snapshot copies no value.
+    value: Arc<[u8]>,
+}
+
+/// The states held, bounded: beyond the capacity the least recently committed go.
+struct Entries {
+    by_reference: HashMap<String, Entry>,
+    /// Every reference held, by when it was committed: the eviction order.
+    by_age: BTreeSet<(u64, String)>,
+    capacity: usize,
+    ttl: Duration,
+}
+
+impl Entries {
+    fn new(config: &StateConfig) -> Self {
+        Self {
+            by_reference: HashMap::new(),
+            by_age: BTreeSet::new(),
+            capacity: usize::try_from(config.capacity)
+                .unwrap_or(usize::MAX)
+                .max(1),
+            ttl: config.ttl,
+        }
+    }
+
+    fn is_fresh(&self, at: u64, now: u64) -> bool {
+        now.saturating_sub(at) < self.ttl.as_secs().max(1)
+    }
+
+    /// The state of `reference` unless it expired (it is then dropped); the second
+    /// value says whether it was.
+    fn live(&mut self, reference: &str, now: u64) -> (Option<&Entry>, bool) {
+        let Some(entry) = self.by_reference.get(reference) else {
+            return (None, false);
+        };
+        if self.is_fresh(entry.at, now) {
+            return (self.by_reference.get(reference), false);
+        }
+        self.remove(reference);
+        (None, true)
+    }
+
+    /// The version last held for `reference`, expired or not (a new one goes above).
+    fn last_version(&self, reference: &str) -> Option<Version> {
+        self.by_reference.get(reference).map(|e| e.version)
+    }
+
+    fn remove(&mut self, reference: &str) {
+        if let Some(old) = self.by_reference.remove(reference) {
+            self.by_age.remove(&(old.at, reference.to_owned()));
+        }
+    }
+
+    /// Holds `entry` as the state of `reference`; how many states went to make room.
+    fn insert(&mut self, reference: String, entry: Entry) -> u64 {
+        self.remove(&reference);
+        self.by_age.insert((entry.at, reference.clone()));
+        self.by_reference.insert(reference, entry);
+        let mut evicted = 0;
+        while self.by_reference.len() > self.capacity {
+            let Some((_, oldest)) = self.by_age.pop_first() else {
+                break;
+            };
+            self.by_reference.remove(&oldest);
+            evicted += 1;
+        }
+        evicted
+    }
+
+    /// Drops every expired state; how many.
+    fn drop_expired(&mut self, now: u64) -> u64 {
+        let expired: Vec<String> = self
+            .by_age
+            .iter()
+            .take_while(|(at, _)| !self.is_fresh(*at, now))
+            .map(|(_, reference)| reference.clone())
+            .collect();
+        for reference in &expired {
+            self.remove(reference);
+        }
+        expired.len() as u64
+    }
+
+    /// Every state, oldest first.
+    fn snapshot(&self) -> Vec<(String, Entry)> {
+        self.by_age
+            .iter()
+            .filter_map(|(_, reference)| {
+                let entry = self.by_reference.get(reference)?;
+                Some((reference.clone(), entry.clone()))
+            })
+            .collect()
+    }
+}
+
+/// What the writer thread and the compactor share.
+struct Shared {
+    path: PathBuf,
+    /// The open file. The writer holds it from writing a batch until its states are
+    /// held, so that whoever holds it sees every line of the file in `entries`.
+    file: Mutex<File>,
+    entries: Mutex<Entries>,
+    /// Lines appended since the last compaction.
+    appended: AtomicU64,
+    compact_after: u64,
+    /// Compactions done, the one at start included.
+    compactions: AtomicU64,
+    metrics: Metrics,
+}
+
+impl Shared {
+    fn file(&self) -> MutexGuard<'_, File> {
+        self.file.lock().expect("state file lock poisoned")
+    }
+
+    fn entries(&self) -> MutexGuard<'_, Entries> {
+        self.entries.lock().expect("state lock poisoned")
+    }
+
+    /// Rewrites the file with the live states, oldest first, and appends from there;
+    /// how many were kept. Commits go on meanwhile but for the final rename.
+    fn compact(&self) -> io::Result<usize> {
+        let (covered, live, expired) = {
+            let file = self.file();
+            let covered = file.metadata()?.len();
+            let mut entries = self.entries();
+            let expired = entries.drop_expired(unix_seconds());
+            (covered, entries.snapshot(), expired)
+        };
+        self.metrics.emit(StateEvicted { count: expired });
+        let temp = temporary_path(&self.path);
+        let mut out = io::BufWriter::new(File::create(&temp)?);
+        for (reference, entry) in &live {
+            out.write_all(&line(reference, entry))?;
+        }
+        let mut out = out.into_inner().map_err(|e| e.into_error())?;
+        // The lines committed since the snapshot follow, most of them without holding
+        // commits up, the last ones under the lock.
+        let mut old = File::open(&self.path)?;
+        old.seek(SeekFrom::Start(covered))?;
+        io::copy(&mut old, &mut out)?;
+        {
+            let mut file = self.file();
+            io::copy(&mut old, &mut out)?;
+            out.sync_all()?;
+            std::fs::rename(&temp, &self.path)?;
+            *file = open_append(&self.path)?;
+            self.appended.store(0, Ordering::Relaxed);
+        }
+        sync_parent_dir(&self.path)?;
+        self.compactions.fetch_add(1, Ordering::Relaxed);
+        Ok(live.len())
+    }
+}
+
+/// A commit on its way to the writer thread.
+struct Proposal {
+    reference: String,
+    expected: Option<Version>,
+    value: Arc<[u8]>,
+    /// Told what became of the commit once its batch is durable.
+    outcome: Option<oneshot::Sender<Commit>>,
+}
+
+/// The writer thread's side: compares, writes, fsyncs, then holds.
+struct Writer {
+    shared: Arc<Shared>,
+    /// Wakes the compactor; dropped with the writer, which ends the compactor.
+    wake: SyncSender<()>,
+    /// False after a failed batch left the file in a state it could not undo.
+    usable: bool,
+}
+
+impl Target for Writer {
+    type Item = Proposal;
+
+    fn write_batch(&mut self, batch: &mut [Proposal]) -> io::Result<()> {
+        let shared = &self.shared;
+        let mut file = shared.file();
+        let now = unix_seconds();
+        let floor = unix_millis();
+        // The version each reference will be at once this batch is written, so that
+        // two commits of one reference in a batch are compared as if one after the
+        // other.
+        let mut decided: HashMap<&str, Option<Version>> = HashMap::new();
+        let mut accepted: Vec<(usize, Entry)> = Vec::new();
+        let mut evicted = 0;
+        {
+            let mut entries = shared.entries();
+            for (index, proposal) in batch.iter().enumerate() {
+                let reference = proposal.reference.as_str();
+                let (current, last) = match decided.get(reference) {
+                    Some(version) => (*version, *version),
+                    None => {
+                        // Read before an expired state is dropped: the new version
+                        // goes above it all the same.
+                        let last = entries.last_version(reference);
+                        let (live, expired) = entries.live(reference, now);
+                        evicted += u64::from(expired);
+                        (live.map(|e| e.version), last)
+                    }
+                };
+                if current != proposal.expected {
+                    continue;
+                }
+                let version = Version::next(last, floor);
+                decided.insert(reference, Some(version));
+                let entry = Entry {
+                    version,
+                    at: now,
+                    value: proposal.value.clone(),
+                };
+                accepted.push((index, entry));
+            }
+        }
+        shared.metrics.emit(StateEvicted { count: evicted });
+        let mut evicted = 0;
+        if !accepted.is_empty() {
+            let mut buffer = Vec::new();
+            for (index, entry) in &accepted {
+                buffer.extend_from_slice(&line(&batch[*index].reference, entry));
+            }
+            let len = file.metadata()?.len();
+            if let Err(e) = file.write_all(&buffer) {
+                // Nothing of this batch is held: cut back what reached the file, so
+                // that no half-written line is read back or glued to the next batch.
+                self.usable = file.set_len(len).and_then(|()| file.sync_data()).is_ok();
+                return Err(e);
+            }
+            if let Err(e) = file.sync_data() {
+                // After a failed fsync the kernel may have dropped the dirty pages: the
+                // file no longer says what it holds. Stop; a restart reads back what
+                // is there.
+                let _ = file.set_len(len);
+                self.usable = false;
+                return Err(io::Error::new(e.kind(), format!("fsync failed: {e}")));
+            }
+        }
+        let committed_count = accepted.len();
+        let mut committed = vec![None; batch.len()];
+        {
+            let mut entries = shared.entries();
+            for (index, entry) in accepted {
+                committed[index] = Some(entry.version);
+                evicted += entries.insert(batch[index].reference.clone(), entry);
+            }
+        }
+        drop(file);
+        shared.metrics.emit(StateEvicted { count: evicted });
+        for (proposal, version) in batch.iter_mut().zip(committed) {
+            if let Some(outcome) = proposal.outcome.take() {
+                let _ = outcome.send(version.map_or(Commit::Conflict, Commit::Committed));
+            }
+        }
+        let written = committed_count as u64;
+        let appended = shared.appended.fetch_add(written, Ordering::Relaxed) + written;
+        if written > 0 && appended >= shared.compact_after {
+            // Full: a wake-up is already pending.
+            let _ = self.wake.try_send(());
+        }
+        Ok(())
+    }
+
+    fn usable(&self) -> bool {
+        if !self.usable {
+            tracing::error!(
+                "reference states are no longer written after a failed write that could not be undone; restart to recover"
+            );
+        }
+        self.usable
+    }
+}
+
+/// The states of a file, the writer that commits to it and the thread that compacts
+/// it.
+pub struct StateFile {
+    shared: Arc<Shared>,
+    appender: Appender<Writer>,
+    compactor: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl StateFile {
+    /// Reads `path` back (creating it if need be), compacts it, and starts its writer
+    /// and compactor threads.
+    pub fn open(path: &Path, config: &StateConfig, metrics: &Metrics) -> io::Result<Self> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let mut entries = Entries::new(config);
+        let evicted = read_back(path, &mut entries)?;
+        metrics.emit(StateEvicted { count: evicted });
+        let loaded = entries.by_reference.len();
+        let shared = Arc::new(Shared {
+            path: path.to_owned(),
+            file: Mutex::new(open_append(path)?),
+            entries: Mutex::new(entries),
+            appended: AtomicU64::new(0),
+            compact_after: config.capacity.max(1),
+            compactions: AtomicU64::new(0),
+            metrics: metrics.clone(),
+        });
+        // Also cuts whatever a crash left after the last whole line, which the next
+        // commit would otherwise be glued to.
+        shared.compact()?;
+        tracing::info!(path = %path.display(), loaded, "reference states read back");
+        let (wake, woken) = mpsc::sync_channel(1);
+        let compactor = {
+            let shared = shared.clone();
+            std::thread::Builder::new()
+                .name("state-compactor".into())
+                .spawn(move || run_compactor(&shared, &woken))?
+        };
+        let writer = Writer {
+            shared: shared.clone(),
+            wake,
+            usable: true,
+        };
+        Ok(Self {
+            shared,
+            appender: Appender::start("state-writer", writer)?,
+            compactor: Mutex::new(Some(compactor)),
+        })
+    }
+
+    pub fn get(&self, reference: &str) -> Option<Versioned<Vec<u8>>> {
+        let mut entries = self.shared.entries();
+        let (entry, expired) = entries.live(reference, unix_seconds());
+        let found = entry.map(|entry| Versioned {
+            version: entry.version,
+            value: entry.value.to_vec(),
+        });
+        drop(entries);
+        if expired {
+            self.shared.metrics.emit(StateEvicted { count: 1 });
+        }
+        found
+    }
+
+    pub async fn commit(
+        &self,
+        reference: &str,
+        expected: Option<Version>,
+        value: Vec<u8>,
+    ) -> Result<Commit, AppendError> {
+        let (outcome, answer) = oneshot::channel();
+        self.appender
+            .append(Proposal {
+                reference: reference.to_owned(),
+                expected,
+                value: value.into(),
+                outcome: Some(outcome),
+            })
+            .await?;
+        answer.await.map_err(|_| AppendError::Closed)
+    }
+
+    pub async fn close(&self) {
+        if self.appender.close().await.is_err() {
+            tracing::error!("the reference state writer stopped abnormally; the last commits may not have been written");
+        }
+        let compactor = self
+            .compactor
+            .lock()
+            .expect("compactor lock poisoned")
+            .take();
+        if let Some(compactor) = compactor {
+            let _ = tokio::task::spawn_blocking(move || compactor.join()).await;
+        }
+    }
+}
+
+/// The compactor: one rewrite per wake-up, until the writer is gone.
+fn run_compactor(shared: &Shared, woken: &Receiver<()>) {
+    while woken.recv().is_ok() {
+        match shared.compact() {
+            Ok(live) => {
+                tracing::debug!(path = %shared.path.display(), live, "reference states compacted")
+            }
+            Err(e) => {
+                // Tried again after another capacity's worth of lines, not in a loop.
+                shared.appended.store(0, Ordering::Relaxed);
+                tracing::warn!(path = %shared.path.display(), error = %e, "cannot compact the reference states; the file keeps growing until the next try");
+            }
+        }
+    }
+}
+
+fn line(reference: &str, entry: &Entry) -> Vec<u8> {
+    let line = Line {
+        reference: reference.to_owned(),
+        version: entry.version.0,
+        at: entry.at,
+        value: STANDARD.encode(&entry.value),
+    };
+    let mut bytes = serde_json::to_vec(&line).unwrap_or_default();
+    bytes.push(b'\n');
+    bytes
+}
+
+fn parse_line(line: &str) -> Option<(String, Entry)> {
+    let line: Line = serde_json::from_str(line).ok()?;
+    let value = STANDARD.decode(line.value).ok()?;
+    Some((
+        line.reference,
+        Entry {
+            version: Version(line.version),
+            at: line.at,
+            value: value.into(),
+        },
+    ))
+}
+
+/// Puts the states of `path` into `entries`, the last line of a reference winning;
+/// how many were evicted (expired, or beyond the capacity).
+fn read_back(path: &Path, entries: &mut Entries) -> io::Result<u64> {
+    let file = match File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    let mut evicted = 0;
+    for line in BufReader::new(file).split(b'\n') {
+        let line = line?;
+        // A line cut short by a crash, or garbage after it, is not a state.
+        let Some((reference, entry)) = std::str::from_utf8(&line).ok().and_then(parse_line) else {
+            continue;
+        };
+        let replaces = entries.by_reference.contains_key(&reference);
+        let dropped = entries.insert(reference, entry);
+        // A state pushed out by a later one of its own reference was not evicted.
+        if !replaces {
+            evicted += dropped;
+        }
+    }
+    Ok(evicted + entries.drop_expired(unix_seconds()))
+}
+
+fn open_append(path: &Path) -> io::Result<File> {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::state::{Backend, StateStore};
+
+    fn config(capacity: u64) -> StateConfig {
+        StateConfig {
+            ttl: Duration::from_secs(3600),
+            capacity,
+        }
+    }
+
+    fn open(path: &Path, capacity: u64, metrics: &Metrics) -> StateStore {
+        StateStore::in_file(&config(capacity), path, metrics).unwrap()
+    }
+
+    fn sample(metrics: &Metrics, series: &str) -> f64 {
+        metrics
+            .render()
+            .lines()
+            .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{series}"))
+    }
+
+    async fn value(store: &StateStore, reference: &str) -> Option<Vec<u8>> {
+        store.get(reference).await.unwrap().map(|v| v.value)
+    }
+
+    fn committed(commit: Commit) -> Version {
+        match commit {
+            Commit::Committed(version) => version,
+            Commit::Conflict => panic!("conflict"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_commit_on_the_version_read_advances_and_survives_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(STATE_FILE);
+        let metrics = Metrics::new();
+        let store = open(&path, 10, &metrics);
+        assert_eq!(store.get("r1").await.unwrap(), None);
+        let first = committed(store.commit("r1", None, b"one".to_vec()).await.unwrap());
+        let read = store.get("r1").await.unwrap().unwrap();
+        assert_eq!((read.version, read.value.as_slice()), (first, &b"one"[..]));
+
+        // Committing on no state, or on a version no longer current, writes nothing.
+        for stale in [None, Some(Version(first.0 - 1))] {
+            assert_eq!(
+                store.commit("r1", stale, b"lost".to_vec()).await.unwrap(),
+                Commit::Conflict
+            );
+        }
+        let second = committed(
+            store
+                .commit("r1", Some(first), b"two".to_vec())
+                .await
+                .unwrap(),
+        );
+        assert!(second > first);
+        committed(
+            store
+                .commit("r\n2", None, vec![0, 255, b'\n'])
+                .await
+                .unwrap(),
+        );
+        store.close().await;
+
+        let again = open(&path, 10, &metrics);
+        let read = again.get("r1").await.unwrap().unwrap();
+        assert_eq!((read.version, read.value.as_slice()), (second, &b"two"[..]));
+        assert_eq!(value(&again, "r\n2").await, Some(vec![0, 255, b'\n']));
+        assert_eq!(
+            again
+                .commit("r1", Some(first), b"x".to_vec())
+                .await
+                .unwrap(),
+            Commit::Conflict,
+            "the version read before the restart is stale"
+        );
+        assert_eq!(
+            sample(&metrics, "vizion_bridge_event_state_conflicts_total"),
+            3.0
+        );
+        assert_eq!(
+            sample(
+                &metrics,
+                "vizion_bridge_event_state_lookups_total{result=\"miss\"}"
+            ),
+            1.0
+        );
+        assert_eq!(
+            sample(
+                &metrics,
+                "vizion_bridge_event_state_lookups_total{result=\"hit\"}"
+            ),
+            3.0
+        );
+        again.close().await;
+    }
+
+    #[tokio::test]
+    async fn of_racing_commits_on_one_version_exactly_one_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(&dir.path().join(STATE_FILE), 10, &Metrics::new());
+        let base = committed(store.commit("r", None, b"0".to_vec()).await.unwrap());
+        let racers: Vec<_> = (0..20u8)
+            .map(|n| {
+                let store = store.clone();
+                tokio::spawn(async move { store.commit("r", Some(base), vec![n]).await })
+            })
+            .collect();
+        let mut winners = Vec::new();
+        for (n, racer) in racers.into_iter().enumerate() {
+            if let Commit::Committed(_) = racer.await.unwrap().unwrap() {
+                winners.push(n as u8);
+            }
+        }
+        assert_eq!(winners.len(), 1, "{winners:?}");
+        assert_eq!(value(&store, "r").await, Some(winners));
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn states_older_than_the_ttl_are_evicted_at_load_and_when_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(STATE_FILE);
+        let old = Entry {
+            version: Version(7),
+            at: unix_seconds() - 7200,
+            value: Arc::from(&b"old"[..]),
+        };
+        let recent = Entry {
+            at: unix_seconds() - 60,
+            ..old.clone()
+        };
+        let mut content = line("old", &old);
+        content.extend(line("recent", &recent));
+        std::fs::write(&path, content).unwrap();
+        let metrics = Metrics::new();
+        let store = open(&path, 10, &metrics);
+        assert_eq!(value(&store, "old").await, None);
+        assert_eq!(value(&store, "recent").await, Some(b"old".to_vec()));
+        assert_eq!(
+            sample(&metrics, "vizion_bridge_event_state_evictions_total"),
+            1.0
+        );
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.lines().count(), 1, "compacted at load: {text}");
+        // A state written again after it expired gets a version above the old one.
+        let version = committed(store.commit("old", None, b"new".to_vec()).await.unwrap());
+        assert!(version > old.version);
+
+        // Expiring while held: dropped when read.
+        let Backend::File(file) = &store.backend else {
+            unreachable!()
+        };
+        file.shared.entries().insert(
+            "recent".into(),
+            Entry {
+                at: unix_seconds() - 7200,
+                ..recent
+            },
+        );
+        assert_eq!(value(&store, "recent").await, None);
+        assert_eq!(
+            sample(&metrics, "vizion_bridge_event_state_evictions_total"),
+            2.0
+        );
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn beyond_the_capacity_the_oldest_states_go_also_across_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(STATE_FILE);
+        let metrics = Metrics::new();
+        let store = open(&path, 2, &metrics);
+        let a = committed(store.commit("a", None, b"a".to_vec()).await.unwrap());
+        committed(store.commit("b", None, b"b".to_vec()).await.unwrap());
+        // Committed again, `a` is no longer the oldest.
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        committed(store.commit("a", Some(a), b"a2".to_vec()).await.unwrap());
+        committed(store.commit("c", None, b"c".to_vec()).await.unwrap());
+        assert_eq!(value(&store, "b").await, None);
+        assert_eq!(value(&store, "a").await, Some(b"a2".to_vec()));
+        assert_eq!(value(&store, "c").await, Some(b"c".to_vec()));
+        assert_eq!(
+            sample(&metrics, "vizion_bridge_event_state_evictions_total"),
+            1.0
+        );
+        store.close().await;
+
+        let again = open(&path, 2, &Metrics::new());
+        assert_eq!(value(&again, "b").await, None);
+        assert_eq!(value(&again, "a").await, Some(b"a2".to_vec()));
+        assert_eq!(value(&again, "c").await, Some(b"c".to_vec()));
+        again.close().await;
+    }
+
+    #[tokio::test]
+    async fn a_torn_last_line_is_cut_and_commits_go_on_after_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(STATE_FILE);
+        let kept = Entry {
+            version: Version(3),
+            at: unix_seconds(),
+            value: Arc::from(&b"kept"[..]),
+        };
+        let mut content = line("kept", &kept);
+        let torn = line("torn", &kept);
+        content.extend_from_slice(&torn[..torn.len() / 2]);
+        std::fs::write(&path, content).unwrap();
+
+        let store = open(&path, 10, &Metrics::new());
+        assert_eq!(value(&store, "kept").await, Some(b"kept".to_vec()));
+        assert_eq!(value(&store, "torn").await, None);
+        committed(store.commit("next", None, b"next".to_vec()).await.unwrap());
+        store.close().await;
+
+        let again = open(&path, 10, &Metrics::new());
+        assert_eq!(value(&again, "kept").await, Some(b"kept".to_vec()));
+        assert_eq!(value(&again, "next").await, Some(b"next".to_vec()));
+        again.close().await;
+    }
+
+    #[tokio::test]
+    async fn commits_made_while_the_compactor_runs_are_all_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(STATE_FILE);
+        let store = open(&path, 50, &Metrics::new());
+        let mut versions = HashMap::new();
+        for round in 0..20u32 {
+            for n in 0..40u32 {
+                let reference = format!("r{n}");
+                let expected = versions.get(&reference).copied();
+                let version = committed(
+                    store
+                        .commit(&reference, expected, round.to_be_bytes().to_vec())
+                        .await
+                        .unwrap(),
+                );
+                versions.insert(reference, version);
+            }
+        }
+        let Backend::File(file) = &store.backend else {
+            unreachable!()
+        };
+        let shared = file.shared.clone();
+        store.close().await;
+        let compactions = shared.compactions.load(Ordering::Relaxed);
+        assert!(
+            compactions > 1,
+            "compacted in the background: {compactions}"
+        );
+
+        let again = open(&path, 50, &Metrics::new());
+        for (reference, version) in &versions {
+            let read = again.get(reference).await.unwrap().unwrap();
+            assert_eq!(read.version, *version, "{reference}");
+            assert_eq!(read.value, 19u32.to_be_bytes());
+        }
+        let lines = std::fs::read_to_string(&path).unwrap().lines().count();
+        assert_eq!(lines, 40, "compacted at load");
+        again.close().await;
+    }
+
+    #[test]
+    fn the_settings_are_checked() {
+        assert!(StateConfig::default().validate().is_empty());
+        let problems = StateConfig {
+            ttl: Duration::ZERO,
+            capacity: 0,
+        }
+        .validate();
+        crate::config::assert_names(&problems, "state_ttl");
+        crate::config::assert_names(&problems, "state_capacity");
+    }
+}
