@@ -254,7 +254,7 @@ impl Metrics {
         );
         let event_state_evictions = r.counter(
             "vizion_bridge_event_state_evictions_total",
-            "Reference states dropped for their age (events.state_ttl) or to stay within the capacity, oldest first.",
+            "Reference states dropped for their age or to stay within the capacity, oldest first.",
         );
         let event_state_conflicts = r.counter(
             "vizion_bridge_event_state_conflicts_total",
