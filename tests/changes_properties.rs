@@ -380,6 +380,15 @@ fn eta_changes_only_from_the_threshold_on_and_not_for_the_first_estimate() {
 }
 
 #[test]
+fn an_unchanged_eta_is_no_change_whatever_the_threshold() {
+    let s = first_snapshot();
+    let first = derive(None, &s.update(), Duration::ZERO);
+    let later = Snapshot { index: 1, ..s };
+    let d = derive(Some(&first.next_state), &later.update(), Duration::ZERO);
+    assert!(d.events.is_empty(), "{:#?}", d.events);
+}
+
+#[test]
 fn the_inland_eta_is_tracked_separately() {
     let s = Snapshot {
         listed: 12,

@@ -213,3 +213,25 @@ fn change_events_validate_and_the_schemas_hold_them_to_the_contract() {
         "missing milestone_id accepted"
     );
 }
+
+#[test]
+fn a_tracking_update_flagged_stale_validates() {
+    let batch = normalize_bytes(&body("mid-journey-transshipment.json"));
+    let mut update = batch.tracking_update().unwrap().clone();
+    let before = structured(&update);
+    events::changes::mark_stale(&mut update);
+    let after = structured(&update);
+    assert_eq!(after["data"]["stale"], true);
+    let mut without = after.clone();
+    without["data"].as_object_mut().unwrap().remove("stale");
+    assert_eq!(without, before, "only the flag is added");
+    let errors: Vec<String> = schemas()
+        .update
+        .iter_errors(&after)
+        .map(|e| e.to_string())
+        .collect();
+    assert!(errors.is_empty(), "{errors:?}");
+    let mut not_stale = after;
+    not_stale["data"]["stale"] = json!(false);
+    assert!(!schemas().update.is_valid(&not_stale));
+}

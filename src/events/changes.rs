@@ -52,7 +52,7 @@ use super::normalize::{
 };
 use super::{
     ids, CloudEvent, DeliveryMode, EventContext, DELIVERY_MODE_ATTRIBUTE, ETA_CHANGED_SCHEMA,
-    JOURNEY_COMPLETED_SCHEMA, MILESTONE_CHANGED_SCHEMA,
+    JOURNEY_COMPLETED_SCHEMA, MILESTONE_CHANGED_SCHEMA, TRACKING_UPDATE_SCHEMA,
 };
 use crate::vizion::{Location, Milestone, Update};
 
@@ -301,6 +301,26 @@ pub fn is_stale(previous: Option<&MilestoneState>, update: &Update) -> bool {
     matches!((seen, now), (Some(seen), Some(now)) if now < seen)
 }
 
+/// Flags a tracking-update event as stale: adds `"stale": true` to its data. Meant for
+/// the tracking update of an update that [`derive`] found stale; other events, or data
+/// that is not a JSON object, are left alone.
+pub fn mark_stale(event: &mut CloudEvent) {
+    if event.dataschema != Some(TRACKING_UPDATE_SCHEMA) {
+        return;
+    }
+    let data = &mut event.data;
+    let end = data.iter().rposition(|b| !b.is_ascii_whitespace());
+    if data.first() != Some(&b'{') || end.map(|i| data[i]) != Some(b'}') {
+        return;
+    }
+    let end = end.unwrap_or_default();
+    data.truncate(end);
+    if data.len() > 1 {
+        data.push(b',');
+    }
+    data.extend_from_slice(b"\"stale\":true}");
+}
+
 /// Derives the change events of `update` against `previous`, the state last stored for
 /// its reference (`None` when there is none). `received_at` stands in for the events'
 /// `time` when `updated_at` is not a valid timestamp, `arrival` is their `deliverymode`,
@@ -417,7 +437,7 @@ pub fn derive(
                 let moved = parse_utc(last)
                     .zip(m.instant)
                     .map(|(last, now)| now - last)
-                    .filter(|moved| moved.unsigned_abs() >= threshold);
+                    .filter(|moved| !moved.is_zero() && moved.unsigned_abs() >= threshold);
                 match moved {
                     None => Some(last.to_owned()),
                     Some(moved) => {
@@ -490,5 +510,86 @@ fn newest(a: Option<&str>, b: Option<&str>) -> Option<String> {
         (Some((a, _)), None) => Some(a.to_owned()),
         (None, Some((b, _))) => Some(b.to_owned()),
         (None, None) => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_newest_time_wins_and_unreadable_times_do_not_count() {
+        let (a, b) = ("2024-01-01T00:00:00Z", "2024-01-02T00:00:00Z");
+        assert_eq!(newest(Some(a), Some(b)).as_deref(), Some(b));
+        assert_eq!(newest(Some(b), Some(a)).as_deref(), Some(b));
+        assert_eq!(newest(Some("soon"), Some(a)).as_deref(), Some(a));
+        assert_eq!(newest(Some(a), None).as_deref(), Some(a));
+        assert_eq!(newest(None, Some("soon")), None);
+    }
+
+    #[test]
+    fn previous_values_name_only_what_changed() {
+        let facts = MilestoneFacts {
+            event_code: "ARRI".into(),
+            event_classifier: "EST".into(),
+            description: Some("Vessel arrived".into()),
+            occurred_at: Some("2024-01-01T00:00:00Z".into()),
+            vessel_name: Some("A".into()),
+            vessel_imo: None,
+            voyage: Some("1E".into()),
+            location: None,
+        };
+        assert!(facts.previous_values(&facts).is_empty());
+        let later = MilestoneFacts {
+            event_classifier: "ACT".into(),
+            vessel_imo: Some("9388352".into()),
+            ..facts.clone()
+        };
+        let previous = facts.previous_values(&later);
+        assert_eq!(
+            Value::Object(previous),
+            serde_json::json!({"event_classifier": "EST", "vessel": {"name": "A", "imo": null}})
+        );
+    }
+
+    #[test]
+    fn the_state_is_compact() {
+        let state = MilestoneState::default();
+        assert_eq!(
+            serde_json::to_string(&state).unwrap(),
+            r#"{"version":1,"milestones":{},"journey_completed":false}"#
+        );
+        let read: MilestoneState = serde_json::from_str(r#"{"version":1}"#).unwrap();
+        assert_eq!(read, state);
+    }
+
+    fn tracking_update(data: &[u8]) -> CloudEvent {
+        CloudEvent {
+            id: "u".into(),
+            source: Arc::from("urn:test"),
+            event_type: Arc::from("t.update.v1"),
+            subject: None,
+            time: Arc::from("2024-01-01T00:00:00Z"),
+            dataschema: Some(TRACKING_UPDATE_SCHEMA),
+            extensions: Vec::new(),
+            data: data.to_vec(),
+        }
+    }
+
+    #[test]
+    fn marking_stale_adds_the_flag_to_tracking_updates_only() {
+        let mut e = tracking_update(br#"{"a":1}"#);
+        mark_stale(&mut e);
+        assert_eq!(e.data, br#"{"a":1,"stale":true}"#);
+        let mut e = tracking_update(b"{}");
+        mark_stale(&mut e);
+        assert_eq!(e.data, br#"{"stale":true}"#);
+        let mut e = tracking_update(b"[1]");
+        mark_stale(&mut e);
+        assert_eq!(e.data, b"[1]");
+        let mut other = tracking_update(br#"{"a":1}"#);
+        other.dataschema = Some(MILESTONE_CHANGED_SCHEMA);
+        mark_stale(&mut other);
+        assert_eq!(other.data, br#"{"a":1}"#);
     }
 }
