@@ -17,6 +17,9 @@
 //!
 //! Normalizing is deterministic: the same delivery and `received_at` give the same bytes.
 //!
+//! [`changes`] derives, from an update and the state last published for its reference,
+//! only what changed: milestone changes, ETA moves and the journey's completion.
+//!
 //! Descriptions missing from the mapping table become `UNKNOWN` milestones that keep their
 //! text; [`NormalizedBatch::unknown_descriptions`] counts them so the caller can add the
 //! count to its `vizion_bridge_unknown_milestone_descriptions_total` counter.
