@@ -1,6 +1,6 @@
 //! What changed since the last published state of a reference.
 //!
-//! Vizion sends the whole milestone list of a container with every update. [`derive`]
+//! Vizion sends the whole milestone list of a container with every update. [`derive()`]
 //! compares one update with the [`MilestoneState`] last published for its reference and
 //! gives the events that say what changed, and the state to keep once they are durable:
 //! - `….milestone.changed.v1` for a milestone that is new, or whose published content
@@ -32,7 +32,7 @@
 //! - Deterministic: the same inputs give the same events, in the same order: milestone
 //!   changes in Vizion's list order, then the port ETA, the inland ETA, the completion.
 //!
-//! Nothing here keeps the state: the caller loads it, calls [`derive`], publishes the
+//! Nothing here keeps the state: the caller loads it, calls [`derive()`], publishes the
 //! events and, once they are durable, stores [`Derived::next_state`]. A failed attempt
 //! must not store it; deriving again from the same state gives the same events.
 
@@ -223,7 +223,7 @@ impl MilestoneFacts {
     }
 }
 
-/// What [`derive`] gives.
+/// What [`derive()`] gives.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Derived {
     /// The events to publish, in order; none for a stale update.
@@ -302,7 +302,7 @@ pub fn is_stale(previous: Option<&MilestoneState>, update: &Update) -> bool {
 }
 
 /// Flags a tracking-update event as stale: adds `"stale": true` to its data. Meant for
-/// the tracking update of an update that [`derive`] found stale; other events, or data
+/// the tracking update of an update that [`derive()`] found stale; other events, or data
 /// that is not a JSON object, are left alone.
 pub fn mark_stale(event: &mut CloudEvent) {
     if event.dataschema != Some(TRACKING_UPDATE_SCHEMA) {
