@@ -309,11 +309,12 @@ pub fn mark_stale(event: &mut CloudEvent) {
         return;
     }
     let data = &mut event.data;
-    let end = data.iter().rposition(|b| !b.is_ascii_whitespace());
-    if data.first() != Some(&b'{') || end.map(|i| data[i]) != Some(b'}') {
+    let Some(end) = data.iter().rposition(|b| !b.is_ascii_whitespace()) else {
+        return;
+    };
+    if data.first() != Some(&b'{') || data[end] != b'}' {
         return;
     }
-    let end = end.unwrap_or_default();
     data.truncate(end);
     if data.len() > 1 {
         data.push(b',');
