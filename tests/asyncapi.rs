@@ -363,9 +363,18 @@ fn payloads_point_at_the_schema_of_their_event_and_every_schema_is_used() {
         }
         used.insert(path);
     }
+    // The change events are derived (events::changes) but no output publishes them yet,
+    // so no channel carries their schemas.
+    let unpublished = [
+        vizion_bridge::events::MILESTONE_CHANGED_SCHEMA,
+        vizion_bridge::events::ETA_CHANGED_SCHEMA,
+        vizion_bridge::events::JOURNEY_COMPLETED_SCHEMA,
+    ];
     for entry in std::fs::read_dir(root().join("schemas")).unwrap() {
         let path = entry.unwrap().path().canonicalize().unwrap();
-        if !used.contains(&path) {
+        let schema: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        let id = schema["$id"].as_str().unwrap_or_default();
+        if !used.contains(&path) && !unpublished.contains(&id) {
             problems.push(format!("{} is no message's payload", path.display()));
         }
     }

@@ -23,8 +23,8 @@ fn examples_are_the_current_output_and_validate() {
     let examples = doc_examples();
     assert_eq!(
         examples.len(),
-        2,
-        "one tracking update and one milestone example"
+        5,
+        "one tracking update, one milestone and one example per change event"
     );
     let batch = normalize_bytes(&body("mid-journey-transshipment.json"));
     let update = structured(batch.tracking_update().unwrap());
@@ -33,6 +33,19 @@ fn examples_are_the_current_output_and_validate() {
     assert_eq!(examples[1], arrival, "milestone example is stale");
     assert!(schemas().update.is_valid(&examples[0]));
     assert!(schemas().milestone.is_valid(&examples[1]));
+
+    let changes = change_examples();
+    let kinds = [
+        ".milestone.changed.v1",
+        ".eta_changed.v1",
+        ".journey_completed.v1",
+    ];
+    assert_eq!(changes.len(), kinds.len());
+    for ((event, kind), example) in changes.iter().zip(kinds).zip(&examples[2..]) {
+        assert!(event.event_type().ends_with(kind), "{}", event.event_type());
+        assert_eq!(*example, structured(event), "{kind} example is stale");
+        assert!(change_schema(event).is_valid(example), "{kind} example");
+    }
 }
 
 #[test]

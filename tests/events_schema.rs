@@ -181,3 +181,88 @@ fn replayed_updates_and_dead_letters_validate() {
     assert_eq!(json["deliverymode"], "replay");
     assert!(schemas().dead_letter.is_valid(&json), "{json}");
 }
+
+#[test]
+fn change_events_validate_and_the_schemas_hold_them_to_the_contract() {
+    let mut checked = 0;
+    for name in accepted_bodies() {
+        let Ok(vizion::Inbound::Update(update)) = vizion::parse(&body(&name)) else {
+            continue;
+        };
+        for event in derive_changes(None, &update).events {
+            let json = structured(&event);
+            let errors: Vec<String> = change_schema(&event)
+                .iter_errors(&json)
+                .map(|e| format!("{} at {}: {e}", event.event_type(), e.instance_path()))
+                .collect();
+            assert!(errors.is_empty(), "{name}: {errors:#?}");
+            checked += 1;
+        }
+    }
+    assert!(checked > 250, "only {checked} events were checked");
+
+    let examples = change_examples();
+    for event in &examples {
+        let errors: Vec<String> = change_schema(event)
+            .iter_errors(&structured(event))
+            .map(|e| e.to_string())
+            .collect();
+        assert!(errors.is_empty(), "{}: {errors:#?}", event.event_type());
+    }
+    let s = schemas();
+
+    let mut updated = structured(&examples[0]);
+    assert_eq!(updated["data"]["change"], "updated");
+    updated["data"].as_object_mut().unwrap().remove("previous");
+    assert!(
+        !s.milestone_changed.is_valid(&updated),
+        "update without previous accepted"
+    );
+    let mut new = structured(&examples[0]);
+    new["data"]["change"] = json!("new");
+    assert!(
+        !s.milestone_changed.is_valid(&new),
+        "new milestone with previous accepted"
+    );
+    let mut moved = structured(&examples[0]);
+    moved["data"]["previous"]["undocumented"] = json!(1);
+    assert!(
+        !s.milestone_changed.is_valid(&moved),
+        "undocumented field accepted"
+    );
+
+    let mut eta = structured(&examples[1]);
+    assert!(s.eta_changed.is_valid(&eta));
+    eta["data"]["eta"] = json!("tomorrow");
+    assert!(!s.eta_changed.is_valid(&eta), "non-RFC 3339 ETA accepted");
+
+    let mut done = structured(&examples[2]);
+    assert!(s.journey_completed.is_valid(&done));
+    done["data"].as_object_mut().unwrap().remove("milestone_id");
+    assert!(
+        !s.journey_completed.is_valid(&done),
+        "missing milestone_id accepted"
+    );
+}
+
+#[test]
+fn a_tracking_update_flagged_stale_validates() {
+    let batch = normalize_bytes(&body("mid-journey-transshipment.json"));
+    let mut update = batch.tracking_update().unwrap().clone();
+    let before = structured(&update);
+    events::changes::mark_stale(&mut update);
+    let after = structured(&update);
+    assert_eq!(after["data"]["stale"], true);
+    let mut without = after.clone();
+    without["data"].as_object_mut().unwrap().remove("stale");
+    assert_eq!(without, before, "only the flag is added");
+    let errors: Vec<String> = schemas()
+        .update
+        .iter_errors(&after)
+        .map(|e| e.to_string())
+        .collect();
+    assert!(errors.is_empty(), "{errors:?}");
+    let mut not_stale = after;
+    not_stale["data"]["stale"] = json!(false);
+    assert!(!schemas().update.is_valid(&not_stale));
+}

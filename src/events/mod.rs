@@ -17,10 +17,14 @@
 //!
 //! Normalizing is deterministic: the same delivery and `received_at` give the same bytes.
 //!
+//! [`changes`] derives, from an update and the state last published for its reference,
+//! only what changed: milestone changes, ETA moves and the journey's completion.
+//!
 //! Descriptions missing from the mapping table become `UNKNOWN` milestones that keep their
 //! text; [`NormalizedBatch::unknown_descriptions`] counts them so the caller can add the
 //! count to its `vizion_bridge_unknown_milestone_descriptions_total` counter.
 
+pub mod changes;
 mod cloudevent;
 pub mod codes;
 mod config;
@@ -49,6 +53,12 @@ pub const DEAD_LETTER_SCHEMA: &str = "urn:vizion-bridge:schema:tracking.dead_let
 /// `dataschema` of reference-unsubscribed events; the `$id` of its schema.
 pub const REFERENCE_UNSUBSCRIBED_SCHEMA: &str =
     "urn:vizion-bridge:schema:reference.unsubscribed.v1";
+/// `dataschema` of milestone-changed events; the `$id` of its schema.
+pub const MILESTONE_CHANGED_SCHEMA: &str = "urn:vizion-bridge:schema:tracking.milestone.changed.v1";
+/// `dataschema` of ETA-changed events; the `$id` of its schema.
+pub const ETA_CHANGED_SCHEMA: &str = "urn:vizion-bridge:schema:tracking.eta_changed.v1";
+/// `dataschema` of journey-completed events; the `$id` of its schema.
+pub const JOURNEY_COMPLETED_SCHEMA: &str = "urn:vizion-bridge:schema:tracking.journey_completed.v1";
 /// Extension attribute saying how an update reached the bridge: [`DeliveryMode`].
 pub const DELIVERY_MODE_ATTRIBUTE: &str = "deliverymode";
 
@@ -88,6 +98,9 @@ pub struct EventContext {
     reference_event_type: Arc<str>,
     dead_letter_type: Arc<str>,
     unsubscribed_type: Arc<str>,
+    milestone_changed_type: Arc<str>,
+    eta_changed_type: Arc<str>,
+    journey_completed_type: Arc<str>,
 }
 
 impl Default for EventContext {
@@ -109,6 +122,9 @@ impl EventContext {
             reference_event_type: t("reference_event.v1"),
             dead_letter_type: t("dead_letter.v1"),
             unsubscribed_type: t("reference.unsubscribed.v1"),
+            milestone_changed_type: t("milestone.changed.v1"),
+            eta_changed_type: t("eta_changed.v1"),
+            journey_completed_type: t("journey_completed.v1"),
         }
     }
     pub fn source(&self) -> &str {
@@ -131,6 +147,18 @@ impl EventContext {
     }
     pub fn reference_unsubscribed_type(&self) -> &str {
         &self.unsubscribed_type
+    }
+    /// `….milestone.changed.v1`, see [`changes`].
+    pub fn milestone_changed_type(&self) -> &str {
+        &self.milestone_changed_type
+    }
+    /// `….eta_changed.v1`, see [`changes`].
+    pub fn eta_changed_type(&self) -> &str {
+        &self.eta_changed_type
+    }
+    /// `….journey_completed.v1`, see [`changes`].
+    pub fn journey_completed_type(&self) -> &str {
+        &self.journey_completed_type
     }
 }
 

@@ -450,15 +450,6 @@ pub(crate) fn summary<'a>(ms: &'a [MilestoneOut<'a>], unknown: usize) -> Summary
             });
     let at =
         |code: EventCode, leg: Leg| move |m: &&MilestoneOut| m.event_code == code && m.leg == leg;
-    // The latest estimate, preferring one with a usable time.
-    let latest_estimate = |candidates: Vec<&'a MilestoneOut<'a>>| {
-        candidates
-            .iter()
-            .rev()
-            .find(|m| m.instant.is_some())
-            .or_else(|| candidates.last())
-            .copied()
-    };
     let etd = latest_estimate(
         ms.iter()
             .filter(at(EventCode::Departure, Leg::OriginPort))
@@ -469,30 +460,9 @@ pub(crate) fn summary<'a>(ms: &'a [MilestoneOut<'a>], unknown: usize) -> Summary
         .iter()
         .filter(at(EventCode::Departure, Leg::OriginPort))
         .find(|m| m.is_actual());
-    let arrivals = || {
-        ms.iter()
-            .filter(at(EventCode::Arrival, Leg::DestinationPort))
-    };
-    let eta = latest_estimate(
-        arrivals()
-            .filter(|m| m.is_estimate() && !m.estimate_only)
-            .collect(),
-    )
-    .or_else(|| latest_estimate(arrivals().filter(|m| m.estimate_only).collect()));
-    let ata = arrivals().find(|m| m.is_actual() && !m.estimate_only);
-    let arrived = ata.and_then(|m| m.instant).or_else(|| {
-        ms.iter()
-            .filter(|m| m.is_actual() && m.leg == Leg::DestinationPort)
-            .filter_map(|m| m.instant)
-            .min()
-    });
-    let journey_complete = arrived.is_some_and(|arrived| {
-        ms.iter().any(|m| {
-            m.event_code == EventCode::EmptyReturn
-                && m.is_actual()
-                && m.instant.is_some_and(|t| t >= arrived)
-        })
-    });
+    let eta = arrival_estimate(ms, Leg::DestinationPort);
+    let ata = actual_arrival(ms);
+    let journey_complete = completing_return(ms).is_some();
     Summary {
         current_status: current.map(|m| CurrentStatus {
             milestone_id: &m.milestone_id,
@@ -511,6 +481,61 @@ pub(crate) fn summary<'a>(ms: &'a [MilestoneOut<'a>], unknown: usize) -> Summary
         milestone_count: ms.len(),
         unknown_description_count: unknown,
     }
+}
+
+/// The latest estimate, preferring one with a usable time.
+fn latest_estimate<'a>(candidates: Vec<&'a MilestoneOut<'a>>) -> Option<&'a MilestoneOut<'a>> {
+    candidates
+        .iter()
+        .rev()
+        .find(|m| m.instant.is_some())
+        .or_else(|| candidates.last())
+        .copied()
+}
+
+/// The estimated arrival at `leg` (the summary's ETA for the destination port): the last
+/// estimated arrival there; failing that, the last estimate-only arrival description.
+pub(crate) fn arrival_estimate<'a>(
+    ms: &'a [MilestoneOut<'a>],
+    leg: Leg,
+) -> Option<&'a MilestoneOut<'a>> {
+    let arrivals = || {
+        ms.iter()
+            .filter(move |m| m.event_code == EventCode::Arrival && m.leg == leg)
+    };
+    latest_estimate(
+        arrivals()
+            .filter(|m| m.is_estimate() && !m.estimate_only)
+            .collect(),
+    )
+    .or_else(|| latest_estimate(arrivals().filter(|m| m.estimate_only).collect()))
+}
+
+/// The first actual arrival at the destination port that is not estimate-only.
+fn actual_arrival<'a>(ms: &'a [MilestoneOut<'a>]) -> Option<&'a MilestoneOut<'a>> {
+    ms.iter().find(|m| {
+        m.event_code == EventCode::Arrival
+            && m.leg == Leg::DestinationPort
+            && m.is_actual()
+            && !m.estimate_only
+    })
+}
+
+/// The milestone that shows the journey complete: the first actual empty return at or
+/// after the arrival (the ATA, or else the first actual milestone at the destination
+/// port).
+pub(crate) fn completing_return<'a>(ms: &'a [MilestoneOut<'a>]) -> Option<&'a MilestoneOut<'a>> {
+    let arrived = actual_arrival(ms).and_then(|m| m.instant).or_else(|| {
+        ms.iter()
+            .filter(|m| m.is_actual() && m.leg == Leg::DestinationPort)
+            .filter_map(|m| m.instant)
+            .min()
+    })?;
+    ms.iter().find(|m| {
+        m.event_code == EventCode::EmptyReturn
+            && m.is_actual()
+            && m.instant.is_some_and(|t| t >= arrived)
+    })
 }
 
 #[derive(Debug, Serialize)]
@@ -633,7 +658,7 @@ fn to_json<T: Serialize>(value: &T) -> Vec<u8> {
     to_json_with_capacity(value, 128)
 }
 
-fn to_json_with_capacity<T: Serialize>(value: &T, capacity: usize) -> Vec<u8> {
+pub(crate) fn to_json_with_capacity<T: Serialize>(value: &T, capacity: usize) -> Vec<u8> {
     let mut out = Vec::with_capacity(capacity);
     // The data types hold only strings, numbers, booleans and string-keyed maps, which
     // serde_json always serializes; an empty object stands in should that ever change.
@@ -660,7 +685,7 @@ fn join_objects(out: &mut Vec<u8>, a: &[u8], b: &[u8]) {
     out.extend_from_slice(&b[1..]);
 }
 
-fn non_empty(s: Option<&str>) -> Option<String> {
+pub(crate) fn non_empty(s: Option<&str>) -> Option<String> {
     s.map(str::trim)
         .filter(|s| !s.is_empty())
         .map(str::to_owned)
