@@ -4,7 +4,7 @@
 //! letter can become an update, and a lost topic can be filled again.
 
 use std::collections::HashSet;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -60,6 +60,8 @@ pub struct ReplaySummary {
     pub unreadable: u64,
     /// Bodies some sink did not confirm: replay them again.
     pub failed: u64,
+    /// The file could not be read to its end: what follows the error was not replayed.
+    pub incomplete: bool,
 }
 
 /// Runs the replay. Exit 0 when every selected body was written (or was a duplicate,
@@ -92,20 +94,28 @@ pub fn run(config: Option<&Path>, options: ReplayOptions) -> ExitCode {
         let cx = settings.build_context(Metrics::new());
         let sinks = sinks::build(&settings.sinks, settings.sink_configs(), &cx)?;
         let mut wiring = Wiring::build(&settings, sinks, &cx, SpoolUse::Bypass)?;
-        let summary = replay(&wiring.pipeline, BufReader::new(file), total, &options).await;
+        // Only what the file held at the start: replaying the file sink's own file
+        // appends to it, and must not read its own output back.
+        let input = BufReader::new(file.take(total));
+        let summary = replay(&wiring.pipeline, input, total, &options).await;
         wiring.close().await;
         Ok::<_, StartupError>(summary)
     });
     match result {
         Ok(summary) => {
             print_summary(&summary, options.json);
-            if summary.failed == 0 {
-                ExitCode::SUCCESS
-            } else {
+            if summary.incomplete {
+                eprintln!("error: the file could not be read to its end; only what came before was replayed");
+            }
+            if summary.failed > 0 {
                 eprintln!(
                     "error: {} bodies were not written by every sink; replay them again",
                     summary.failed
                 );
+            }
+            if summary.failed == 0 && !summary.incomplete {
+                ExitCode::SUCCESS
+            } else {
                 ExitCode::FAILURE
             }
         }
@@ -141,6 +151,7 @@ async fn replay(
                 // The rest of the file cannot be read either.
                 eprintln!("warning: cannot read past line {number}: {e}");
                 summary.unreadable += 1;
+                summary.incomplete = true;
                 break;
             }
         };

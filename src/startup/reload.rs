@@ -217,8 +217,12 @@ impl Reloader {
                     "file"
                 }
             };
+            // What the files held before they are read: a change landing while they are
+            // read is then seen at the next poll, not taken as already loaded. (When the
+            // new configuration names other files, that costs one more reload.)
+            let before = self.watched();
             self.reload(trigger);
-            self.seen = self.watched();
+            self.seen = before;
             changing = None;
         }
     }

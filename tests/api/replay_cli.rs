@@ -88,6 +88,7 @@ fn summary(
         "skipped": skipped,
         "unreadable": unreadable,
         "failed": 0,
+        "incomplete": false,
     })
 }
 
@@ -178,6 +179,14 @@ async fn replay_publishes_the_selected_bodies_once_unless_told_otherwise() {
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(report, summary(3, 1, 0, 0, 2, 0));
     assert_eq!(update_ids_in(&out), ["replay-a1", "replay-a2", "replay-a2"]);
+
+    // The output's own raw.jsonl, replayed into itself: only the three lines it holds
+    // at the start are read, not the ones the replay appends.
+    let own = out.join("raw.jsonl");
+    let (code, report, stderr) = replay(&config, &own, &["--no-dedup"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(report, summary(3, 3, 0, 0, 0, 0));
+    assert_eq!(lines_of(&own).len(), 6);
 
     // Nothing was received before then.
     let (code, report, _) = replay(&config, &raw, &["--until", "2000-01-01T00:00:00Z"]);
