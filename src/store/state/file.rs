@@ -189,15 +189,22 @@ impl Shared {
         let mut old = File::open(&self.path)?;
         old.seek(SeekFrom::Start(covered))?;
         io::copy(&mut old, &mut out)?;
+        // The bulk is made durable before commits are held up; under the lock only the
+        // last lines are copied and synced.
+        out.sync_all()?;
         {
             let mut file = self.file();
             io::copy(&mut old, &mut out)?;
-            out.sync_all()?;
+            out.sync_data()?;
+            // Reopened before the rename, so that a failure leaves the writer on the
+            // file it had; and the rename is durable before a commit is answered from
+            // the new file.
+            let reopened = std::fs::OpenOptions::new().append(true).open(&temp)?;
             std::fs::rename(&temp, &self.path)?;
-            *file = open_append(&self.path)?;
+            sync_parent_dir(&self.path)?;
+            *file = reopened;
             self.appended.store(0, Ordering::Relaxed);
         }
-        sync_parent_dir(&self.path)?;
         self.compactions.fetch_add(1, Ordering::Relaxed);
         Ok(live.len())
     }
