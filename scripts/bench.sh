@@ -12,9 +12,13 @@
 #
 # Usage: scripts/bench.sh [--quick] [--duration S] [--warmup S] [--clients N]
 #                         [--sinks "file rabbitmq kafka"] [--results DIR] [--drain N]
+#                         [--mode journey|snapshot]
 #
 #   --quick   a few seconds per sink on a debug build: checks that the benchmark works
 #             (every accepted update read back), judges nothing on speed.
+#   --mode    the shape of the load, passed to every `vizion-sim load`: journey (the
+#             default: references followed through their journeys, several growing
+#             updates each) or snapshot (every update a reference of its own).
 #
 # Spool modes (`delivery.mode` = spool, broker_then_spool) are measured too; after their
 # load the run waits until the spool has forwarded everything, and reports how long that
@@ -35,6 +39,7 @@ clients=64
 sinks=""
 results=""
 drain=0
+load_mode=journey
 spool_max_bytes=""
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -45,11 +50,16 @@ while [ $# -gt 0 ]; do
         --sinks) sinks=$2; shift ;;
         --results) results=$2; shift ;;
         --drain) drain=$2; shift ;;
-        -h | --help) sed -n '2,26p' "$0"; exit 0 ;;
+        --mode) load_mode=$2; shift ;;
+        -h | --help) sed -n '2,28p' "$0"; exit 0 ;;
         *) echo "unknown option: $1" >&2; exit 2 ;;
     esac
     shift
 done
+case "$load_mode" in
+    journey | snapshot) ;;
+    *) echo "--mode: journey or snapshot, not $load_mode" >&2; exit 2 ;;
+esac
 if [ "$quick" = 1 ]; then
     duration=3
     warmup=1
@@ -89,6 +99,7 @@ else
     step "no KAFKA_BOOTSTRAP and no tansu: the Kafka runs are left out"
 fi
 
+step "load: $load_mode mode"
 step "building ($profile)"
 build_flags=(--locked --workspace --bin vizion-bridge --bin vizion-sim --example http_ceiling --example broker_ceiling --example broker_readback)
 if [ "$profile" = release ]; then
@@ -188,7 +199,7 @@ accepted_total() {
 # Runs the load tool against $1 with label $2; its JSON goes to $results/$2.load.json.
 run_load() {
     local url=$1 label=$2
-    "$sim" load --url "$url" --key-id bench --secret-env VIZION_BENCH_SECRET \
+    "$sim" load --mode "$load_mode" --url "$url" --key-id bench --secret-env VIZION_BENCH_SECRET \
         --concurrency "$clients" --warmup "${warmup}s" --duration "${duration}s" --json \
         --accepted-ids "$results/$label.accepted" >"$results/$label.load.json" \
         2>"$results/$label.load.log"
@@ -292,7 +303,7 @@ if [ "$drain" -gt 0 ]; then
     # The load tool runs for a fixed time: give it enough for N at the spool's rate.
     fill_start=$(date +%s)
     while :; do
-        "$sim" load --url "http://127.0.0.1:$bridge_port/webhooks/vizion" --key-id bench \
+        "$sim" load --mode "$load_mode" --url "http://127.0.0.1:$bridge_port/webhooks/vizion" --key-id bench \
             --secret-env VIZION_BENCH_SECRET --concurrency "$clients" --warmup 0s \
             --duration 10s --json --accepted-ids "$results/drain.accepted.part" \
             >>"$results/drain.fill.json" 2>>"$results/drain.fill.log"
@@ -334,6 +345,8 @@ table='
   (.runs | map(select(.run == "http-ceiling"))[0].load.rate_per_second) as $http
   | (.runs | map(select(.ceiling != null) | {key: .ceiling.broker, value: .ceiling.updates_per_second}) | from_entries) as $brokers
   | def lower($sink): [$http, ($brokers[$sink] // $http)] | min;
+  "Load: \(.mode) mode, \(.clients) clients, \(.duration) s per run (\(.profile) build)",
+  "",
   "| Run | Accepted/s | × lower ceiling | non-2xx | p50 ms | p90 ms | p99 ms | p99.9 ms | CPU s / 1,000 | Peak RSS MiB | Read back |",
   "|---|---|---|---|---|---|---|---|---|---|---|",
   (.runs[] |
@@ -370,7 +383,8 @@ ticks=$(getconf CLK_TCK)
               accepted_in_window: $accepted_in_window, peak_rss_kib: $hwm_kib}'
     done
 } | jq -s --arg duration "$duration" --arg clients "$clients" --arg profile "$profile" \
-    '{duration: ($duration | tonumber), clients: ($clients | tonumber), profile: $profile, runs: .}' \
+    --arg mode "$load_mode" \
+    '{duration: ($duration | tonumber), clients: ($clients | tonumber), profile: $profile, mode: $mode, runs: .}' \
     >"$results/results.json"
 
 jq -r "$table" "$results/results.json" | tee "$results/results.md"

@@ -661,3 +661,63 @@ async fn the_check_can_be_run_on_request() {
     assert!(state["retry_in_seconds"].as_f64().unwrap() > 3600.0);
     app.stop().await;
 }
+
+// ---------------------------------------------------------------------------------
+// Load
+// ---------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn load_in_journey_mode_repeats_references_and_every_accepted_update_is_written() {
+    let app = spawn_app().await;
+    let run = run_load(
+        &app.webhook_url(),
+        "2s",
+        &["--mode", "journey", "--concurrency", "4"],
+    )
+    .await;
+    let report = &run.report;
+    assert_eq!(report["mode"], "journey");
+    assert_eq!(report["updates_per_journey"], 6);
+    assert!(
+        report["journeys_completed"].as_u64().unwrap() > 0,
+        "{report}"
+    );
+    assert_eq!(report["non_2xx"], 0, "{report}");
+    assert_eq!(report["transport_errors"], 0, "{report}");
+    assert_eq!(
+        report["accepted"].as_u64().unwrap(),
+        run.accepted_ids.len() as u64
+    );
+    assert!(!run.accepted_ids.is_empty());
+
+    let raw = app.raw_records();
+    let written: std::collections::HashSet<&str> = raw
+        .iter()
+        .map(|r| r["delivery_id"].as_str().unwrap())
+        .collect();
+    let missing: Vec<&String> = run
+        .accepted_ids
+        .iter()
+        .filter(|id| !written.contains(id.as_str()))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "accepted but not in raw.jsonl: {missing:?}"
+    );
+
+    // Several updates per reference: fewer references than updates.
+    let references: std::collections::HashSet<String> = raw
+        .iter()
+        .map(|r| {
+            let body: Value = serde_json::from_slice(&decode_base64(&r["body_base64"])).unwrap();
+            body["reference_id"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    assert!(
+        references.len() < raw.len(),
+        "{} references for {} updates",
+        references.len(),
+        raw.len()
+    );
+    app.stop().await;
+}

@@ -1,5 +1,7 @@
 //! `vizion-sim load`: many concurrent clients, each sending distinct signed updates one
-//! after the other, with answer latencies recorded in an HDR histogram.
+//! after the other, with answer latencies recorded in an HDR histogram. In snapshot
+//! mode every update has a reference of its own; in journey mode each client follows
+//! references through their journeys, several growing updates per reference.
 
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -7,19 +9,47 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use clap::Args;
+use clap::{Args, ValueEnum};
 use hdrhistogram::Histogram;
 use serde::Serialize;
+use time::OffsetDateTime;
 use vizion_bridge::auth::signer;
 
 use self::bodies::BodyTemplates;
+use crate::journey::Rng;
+use crate::load_journeys::{JourneyUpdates, Shape};
 
 // Shared with `examples/broker_ceiling.rs`, which includes the same file.
 #[path = "bodies.rs"]
 mod bodies;
 
+/// What the updates look like.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Mode {
+    /// Every update a reference of its own, its size taken in turn from the milestone range.
+    Snapshot,
+    /// References followed through their journeys: several updates per reference, the
+    /// milestone list growing over the range, estimates moving and becoming actual.
+    Journey,
+}
+
+impl Mode {
+    fn as_str(self) -> &'static str {
+        match self {
+            Mode::Snapshot => "snapshot",
+            Mode::Journey => "journey",
+        }
+    }
+}
+
 #[derive(Args)]
 pub struct LoadArgs {
+    /// What the updates look like.
+    #[arg(long, value_enum, default_value_t = Mode::Snapshot)]
+    mode: Mode,
+    /// Updates per reference in journey mode, each a full snapshot of the journey so far.
+    #[arg(long, default_value_t = 6)]
+    updates_per_journey: usize,
     /// Webhook URL of the bridge.
     #[arg(long, default_value = "http://127.0.0.1:8080/webhooks/vizion")]
     url: String,
@@ -60,6 +90,12 @@ pub struct LoadArgs {
 #[derive(Serialize)]
 struct Report {
     url: String,
+    mode: &'static str,
+    /// Journey mode only: journeys whose last update was sent in the measured part.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    journeys_completed: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    updates_per_journey: Option<usize>,
     concurrency: usize,
     seconds: f64,
     requests: u64,
@@ -87,6 +123,7 @@ struct Tally {
     non_2xx: u64,
     transport_errors: u64,
     bytes: u64,
+    journeys_completed: u64,
     accepted_ids: Vec<String>,
 }
 
@@ -99,6 +136,7 @@ impl Tally {
             non_2xx: 0,
             transport_errors: 0,
             bytes: 0,
+            journeys_completed: 0,
             accepted_ids: Vec::new(),
         }
     }
@@ -111,6 +149,7 @@ impl Tally {
         self.non_2xx += other.non_2xx;
         self.transport_errors += other.transport_errors;
         self.bytes += other.bytes;
+        self.journeys_completed += other.journeys_completed;
         self.accepted_ids.extend(other.accepted_ids);
     }
 }
@@ -121,6 +160,9 @@ pub async fn run(args: LoadArgs) -> Result<(), String> {
     }
     if args.min_milestones > args.max_milestones {
         return Err("--min-milestones is larger than --max-milestones".into());
+    }
+    if args.updates_per_journey == 0 {
+        return Err("--updates-per-journey must be at least 1".into());
     }
     let secret = std::env::var(&args.secret_env)
         .map_err(|_| format!("set {} to the bridge's webhook secret", args.secret_env))?;
@@ -135,8 +177,20 @@ pub async fn run(args: LoadArgs) -> Result<(), String> {
         .build()
         .map_err(|e| format!("HTTP client: {e}"))?;
 
-    let bodies = Arc::new(BodyTemplates::new(args.min_milestones, args.max_milestones));
+    let mode = args.mode;
+    // Journey mode encodes each update as it plays; only snapshots use the templates.
+    let bodies = Arc::new(
+        (mode == Mode::Snapshot)
+            .then(|| BodyTemplates::new(args.min_milestones, args.max_milestones)),
+    );
+    let shape = Shape {
+        updates: args.updates_per_journey,
+        min_milestones: args.min_milestones,
+        max_milestones: args.max_milestones,
+    };
     let run_tag = run_tag();
+    // The references too must differ from every earlier run's: the bridge keeps their state.
+    let mut seeds = Rng::new(run_seed());
     let next_id = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let measure_from = started + args.warmup;
@@ -150,6 +204,7 @@ pub async fn run(args: LoadArgs) -> Result<(), String> {
 
     let mut clients = Vec::with_capacity(args.concurrency);
     for _ in 0..args.concurrency {
+        let mut rng = Rng::new(seeds.next_u64());
         let (client, url, secret, target) = (
             client.clone(),
             args.url.clone(),
@@ -164,6 +219,7 @@ pub async fn run(args: LoadArgs) -> Result<(), String> {
         );
         clients.push(tokio::spawn(async move {
             let mut tally = Tally::new();
+            let mut journey: Option<JourneyUpdates> = None;
             let mut ticker = interval.map(|period| {
                 let mut t = tokio::time::interval(period);
                 t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -178,7 +234,26 @@ pub async fn run(args: LoadArgs) -> Result<(), String> {
                 }
                 let n = next_id.fetch_add(1, Ordering::Relaxed);
                 let id = format!("load-{run_tag}-{n:010}");
-                let body = bodies.render(n, &id);
+                let mut last_of_journey = false;
+                let body = match mode {
+                    Mode::Snapshot => bodies
+                        .as_ref()
+                        .as_ref()
+                        .expect("templates in snapshot mode")
+                        .render(n, &id),
+                    Mode::Journey => {
+                        let playing =
+                            journey.take().filter(|j| !j.is_done()).unwrap_or_else(|| {
+                                JourneyUpdates::new(&mut rng, shape, OffsetDateTime::now_utc())
+                            });
+                        let playing = journey.insert(playing);
+                        let update = playing
+                            .next_update(&id, OffsetDateTime::now_utc())
+                            .expect("a journey not done has an update left");
+                        last_of_journey = playing.is_done();
+                        serde_json::to_vec(&update).expect("an update encodes")
+                    }
+                };
                 let now = unix_now();
                 let headers = signer::sign(
                     secret.as_bytes(),
@@ -215,6 +290,9 @@ pub async fn run(args: LoadArgs) -> Result<(), String> {
                     .latencies_us
                     .saturating_record(elapsed.as_micros().max(1) as u64);
                 tally.bytes += len;
+                if last_of_journey {
+                    tally.journeys_completed += 1;
+                }
                 match status {
                     Some(s) if s.is_success() => {
                         tally.accepted += 1;
@@ -254,8 +332,12 @@ fn report(args: &LoadArgs, total: &Tally) -> Report {
     let requests = total.latencies_us.len();
     let seconds = args.duration.as_secs_f64();
     let ms = |q: f64| total.latencies_us.value_at_quantile(q) as f64 / 1000.0;
+    let journey = args.mode == Mode::Journey;
     Report {
         url: args.url.clone(),
+        mode: args.mode.as_str(),
+        journeys_completed: journey.then_some(total.journeys_completed),
+        updates_per_journey: journey.then_some(args.updates_per_journey),
         concurrency: args.concurrency,
         seconds,
         requests,
@@ -286,6 +368,14 @@ fn print_human(r: &Report) {
         r.transport_errors,
         r.mean_body_bytes
     );
+    if let (Some(journeys), Some(updates)) = (r.journeys_completed, r.updates_per_journey) {
+        println!(
+            "mode {}: {journeys} journeys completed, {updates} updates per journey",
+            r.mode
+        );
+    } else {
+        println!("mode {}", r.mode);
+    }
     let l = &r.latency_ms;
     println!(
         "answer latency: p50 {:.2} ms  p90 {:.2} ms  p99 {:.2} ms  p99.9 {:.2} ms  max {:.2} ms",
@@ -306,6 +396,15 @@ fn unix_now() -> i64 {
         .duration_since(UNIX_EPOCH)
         .expect("clock after 1970")
         .as_secs() as i64
+}
+
+/// Seeds the references of journey mode, different on every run.
+fn run_seed() -> u64 {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_nanos();
+    (nanos as u64) ^ (u64::from(std::process::id()) << 32)
 }
 
 /// A tag that keeps this run's update ids apart from every earlier run's, since the

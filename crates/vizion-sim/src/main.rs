@@ -5,6 +5,7 @@ mod api;
 mod callbacks;
 mod journey;
 mod load;
+mod load_journeys;
 mod serve;
 mod store;
 

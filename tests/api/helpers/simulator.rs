@@ -264,3 +264,44 @@ pub fn api_config(sim: &Simulator) -> VizionApiConfig {
 pub fn use_simulator(settings: &mut Settings, sim: &Simulator) {
     settings.vizion_api = api_config(sim);
 }
+
+/// What a run of `vizion-sim load` reported, and the ids of the updates it saw accepted.
+pub struct LoadRun {
+    pub report: Value,
+    pub accepted_ids: Vec<String>,
+}
+
+/// Runs `vizion-sim load` against `webhook_url`, signing with the bridge test helpers'
+/// secret and key id, for `duration` without warm-up; `extra` adds arguments (e.g.
+/// `["--mode", "journey"]`).
+pub async fn run_load(webhook_url: &str, duration: &str, extra: &[&str]) -> LoadRun {
+    const SECRET_VAR: &str = "VIZION_SIM_TEST_LOAD_SECRET";
+    let dir = tempfile::tempdir().unwrap();
+    let ids_file = dir.path().join("accepted");
+    let mut command = Command::new(sim_binary());
+    command
+        .args(["load", "--url", webhook_url, "--key-id", KEY_ID])
+        .args(["--secret-env", SECRET_VAR])
+        .args(["--duration", duration, "--warmup", "0s", "--json"])
+        .arg("--accepted-ids")
+        .arg(&ids_file)
+        .args(extra)
+        .env(SECRET_VAR, SECRET)
+        .stdin(Stdio::null());
+    // The bridge answers on this test's runtime: wait for the load off it.
+    let output = tokio::task::spawn_blocking(move || command.output())
+        .await
+        .unwrap()
+        .expect("vizion-sim load runs");
+    assert!(output.status.success(), "vizion-sim load: {output:?}");
+    let report = serde_json::from_slice(&output.stdout).expect("a JSON report");
+    let accepted_ids = std::fs::read_to_string(&ids_file)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    LoadRun {
+        report,
+        accepted_ids,
+    }
+}
