@@ -276,3 +276,266 @@ fn milestone_codes(batch: &NormalizedBatch) -> HashMap<String, MilestoneCode> {
         .filter_map(|(event, code)| milestone_id(event.data()).map(|id| (id, *code)))
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Mutex;
+
+    use async_trait::async_trait;
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::delivery::{Dedup, DedupConfig, Delivery, DeliveryConfig};
+    use crate::events::{Envelope, Provenance};
+    use crate::pipeline::{Arrival, Outcome, Pipeline};
+    use crate::sinks::{messages, MessageKind, Sink, SinkError};
+
+    /// Records `(kind, event type)` of every message, after failing `failures` writes.
+    #[derive(Default)]
+    struct Recording {
+        failures: AtomicUsize,
+        messages: Mutex<Vec<Vec<(MessageKind, String)>>>,
+        tracking_updates: Mutex<Vec<Vec<u8>>>,
+    }
+
+    #[async_trait]
+    impl Sink for Recording {
+        fn name(&self) -> &'static str {
+            "recording"
+        }
+        async fn write(&self, envelope: &Envelope) -> Result<(), SinkError> {
+            let failed = self
+                .failures
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok();
+            if failed {
+                return Err(SinkError::Io("failing on purpose".into()));
+            }
+            let written = messages(envelope)
+                .iter()
+                .map(|m| {
+                    let kind = m.event.map_or("raw", |e| e.event_type());
+                    (m.kind, kind.rsplit("tracking.").next().unwrap().to_owned())
+                })
+                .collect();
+            self.messages.lock().unwrap().push(written);
+            if let Some(update) = envelope.batch().and_then(|b| b.tracking_update()) {
+                self.tracking_updates
+                    .lock()
+                    .unwrap()
+                    .push(update.data().to_vec());
+            }
+            Ok(())
+        }
+        fn is_ready(&self) -> bool {
+            true
+        }
+        async fn close(&self) -> Result<(), SinkError> {
+            Ok(())
+        }
+    }
+
+    struct Bridge {
+        pipeline: Pipeline,
+        sink: Arc<Recording>,
+        state: Option<StateStore>,
+        _dir: tempfile::TempDir,
+    }
+
+    fn bridge(configure: impl FnOnce(&mut EventsConfig)) -> Bridge {
+        let mut config = EventsConfig::default();
+        configure(&mut config);
+        let dir = tempfile::tempdir().unwrap();
+        let metrics = Metrics::new();
+        let sink = Arc::new(Recording::default());
+        let delivery = Delivery::new(
+            vec![sink.clone()],
+            Dedup::new(&DedupConfig::default()),
+            &DeliveryConfig::default(),
+            metrics.clone(),
+        );
+        let state = (config.milestones == MilestoneMode::Changes)
+            .then(|| StateStore::open(&config.state(), dir.path(), None, &metrics).unwrap());
+        let pipeline = Pipeline::new(Arc::new(delivery), config.context(), metrics.clone())
+            .publishing(Publishing::new(&config, state.clone(), &metrics));
+        Bridge {
+            pipeline,
+            sink,
+            state,
+            _dir: dir,
+        }
+    }
+
+    /// An update of reference `r1`: the gate out, and the arrival estimated at `eta`.
+    fn update(id: &str, updated_at: &str, eta: &str) -> Bytes {
+        Bytes::from(format!(
+            r#"{{"id":"{id}","reference_id":"r1","updated_at":"{updated_at}","payload":{{
+            "container_id":"MSCU1234567","carrier_scac":"MSCU","milestones":[
+            {{"description":"Gate out empty","timestamp":"2024-01-01T00:00:00Z","planned":false}},
+            {{"description":"Vessel arrived at destination port","timestamp":"{eta}","planned":true}}]}}}}"#
+        ))
+    }
+
+    impl Bridge {
+        async fn take(&self, body: Bytes) -> Result<Outcome, crate::delivery::DeliveryError> {
+            self.pipeline
+                .take(Arrival {
+                    body,
+                    provenance: Provenance::Webhook {
+                        request_id: "req".into(),
+                        client_ip: Ipv4Addr::LOCALHOST.into(),
+                        key_id: None,
+                        traceparent: None,
+                    },
+                    received_at: OffsetDateTime::now_utc(),
+                })
+                .await
+        }
+
+        /// The messages of the last write, by event type (`raw` for the body).
+        fn last(&self) -> Vec<String> {
+            let messages = self.sink.messages.lock().unwrap();
+            messages
+                .last()
+                .unwrap()
+                .iter()
+                .map(|(_, t)| t.clone())
+                .collect()
+        }
+
+        async fn state(&self) -> Option<MilestoneState> {
+            let read = self.state.as_ref()?.get("r1").await.unwrap()?;
+            Some(serde_json::from_slice(&read.value).unwrap())
+        }
+    }
+
+    const FIRST: (&str, &str, &str) = ("u1", "2024-01-02T00:00:00Z", "2024-02-01T00:00:00Z");
+    const MOVED: (&str, &str, &str) = ("u2", "2024-01-03T00:00:00Z", "2024-02-03T00:00:00Z");
+
+    fn body((id, at, eta): (&str, &str, &str)) -> Bytes {
+        update(id, at, eta)
+    }
+
+    #[tokio::test]
+    async fn changes_mode_publishes_what_changed_in_place_of_the_milestones() {
+        let bridge = bridge(|_| {});
+        bridge.take(body(FIRST)).await.unwrap();
+        assert_eq!(
+            bridge.last(),
+            [
+                "update.v1",
+                "milestone.changed.v1",
+                "milestone.changed.v1",
+                "raw"
+            ]
+        );
+        let state = bridge.state().await.expect("the state advanced");
+        assert_eq!(state.updated_at.as_deref(), Some(FIRST.1));
+        bridge.take(body(MOVED)).await.unwrap();
+        assert_eq!(
+            bridge.last(),
+            ["update.v1", "milestone.changed.v1", "eta_changed.v1", "raw"]
+        );
+        // The change of an estimate is routed as the milestone it is about.
+        let messages = bridge.sink.messages.lock().unwrap();
+        assert!(messages[1][1..3]
+            .iter()
+            .all(|(kind, _)| *kind == MessageKind::Milestone));
+    }
+
+    #[tokio::test]
+    async fn all_mode_publishes_every_milestone_and_off_mode_none() {
+        let all = bridge(|c| c.milestones = MilestoneMode::All);
+        all.take(body(FIRST)).await.unwrap();
+        all.take(body(MOVED)).await.unwrap();
+        assert_eq!(
+            all.last(),
+            ["update.v1", "milestone.v1", "milestone.v1", "raw"]
+        );
+        assert!(all.state.is_none());
+
+        let off = bridge(|c| c.milestones = MilestoneMode::Off);
+        off.take(body(FIRST)).await.unwrap();
+        assert_eq!(off.last(), ["update.v1", "raw"]);
+    }
+
+    #[tokio::test]
+    async fn publish_raw_off_leaves_the_body_out_of_the_messages() {
+        for mode in [MilestoneMode::All, MilestoneMode::Changes] {
+            let bridge = bridge(|c| {
+                c.milestones = mode;
+                c.publish_raw = false;
+            });
+            bridge.take(body(FIRST)).await.unwrap();
+            let last = bridge.last();
+            assert_eq!(last.len(), 3, "{last:?}");
+            assert!(!last.iter().any(|t| t == "raw"), "{last:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_stale_update_is_flagged_and_changes_nothing() {
+        let bridge = bridge(|_| {});
+        bridge.take(body(MOVED)).await.unwrap();
+        let state = bridge.state().await;
+        bridge.take(body(FIRST)).await.unwrap();
+        assert_eq!(bridge.last(), ["update.v1", "raw"]);
+        let data: serde_json::Value =
+            serde_json::from_slice(bridge.sink.tracking_updates.lock().unwrap().last().unwrap())
+                .unwrap();
+        assert_eq!(data["stale"], true);
+        assert_eq!(bridge.state().await, state);
+        let first: serde_json::Value =
+            serde_json::from_slice(&bridge.sink.tracking_updates.lock().unwrap()[0]).unwrap();
+        assert!(first.get("stale").is_none());
+    }
+
+    #[tokio::test]
+    async fn the_state_advances_only_once_the_update_is_written() {
+        let bridge = bridge(|_| {});
+        bridge.sink.failures.store(1, Ordering::SeqCst);
+        assert!(bridge.take(body(FIRST)).await.is_err());
+        assert_eq!(bridge.state().await, None, "a failed write commits nothing");
+        bridge.take(body(FIRST)).await.unwrap();
+        assert_eq!(
+            bridge.last(),
+            [
+                "update.v1",
+                "milestone.changed.v1",
+                "milestone.changed.v1",
+                "raw"
+            ],
+            "the retry publishes the changes"
+        );
+        assert!(bridge.state().await.is_some());
+    }
+
+    #[tokio::test]
+    async fn a_state_that_cannot_be_read_publishes_every_milestone_as_new() {
+        let bridge = bridge(|_| {});
+        let store = bridge.state.clone().unwrap();
+        assert_eq!(
+            store
+                .commit("r1", None, b"not a state".to_vec())
+                .await
+                .unwrap(),
+            Commit::Committed(store.get("r1").await.unwrap().unwrap().version)
+        );
+        bridge.take(body(FIRST)).await.unwrap();
+        assert_eq!(
+            bridge.last(),
+            [
+                "update.v1",
+                "milestone.changed.v1",
+                "milestone.changed.v1",
+                "raw"
+            ]
+        );
+        assert!(
+            bridge.state().await.is_some(),
+            "a readable state replaces it"
+        );
+    }
+}

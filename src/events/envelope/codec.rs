@@ -639,6 +639,61 @@ mod tests {
     }
 
     #[test]
+    fn what_an_update_publishes_comes_back_from_version_3() {
+        let v1 = decode(V1_WEBHOOK_UPDATE).unwrap();
+        let Content::Updates {
+            batch,
+            kind,
+            delivery_id,
+            publish,
+        } = v1.content().clone()
+        else {
+            panic!("an update batch expected");
+        };
+        // Records of earlier releases publish every milestone and the raw body.
+        assert_eq!(publish, Publish::default());
+        let mut v2 = encode(&v1);
+        // Version 2 ended where version 3 says what is published (raw flag, tag).
+        assert_eq!(v2.split_off(v2.len() - 2), [1, SNAPSHOTS]);
+        v2[0] = VERSION_ALL_PUBLISHED;
+        assert_eq!(decode(&v2).unwrap(), v1);
+        let change = batch.milestones()[0].clone();
+        for publish in [
+            Publish {
+                milestones: MilestoneEvents::Changes(vec![
+                    ChangeEvent {
+                        event: change.clone(),
+                        milestone: Some(batch.milestone_codes()[0]),
+                    },
+                    ChangeEvent {
+                        event: change.clone(),
+                        milestone: None,
+                    },
+                ]),
+                raw: false,
+            },
+            Publish {
+                milestones: MilestoneEvents::Changes(Vec::new()),
+                raw: true,
+            },
+        ] {
+            let envelope = Envelope::new(
+                Content::Updates {
+                    batch: batch.clone(),
+                    kind,
+                    delivery_id: delivery_id.clone(),
+                    publish,
+                },
+                v1.provenance().clone(),
+                v1.received_at(),
+            );
+            let bytes = encode(&envelope);
+            assert_eq!(bytes[0], VERSION);
+            assert_eq!(decode(&bytes).unwrap(), envelope);
+        }
+    }
+
+    #[test]
     fn damage_is_an_error() {
         let bytes = encode(&decode(V1_DEAD_LETTER).unwrap());
         for cut in 0..bytes.len() {
