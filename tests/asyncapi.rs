@@ -198,8 +198,9 @@ fn add_messages(produced: &mut Vec<(ChannelMessage, Produced)>, record: &Envelop
     }
 }
 
-/// The change events of `update` against no state, routed as the pipeline routes them:
-/// by the code of the milestone each is about.
+/// The change events of `update` against no state, and against a state that announced
+/// other estimates, routed as the pipeline routes them: by the code of the milestone
+/// each is about.
 fn change_events(
     batch: &events::NormalizedBatch,
     update: &vizion::Update,
@@ -216,21 +217,34 @@ fn change_events(
         .zip(batch.milestone_codes())
         .map(|(event, code)| (id(event.data()), *code))
         .collect();
-    events::changes::derive(
-        None,
-        update,
-        RECEIVED_AT,
-        DeliveryMode::Webhook,
-        ctx,
-        events::changes::DEFAULT_ETA_CHANGE_THRESHOLD,
-    )
-    .events
-    .into_iter()
-    .map(|event| ChangeEvent {
-        milestone: codes.get(&id(event.data())).copied(),
-        event,
-    })
-    .collect()
+    let derive = |state: Option<&events::changes::MilestoneState>| {
+        events::changes::derive(
+            state,
+            update,
+            RECEIVED_AT,
+            DeliveryMode::Webhook,
+            ctx,
+            events::changes::DEFAULT_ETA_CHANGE_THRESHOLD,
+        )
+    };
+    let first = derive(None);
+    // A first estimate is no change: against a state that announced other estimates,
+    // the same update moves them.
+    let mut announced = first.next_state.clone();
+    for eta in [&mut announced.port_eta, &mut announced.inland_eta] {
+        if eta.is_some() {
+            *eta = Some("2000-01-01T00:00:00Z".into());
+        }
+    }
+    first
+        .events
+        .into_iter()
+        .chain(derive(Some(&announced)).events)
+        .map(|event| ChangeEvent {
+            milestone: codes.get(&id(event.data())).copied(),
+            event,
+        })
+        .collect()
 }
 
 /// Every message the sinks publish for the fixture bodies, the dead-letter bodies and
@@ -257,7 +271,7 @@ fn produced_messages() -> Vec<(ChannelMessage, Produced)> {
                     events::normalize(&inbound, &body, RECEIVED_AT, DeliveryMode::Webhook, &ctx);
                 // `events.milestones = "all"` publishes the milestones themselves,
                 // `"changes"` (the default) what changed: every milestone is new to a
-                // reference without a state.
+                // reference without a state, and its estimates move from those announced.
                 let changes = match &inbound {
                     vizion::Inbound::Update(update) => {
                         MilestoneEvents::Changes(change_events(&batch, update, &ctx))
