@@ -96,8 +96,8 @@ impl Publishing {
 
     /// What `batch` (made from `update`, if it is a reference update) is published
     /// with. In `changes` mode this takes the reference's turn and reads its state; the
-    /// returned [`Prepared`] holds both until [`Prepared::commit`] (or until dropped,
-    /// when the delivery failed: nothing is committed then).
+    /// returned [`Prepared`] holds the turn until [`Prepared::commit`] (or until
+    /// dropped, when the delivery failed: nothing is committed then).
     pub(super) async fn prepare(
         &self,
         update: Option<&Update>,
@@ -110,6 +110,7 @@ impl Publishing {
             (Milestones::All, _) | (Milestones::Changes(_), None) => MilestoneEvents::Snapshots,
             (Milestones::Off, _) => MilestoneEvents::Changes(Vec::new()),
             (Milestones::Changes(tracked), Some(update)) => {
+                let turn = tracked.turns.lock(&update.reference_id).await;
                 let (changes, pending) = tracked
                     .derive(update, batch, received_at, arrival, ctx)
                     .await;
@@ -119,6 +120,7 @@ impl Publishing {
                         raw: self.raw,
                     },
                     pending,
+                    _turn: Some(turn),
                 };
             }
         };
@@ -128,6 +130,7 @@ impl Publishing {
                 raw: self.raw,
             },
             pending: None,
+            _turn: None,
         }
     }
 }
@@ -136,23 +139,25 @@ impl Publishing {
 pub(super) struct Prepared {
     pub publish: Publish,
     pending: Option<Pending>,
+    /// The reference's turn, from reading its state until the commit (or the failure).
+    _turn: Option<Turn>,
 }
 
-/// A state to commit, with the reference's turn held until then.
+/// A state to commit.
 struct Pending {
     tracked: Arc<Tracked>,
     reference: String,
     expected: Option<Version>,
     next: Vec<u8>,
-    _turn: Turn,
 }
 
 impl Prepared {
-    /// Stores the next state, now that the events derived from it are durable. A
-    /// failure is counted and logged but does not undo the delivery: the next update
-    /// then publishes the same changes again.
-    pub async fn commit(self) {
-        let Some(pending) = self.pending else {
+    /// Stores the next state, now that the events derived from it are durable, and
+    /// then gives the reference's turn to its next update. A failure is counted and
+    /// logged but does not undo the delivery: the next update then publishes the same
+    /// changes again.
+    pub async fn commit(mut self) {
+        let Some(pending) = self.pending.take() else {
             return;
         };
         let tracked = &pending.tracked;
@@ -183,7 +188,6 @@ impl Tracked {
         ctx: &EventContext,
     ) -> (Vec<ChangeEvent>, Option<Pending>) {
         let reference = update.reference_id.as_str();
-        let turn = self.turns.lock(reference).await;
         let (previous, expected) = self.read(reference).await;
         let derived = changes::derive(
             previous.as_ref(),
@@ -212,7 +216,6 @@ impl Tracked {
             reference: reference.to_owned(),
             expected,
             next: serde_json::to_vec(&derived.next_state).expect("a state serializes"),
-            _turn: turn,
         });
         (events, pending)
     }
