@@ -2,7 +2,7 @@
 //! a transshipment, estimates that drift) through a bridge in the default
 //! `events.milestones = "changes"` mode publishes each change event once, also when
 //! every update is sent again, when two bridges sharing Redis take the updates in turn,
-//! and when the first attempt is refused and retried.
+//! when the first attempt is refused and retried, and when the spool forwards them.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -13,6 +13,7 @@ use lapin::types::AMQPValue;
 use lapin::Consumer;
 use serde_json::Value;
 use time::OffsetDateTime;
+use vizion_bridge::delivery::AckMode;
 use vizion_bridge::events::changes::{self, MilestoneState, DEFAULT_ETA_CHANGE_THRESHOLD};
 use vizion_bridge::events::{DeliveryMode, EventContext};
 use vizion_bridge::secret::InlineSecret;
@@ -243,6 +244,45 @@ async fn a_refused_first_attempt_and_its_retry_publish_the_changes_once() {
         .into_iter()
         .map(|(t, id)| (kind(&t), id))
         .collect();
+    assert_once(&published, &expected);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn in_spool_mode_the_forwarder_publishes_the_changes_once() {
+    let updates = journey().await;
+    let expected = expected(&updates);
+    let app = spawn_app_with(|s| {
+        s.spool.dir = Some(s.storage.data_dir.join("spool"));
+        s.delivery.mode = Some(AckMode::Spool);
+    })
+    .await;
+
+    post_all(&[&app], &updates).await;
+    post_all(&[&app], &updates).await;
+    let published = || -> Vec<(String, String)> {
+        app.events()
+            .iter()
+            .map(|e| {
+                (
+                    kind(e["type"].as_str().unwrap()),
+                    e["id"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect()
+    };
+    // The tracking updates, one per update, come with the change events.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while published().len() < expected.len() + updates.len() {
+        assert!(std::time::Instant::now() < deadline, "forwarded in time");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let published = published();
+    assert_eq!(
+        published.iter().filter(|(k, _)| k == "update").count(),
+        updates.len()
+    );
     assert_once(&published, &expected);
     app.stop().await;
 }
