@@ -97,7 +97,8 @@ impl Publishing {
     /// What `batch` (made from `update`, if it is a reference update) is published
     /// with. In `changes` mode this takes the reference's turn and reads its state; the
     /// returned [`Prepared`] holds the turn until [`Prepared::commit`] (or until
-    /// dropped, when the delivery failed: nothing is committed then).
+    /// dropped, when the delivery failed: nothing is committed then) when it has a state
+    /// to commit.
     pub(super) async fn prepare(
         &self,
         update: Option<&Update>,
@@ -110,7 +111,6 @@ impl Publishing {
             (Milestones::All, _) | (Milestones::Changes(_), None) => MilestoneEvents::Snapshots,
             (Milestones::Off, _) => MilestoneEvents::Changes(Vec::new()),
             (Milestones::Changes(tracked), Some(update)) => {
-                let turn = tracked.turns.lock(&update.reference_id).await;
                 let (changes, pending) = tracked
                     .derive(update, batch, received_at, arrival, ctx)
                     .await;
@@ -120,7 +120,6 @@ impl Publishing {
                         raw: self.raw,
                     },
                     pending,
-                    _turn: Some(turn),
                 };
             }
         };
@@ -130,7 +129,6 @@ impl Publishing {
                 raw: self.raw,
             },
             pending: None,
-            _turn: None,
         }
     }
 }
@@ -139,16 +137,16 @@ impl Publishing {
 pub(super) struct Prepared {
     pub publish: Publish,
     pending: Option<Pending>,
-    /// The reference's turn, from reading its state until the commit (or the failure).
-    _turn: Option<Turn>,
 }
 
-/// A state to commit.
+/// A state to commit, with the reference's turn held from reading the state until the
+/// commit (or the failure).
 struct Pending {
     tracked: Arc<Tracked>,
     reference: String,
     expected: Option<Version>,
     next: Vec<u8>,
+    _turn: Turn,
 }
 
 impl Prepared {
@@ -156,8 +154,8 @@ impl Prepared {
     /// then gives the reference's turn to its next update. A failure is counted and
     /// logged but does not undo the delivery: the next update then publishes the same
     /// changes again.
-    pub async fn commit(mut self) {
-        let Some(pending) = self.pending.take() else {
+    pub async fn commit(self) {
+        let Some(pending) = self.pending else {
             return;
         };
         let tracked = &pending.tracked;
@@ -188,6 +186,7 @@ impl Tracked {
         ctx: &EventContext,
     ) -> (Vec<ChangeEvent>, Option<Pending>) {
         let reference = update.reference_id.as_str();
+        let turn = self.turns.lock(reference).await;
         let (previous, expected) = self.read(reference).await;
         let derived = changes::derive(
             previous.as_ref(),
@@ -210,12 +209,15 @@ impl Tracked {
             })
             .collect();
         // Nothing to store when nothing moved: a stale update, or one that repeats the
-        // state (a resend, a replay).
+        // state (a resend, a replay). Its turn ends here: the order of its delivery does
+        // not matter to the state, and a burst of repeats of one reference then does not
+        // queue behind a slow sink, each waiting out the one before.
         let pending = (previous.as_ref() != Some(&derived.next_state)).then(|| Pending {
             tracked: self.clone(),
             reference: reference.to_owned(),
             expected,
             next: serde_json::to_vec(&derived.next_state).expect("a state serializes"),
+            _turn: turn,
         });
         (events, pending)
     }
