@@ -102,6 +102,7 @@ fn prepare(count: usize) -> Vec<Prepared> {
                     batch: Box::new(batch),
                     kind: DeliveryKind::of(&inbound),
                     delivery_id: inbound.dedup_key().map(str::to_owned),
+                    publish: Default::default(),
                 },
                 Provenance::Webhook {
                     request_id: format!("ceiling-{n}"),

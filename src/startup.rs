@@ -23,13 +23,15 @@ use tokio_util::task::TaskTracker;
 use crate::auth::KeyRing;
 use crate::config::{BuildContext, ConfigError};
 use crate::delivery::{DedupError, Delivery, SpoolError};
+use crate::events::MilestoneMode;
 use crate::ingest::connection::{self, Connections};
 use crate::ingest::{routes, BodyReads, IngestState, LiveConfig, ShutdownState, ANSWER_MARGIN};
 use crate::lifecycle::{AutoUnsubscribe, UnsubscribedSet};
-use crate::pipeline::Pipeline;
+use crate::pipeline::{Pipeline, Publishing};
 use crate::poller::Poller;
 use crate::settings::Settings;
 use crate::sinks::{self, Sink, SinkError};
+use crate::store::state::{StateError, StateStore};
 use crate::telemetry::Metrics;
 use crate::vizion::api::{ApiError, VizionApi};
 
@@ -66,6 +68,8 @@ pub enum StartupError {
     VizionApi(#[from] ApiError),
     #[error("cannot open the unsubscription record: {0}")]
     UnsubscribedSet(String),
+    #[error(transparent)]
+    State(#[from] StateError),
 }
 
 /// A built service, listening but not yet serving.
@@ -429,8 +433,20 @@ impl Wiring {
             );
         }
         let delivery = Arc::new(delivery);
+        // Change events need the state they were derived from; it lives where the
+        // dedup keys do (the same Redis connection, or the data directory).
+        let state = match settings.events.milestones {
+            MilestoneMode::Changes => Some(StateStore::open(
+                &settings.events.state(),
+                &cx.data_dir,
+                delivery.dedup().redis().cloned(),
+                metrics,
+            )?),
+            MilestoneMode::All | MilestoneMode::Off => None,
+        };
         let mut pipeline =
-            Pipeline::new(delivery.clone(), settings.events.context(), metrics.clone());
+            Pipeline::new(delivery.clone(), settings.events.context(), metrics.clone())
+                .publishing(Publishing::new(&settings.events, state, metrics));
         let auto_unsubscribe = if settings.lifecycle.auto_unsubscribe {
             let api = VizionApi::new(&settings.vizion_api)?.with_metrics(metrics.clone());
             let record = match delivery.dedup().redis() {
@@ -512,6 +528,9 @@ impl Wiring {
                 .await;
         }
         self.pipeline.delivery().close(left()).await;
+        if let Some(state) = self.pipeline.publishing_in_force().state() {
+            state.close().await;
+        }
         if !self.cx.stop_tasks(left()).await {
             tracing::warn!("background tasks still running at shutdown were left behind");
         }

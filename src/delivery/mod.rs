@@ -17,7 +17,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use self::dedup::{Claim, Dedup, DedupConfig, DedupError, RedisStore, DEDUP_FILE};
-use self::key_lock::KeyLocks;
+pub use self::key_lock::{KeyLocks, Turn};
+
 pub use self::sink_set::{Purpose, SinkOutcome, SinkSet, SinkWrite};
 pub use self::spool::{Spool, SpoolConfig, SpoolError, SpoolState};
 use crate::events::Envelope;

@@ -8,7 +8,7 @@ use std::net::IpAddr;
 
 use time::OffsetDateTime;
 
-use super::{CloudEvent, DeliveryMode, NormalizedBatch};
+use super::{CloudEvent, DeliveryMode, MilestoneCode, NormalizedBatch};
 
 /// The kind of Vizion delivery an update batch was made from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -69,6 +69,40 @@ impl BridgeEventKind {
     }
 }
 
+/// Which of an update's events reach the sinks. The default is what every update was
+/// published with before change events existed, and what older spool records read as.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Publish {
+    pub milestones: MilestoneEvents,
+    /// Whether the brokers get the body as received (the file sink keeps it anyway).
+    pub raw: bool,
+}
+
+impl Default for Publish {
+    fn default() -> Self {
+        Self {
+            milestones: MilestoneEvents::Snapshots,
+            raw: true,
+        }
+    }
+}
+
+/// The milestone events published with an update.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MilestoneEvents {
+    /// The batch's milestone events, one per milestone.
+    Snapshots,
+    /// These change events in their place (none: no milestone event at all).
+    Changes(Vec<ChangeEvent>),
+}
+
+/// A change event, with the code of the milestone it is about (its routing).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangeEvent {
+    pub event: CloudEvent,
+    pub milestone: Option<MilestoneCode>,
+}
+
 /// What an envelope carries.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Content {
@@ -78,6 +112,8 @@ pub enum Content {
         kind: DeliveryKind,
         /// Vizion's id of the delivery, when it has one.
         delivery_id: Option<String>,
+        /// Which of its events are published.
+        publish: Publish,
     },
     /// An authentic body that could not be used, kept whole in its dead-letter event.
     DeadLetter {
@@ -190,6 +226,30 @@ impl Envelope {
         match &self.content {
             Content::Updates { batch, .. } => Some(batch),
             _ => None,
+        }
+    }
+
+    /// The events the sinks publish, in order: for an update, its tracking update, then
+    /// its milestone events or the change events in their place, then the passed-through
+    /// event; else the one event the envelope holds.
+    pub fn events(&self) -> Box<dyn Iterator<Item = &CloudEvent> + '_> {
+        match &self.content {
+            Content::Updates { batch, publish, .. } => {
+                let milestones: Box<dyn Iterator<Item = &CloudEvent>> = match &publish.milestones {
+                    MilestoneEvents::Snapshots => Box::new(batch.milestones().iter()),
+                    MilestoneEvents::Changes(changes) => Box::new(changes.iter().map(|c| &c.event)),
+                };
+                Box::new(
+                    batch
+                        .tracking_update()
+                        .into_iter()
+                        .chain(milestones)
+                        .chain(batch.pass_through()),
+                )
+            }
+            Content::DeadLetter { event, .. } | Content::BridgeEvent { event, .. } => {
+                Box::new(std::iter::once(event))
+            }
         }
     }
 

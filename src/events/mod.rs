@@ -36,8 +36,11 @@ use std::sync::Arc;
 
 pub use cloudevent::{CloudEvent, DATA_CONTENT_TYPE, STRUCTURED_CONTENT_TYPE};
 pub use codes::{EventCode, Leg, TransportMode};
-pub use config::EventsConfig;
-pub use envelope::{BridgeEventKind, Content, DeliveryKind, Envelope, Provenance};
+pub use config::{EventsConfig, MilestoneMode};
+pub use envelope::{
+    BridgeEventKind, ChangeEvent, Content, DeliveryKind, Envelope, MilestoneEvents, Provenance,
+    Publish,
+};
 pub use normalize::{dead_letter_event, normalize, reference_unsubscribed_event, Unsubscription};
 
 /// Default CloudEvents `source`.
@@ -227,6 +230,12 @@ impl NormalizedBatch {
     /// to `vizion_bridge_unknown_milestone_descriptions_total`.
     pub fn unknown_descriptions(&self) -> usize {
         self.unknown_descriptions
+    }
+    /// Flags the tracking update as stale (see [`changes::mark_stale`]).
+    pub fn mark_stale(&mut self) {
+        if let Some(event) = &mut self.tracking_update {
+            changes::mark_stale(event);
+        }
     }
     /// Whether the update shows the journey complete (the summary's `journey_complete`:
     /// an actual empty return at or after the arrival at destination).

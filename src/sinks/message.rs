@@ -1,14 +1,16 @@
 //! The broker-neutral messages one [`Envelope`] becomes: what a broker sink publishes,
 //! in which stream (Kafka topic, AMQP routing key) and under which key.
 
-use crate::events::{CloudEvent, Content, Envelope, MilestoneCode, DATA_CONTENT_TYPE};
+use crate::events::{
+    CloudEvent, Content, Envelope, MilestoneCode, MilestoneEvents, DATA_CONTENT_TYPE,
+};
 
 /// The streams a broker keeps apart.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum MessageKind {
     /// Tracking-update events.
     Update,
-    /// Milestone events.
+    /// Milestone events, or the change events published in their place.
     Milestone,
     /// Exception alerts and reference events, passed through.
     PassThrough,
@@ -69,8 +71,9 @@ pub const DELIVERY_KIND_HEADER: &str = "vizion_delivery_kind";
 /// W3C trace context, when the webhook carried one.
 pub const TRACEPARENT_HEADER: &str = "traceparent";
 
-/// Every message `envelope` becomes, updates first, then milestones in Vizion's order,
-/// then the raw body.
+/// Every message `envelope` becomes, updates first, then milestones in Vizion's order
+/// (or the change events in their place, routed by the milestone each is about), then
+/// the raw body unless it is not to be published.
 pub fn messages(envelope: &Envelope) -> Vec<Message<'_>> {
     let mut messages = messages_without_trace(envelope);
     if let Some(traceparent) = envelope.provenance().traceparent() {
@@ -87,6 +90,7 @@ fn messages_without_trace(envelope: &Envelope) -> Vec<Message<'_>> {
             batch,
             kind,
             delivery_id,
+            publish,
         } => {
             let delivery_id = delivery_id.as_deref();
             let keys = batch.keys();
@@ -107,13 +111,29 @@ fn messages_without_trace(envelope: &Envelope) -> Vec<Message<'_>> {
                 messages.push(event_message(MessageKind::Update, update, reference_id));
             }
             let container_id = keys.container_id.as_deref().or(reference_id);
-            for (event, code) in batch.milestones().iter().zip(batch.milestone_codes()) {
-                let mut message = event_message(MessageKind::Milestone, event, container_id);
-                message.milestone = Some(*code);
-                messages.push(message);
+            match &publish.milestones {
+                MilestoneEvents::Snapshots => {
+                    for (event, code) in batch.milestones().iter().zip(batch.milestone_codes()) {
+                        let mut message =
+                            event_message(MessageKind::Milestone, event, container_id);
+                        message.milestone = Some(*code);
+                        messages.push(message);
+                    }
+                }
+                MilestoneEvents::Changes(changes) => {
+                    for change in changes {
+                        let mut message =
+                            event_message(MessageKind::Milestone, &change.event, container_id);
+                        message.milestone = change.milestone;
+                        messages.push(message);
+                    }
+                }
             }
             if let Some(event) = batch.pass_through() {
                 messages.push(event_message(MessageKind::PassThrough, event, reference_id));
+            }
+            if !publish.raw {
+                return messages;
             }
             let raw_id = delivery_id
                 .or_else(|| batch.events().next().map(CloudEvent::id))
@@ -191,6 +211,7 @@ mod tests {
                 batch: Box::new(batch),
                 kind: DeliveryKind::of(&inbound),
                 delivery_id: inbound.dedup_key().map(str::to_owned),
+                publish: Default::default(),
             },
             provenance,
             OffsetDateTime::now_utc(),

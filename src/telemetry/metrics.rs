@@ -124,6 +124,7 @@ pub struct Metrics {
     pub(super) event_state_lookups: IntCounterVec,
     pub(super) event_state_evictions: IntCounter,
     pub(super) event_state_conflicts: IntCounter,
+    pub(super) event_state_commit_failures: IntCounter,
     pub(super) spool: SpoolMetrics,
 }
 
@@ -249,7 +250,7 @@ impl Metrics {
 
         let event_state_lookups = r.counter_vec(
             "vizion_bridge_event_state_lookups_total",
-            "Lookups of a reference's last published milestone state, by result (hit, miss).",
+            "Lookups of a reference's last published milestone state, by result (hit, miss, error).",
             &["result"],
         );
         let event_state_evictions = r.counter(
@@ -259,6 +260,10 @@ impl Metrics {
         let event_state_conflicts = r.counter(
             "vizion_bridge_event_state_conflicts_total",
             "Reference states not committed because another update of the same reference committed first.",
+        );
+        let event_state_commit_failures = r.counter(
+            "vizion_bridge_event_state_commit_failures_total",
+            "Reference states not stored after their events were published (their changes are published again).",
         );
 
         let spool = SpoolMetrics::register(r);
@@ -305,6 +310,7 @@ impl Metrics {
             event_state_lookups,
             event_state_evictions,
             event_state_conflicts,
+            event_state_commit_failures,
             spool,
         }
     }

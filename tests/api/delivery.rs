@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
+use vizion_bridge::events::MilestoneMode;
 
 use crate::helpers::*;
 
@@ -184,7 +185,8 @@ async fn concurrent_deliveries_of_one_update_are_written_once() {
 
 #[tokio::test]
 async fn the_file_sink_writes_events_that_validate_against_their_schemas() {
-    let app = spawn_app().await;
+    // One milestone event per milestone: what `events.milestones = "all"` publishes.
+    let app = spawn_app_with(|s| s.events.milestones = MilestoneMode::All).await;
     for name in [
         "mid-journey-transshipment.json",
         "bol-child-journey-complete.json",

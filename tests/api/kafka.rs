@@ -4,6 +4,7 @@
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use vizion_bridge::events::MilestoneMode;
 
 use crate::helpers::*;
 
@@ -11,7 +12,12 @@ use crate::helpers::*;
 async fn every_event_is_published_with_its_key_and_cloudevents_headers() {
     let brokers = bootstrap();
     let mut topics = None;
-    let app = spawn_app_with(|s| topics = Some(use_kafka(s, &brokers))).await;
+    // One milestone event per milestone: what `events.milestones = "all"` publishes.
+    let app = spawn_app_with(|s| {
+        s.events.milestones = MilestoneMode::All;
+        topics = Some(use_kafka(s, &brokers));
+    })
+    .await;
     let topics = topics.unwrap();
     app.wait_until_ready(Duration::from_secs(20)).await;
 

@@ -1,6 +1,7 @@
 mod auth;
 mod auto_unsubscribe;
 mod bounded_memory;
+mod changes;
 mod cli;
 mod dedup_persistence;
 mod dedup_redis_outage;

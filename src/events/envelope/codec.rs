@@ -6,6 +6,10 @@
 //! by earlier releases) stored a webhook-shaped receipt for every record, and is still
 //! read so that a spool survives an upgrade. A replayed envelope has a provenance tag
 //! of its own within version 2: records written before it existed read as they did.
+//! Version 3 adds to an update which of its events are published (the change events in
+//! place of the milestone events, whether the raw body goes to the brokers); a version
+//! 2 record publishes what it did when it was written: every milestone event and the
+//! raw body.
 
 use std::collections::HashSet;
 use std::net::IpAddr;
@@ -13,19 +17,27 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use time::OffsetDateTime;
 
-use super::{BridgeEventKind, Content, DeliveryKind, Envelope, Provenance};
+use super::{
+    BridgeEventKind, ChangeEvent, Content, DeliveryKind, Envelope, MilestoneEvents, Provenance,
+    Publish,
+};
 use crate::events::{
     BatchKeys, CloudEvent, DeliveryMode, MilestoneCode, NormalizedBatch, DELIVERY_MODE_ATTRIBUTE,
 };
 
 /// The version this release writes.
-const VERSION: u8 = 2;
+const VERSION: u8 = 3;
+/// Records of releases that did not say which events of an update are published.
+const VERSION_ALL_PUBLISHED: u8 = 2;
 /// Records of releases that stored a receipt in place of the provenance.
 const VERSION_RECEIPT: u8 = 1;
 
 const UPDATES: u8 = 1;
 const DEAD_LETTER: u8 = 2;
 const BRIDGE_EVENT: u8 = 3;
+
+const SNAPSHOTS: u8 = 0;
+const CHANGES: u8 = 1;
 
 const WEBHOOK: u8 = 1;
 const POLL: u8 = 2;
@@ -79,6 +91,7 @@ fn put_content(out: &mut Vec<u8>, content: &Content) {
             batch,
             kind,
             delivery_id,
+            publish,
         } => {
             put_str(out, kind.as_str());
             put_opt(out, delivery_id.as_deref());
@@ -99,6 +112,25 @@ fn put_content(out: &mut Vec<u8>, content: &Content) {
                 put_str(out, code.event_classifier);
             }
             out.push(u8::from(batch.journey_complete));
+            out.push(u8::from(publish.raw));
+            match &publish.milestones {
+                MilestoneEvents::Snapshots => out.push(SNAPSHOTS),
+                MilestoneEvents::Changes(changes) => {
+                    out.push(CHANGES);
+                    put_u32(out, changes.len() as u32);
+                    for change in changes {
+                        put_event(out, &change.event);
+                        match change.milestone {
+                            Some(code) => {
+                                out.push(1);
+                                put_str(out, code.event_code);
+                                put_str(out, code.event_classifier);
+                            }
+                            None => out.push(0),
+                        }
+                    }
+                }
+            }
         }
         Content::DeadLetter { event, reason } => {
             put_str(out, reason);
@@ -114,17 +146,17 @@ fn put_content(out: &mut Vec<u8>, content: &Content) {
 pub fn decode(bytes: &[u8]) -> Result<Envelope, DecodeError> {
     let mut input = Input(bytes);
     let envelope = match input.u8()? {
-        VERSION => {
+        version @ (VERSION | VERSION_ALL_PUBLISHED) => {
             let tag = input.u8()?;
             let provenance = input.provenance()?;
             let received_at = input.time()?;
-            let content = input.content(tag)?;
+            let content = input.content(tag, version == VERSION)?;
             Envelope::new(content, provenance, received_at)
         }
         VERSION_RECEIPT => {
             let tag = input.u8()?;
             let receipt = input.receipt()?;
-            let content = input.content(tag)?;
+            let content = input.content(tag, false)?;
             let received_at = receipt.received_at;
             let provenance = receipt.provenance(&content);
             Envelope::new(content, provenance, received_at)
@@ -318,7 +350,8 @@ impl<'a> Input<'a> {
         })
     }
 
-    fn content(&mut self, tag: u8) -> Result<Content, DecodeError> {
+    /// `with_publish`: the record says which events of an update are published.
+    fn content(&mut self, tag: u8, with_publish: bool) -> Result<Content, DecodeError> {
         Ok(match tag {
             UPDATES => {
                 let kind = DeliveryKind::from_name(self.str()?)
@@ -349,6 +382,11 @@ impl<'a> Input<'a> {
                     1 => true,
                     _ => return Err(DecodeError("bad journey_complete flag")),
                 };
+                let publish = if with_publish {
+                    self.publish()?
+                } else {
+                    Publish::default()
+                };
                 Content::Updates {
                     batch: Box::new(NormalizedBatch {
                         tracking_update,
@@ -362,6 +400,7 @@ impl<'a> Input<'a> {
                     }),
                     kind,
                     delivery_id,
+                    publish,
                 }
             }
             DEAD_LETTER => Content::DeadLetter {
@@ -375,6 +414,31 @@ impl<'a> Input<'a> {
             },
             _ => return Err(DecodeError("unknown record kind")),
         })
+    }
+
+    fn publish(&mut self) -> Result<Publish, DecodeError> {
+        let raw = self.flag()?;
+        let milestones = match self.u8()? {
+            SNAPSHOTS => MilestoneEvents::Snapshots,
+            CHANGES => MilestoneEvents::Changes(
+                (0..self.u32()?)
+                    .map(|_| {
+                        let event = self.event()?;
+                        let milestone = if self.flag()? {
+                            Some(MilestoneCode {
+                                event_code: intern(self.str()?),
+                                event_classifier: intern(self.str()?),
+                            })
+                        } else {
+                            None
+                        };
+                        Ok(ChangeEvent { event, milestone })
+                    })
+                    .collect::<Result<_, DecodeError>>()?,
+            ),
+            _ => return Err(DecodeError("unknown milestone events")),
+        };
+        Ok(Publish { milestones, raw })
     }
 
     fn opt_event(&mut self) -> Result<Option<CloudEvent>, DecodeError> {
@@ -480,6 +544,7 @@ mod tests {
             batch,
             kind,
             delivery_id,
+            ..
         } = envelope.content()
         else {
             panic!("an update batch expected");
@@ -571,6 +636,61 @@ mod tests {
         let back = decode(&bytes).unwrap();
         assert_eq!(back, replayed);
         assert_eq!(back.arrival(), Some(DeliveryMode::Replay));
+    }
+
+    #[test]
+    fn what_an_update_publishes_comes_back_from_version_3() {
+        let v1 = decode(V1_WEBHOOK_UPDATE).unwrap();
+        let Content::Updates {
+            batch,
+            kind,
+            delivery_id,
+            publish,
+        } = v1.content().clone()
+        else {
+            panic!("an update batch expected");
+        };
+        // Records of earlier releases publish every milestone and the raw body.
+        assert_eq!(publish, Publish::default());
+        let mut v2 = encode(&v1);
+        // Version 2 ended where version 3 says what is published (raw flag, tag).
+        assert_eq!(v2.split_off(v2.len() - 2), [1, SNAPSHOTS]);
+        v2[0] = VERSION_ALL_PUBLISHED;
+        assert_eq!(decode(&v2).unwrap(), v1);
+        let change = batch.milestones()[0].clone();
+        for publish in [
+            Publish {
+                milestones: MilestoneEvents::Changes(vec![
+                    ChangeEvent {
+                        event: change.clone(),
+                        milestone: Some(batch.milestone_codes()[0]),
+                    },
+                    ChangeEvent {
+                        event: change.clone(),
+                        milestone: None,
+                    },
+                ]),
+                raw: false,
+            },
+            Publish {
+                milestones: MilestoneEvents::Changes(Vec::new()),
+                raw: true,
+            },
+        ] {
+            let envelope = Envelope::new(
+                Content::Updates {
+                    batch: batch.clone(),
+                    kind,
+                    delivery_id: delivery_id.clone(),
+                    publish,
+                },
+                v1.provenance().clone(),
+                v1.received_at(),
+            );
+            let bytes = encode(&envelope);
+            assert_eq!(bytes[0], VERSION);
+            assert_eq!(decode(&bytes).unwrap(), envelope);
+        }
     }
 
     #[test]

@@ -153,9 +153,10 @@ impl Sink for FileSink {
                 batch,
                 kind,
                 delivery_id,
+                ..
             } => {
                 let mut events = Vec::new();
-                for event in batch.events() {
+                for event in envelope.events() {
                     push_line(&mut events, &event.to_structured_json());
                 }
                 let raw = encode(&RawLine::new(

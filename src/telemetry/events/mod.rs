@@ -41,7 +41,10 @@ pub use self::spool::{
     SpoolOldestEntryAge, SpoolPositionStoreFailed, SpoolQuarantineFailed, SpoolQuarantined,
     SpoolRecovered, SpoolUndecodableKeepFailed, SpoolUndecodableKept,
 };
-pub use self::state::{StateConflict, StateEvicted, StateLookup, STATE_LOOKUP_RESULTS};
+pub use self::state::{
+    StateConflict, StateEvicted, StateLookup, StateNotCommitted, StateUnavailable,
+    STATE_LOOKUP_RESULTS,
+};
 pub use self::vizion_api::{UnsubscribeAnswerLost, VizionApiRequest, VizionApiRetrying};
 use super::Metrics;
 

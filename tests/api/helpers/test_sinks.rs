@@ -8,10 +8,12 @@ use tokio::sync::Semaphore;
 use vizion_bridge::events::Envelope;
 use vizion_bridge::sinks::{Sink, SinkError};
 
-/// Records the update ids it was asked to write.
+/// Records the update ids it was asked to write, and the events it was to publish.
 #[derive(Default)]
 pub struct Recorded {
     pub update_ids: Mutex<Vec<String>>,
+    /// `(type, id)` of every event, in order.
+    events: Mutex<Vec<(String, String)>>,
 }
 
 impl Recorded {
@@ -19,6 +21,15 @@ impl Recorded {
         if let Some(id) = envelope.delivery_id() {
             self.update_ids.lock().unwrap().push(id.to_string());
         }
+        self.events.lock().unwrap().extend(
+            envelope
+                .events()
+                .map(|e| (e.event_type().to_owned(), e.id().to_owned())),
+        );
+    }
+
+    pub fn events(&self) -> Vec<(String, String)> {
+        self.events.lock().unwrap().clone()
     }
 
     pub fn ids(&self) -> Vec<String> {

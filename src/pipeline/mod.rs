@@ -3,11 +3,14 @@
 //! parse, normalize, deduplicate, make durable, and keep what cannot be used as a dead
 //! letter.
 
+mod changes;
+
 use std::sync::Arc;
 
 use bytes::Bytes;
 use time::OffsetDateTime;
 
+pub use self::changes::Publishing;
 use crate::delivery::{self, DedupUse, Delivery, DeliveryError};
 use crate::events::{
     self, BridgeEventKind, CloudEvent, Content, DeliveryKind, Envelope, EventContext, Provenance,
@@ -69,6 +72,7 @@ pub struct Pipeline {
     events: EventContext,
     metrics: Metrics,
     on_complete: Option<OnComplete>,
+    publishing: Publishing,
 }
 
 impl Pipeline {
@@ -78,7 +82,20 @@ impl Pipeline {
             events,
             metrics,
             on_complete: None,
+            publishing: Publishing::default(),
         }
+    }
+
+    /// Publishes updates as `publishing` says (else with every milestone event and
+    /// the raw body).
+    pub fn publishing(mut self, publishing: Publishing) -> Self {
+        self.publishing = publishing;
+        self
+    }
+
+    /// How updates are published.
+    pub fn publishing_in_force(&self) -> &Publishing {
+        &self.publishing
     }
 
     /// Calls `hook` for every newly written update that completes a journey.
@@ -139,18 +156,28 @@ impl Pipeline {
         let mode = provenance
             .arrival()
             .unwrap_or(events::DeliveryMode::Webhook);
-        let batch = events::normalize(inbound, &body, received_at, mode, &self.events);
+        let mut batch = events::normalize(inbound, &body, received_at, mode, &self.events);
         let unknown = batch.unknown_descriptions();
+        let update = match inbound {
+            Inbound::Update(update) => Some(update),
+            _ => None,
+        };
+        let prepared = self
+            .publishing
+            .prepare(update, &mut batch, received_at, mode, &self.events)
+            .await;
         let envelope = Envelope::new(
             Content::Updates {
                 batch: Box::new(batch),
                 kind: DeliveryKind::of(inbound),
                 delivery_id: id.map(str::to_owned),
+                publish: prepared.publish.clone(),
             },
             provenance,
             received_at,
         );
         attempt.write(&envelope).await?;
+        prepared.commit().await;
         self.metrics.emit(UnknownDescriptions { count: unknown });
         let batch = envelope.batch().expect("an update envelope holds a batch");
         if let (Inbound::Update(update), Some(hook)) = (inbound, &self.on_complete) {
