@@ -43,6 +43,11 @@ pub fn replace_file(path: &Path, bytes: &[u8]) -> io::Result<()> {
     sync_parent_dir(path)
 }
 
+/// Opens `path` for appending, creating it if it is missing.
+pub fn open_append(path: &Path) -> io::Result<File> {
+    OpenOptions::new().create(true).append(true).open(path)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

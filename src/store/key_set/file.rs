@@ -18,7 +18,7 @@ use std::thread::JoinHandle;
 
 use super::Keys;
 use crate::clock::unix_seconds;
-use crate::store::fs::{sync_parent_dir, temporary_path};
+use crate::store::fs::{open_append, sync_parent_dir, temporary_path};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LineFormat {
@@ -244,13 +244,6 @@ fn read_back(path: &Path, format: LineFormat, keys: &Keys) -> io::Result<u64> {
         }
     }
     Ok(loaded)
-}
-
-fn open_append(path: &Path) -> io::Result<File> {
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
 }
 
 #[cfg(test)]

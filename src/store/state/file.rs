@@ -27,7 +27,7 @@ use tokio::sync::oneshot;
 use super::{Commit, StateConfig, Version, Versioned};
 use crate::clock::{unix_millis, unix_seconds};
 use crate::store::appender::{AppendError, Appender, Target};
-use crate::store::fs::{sync_parent_dir, temporary_path};
+use crate::store::fs::{open_append, sync_parent_dir, temporary_path};
 use crate::telemetry::events::StateEvicted;
 use crate::telemetry::Metrics;
 
@@ -490,13 +490,6 @@ fn read_back(path: &Path, entries: &mut Entries) -> io::Result<u64> {
         }
     }
     Ok(evicted + entries.drop_expired(unix_seconds()))
-}
-
-fn open_append(path: &Path) -> io::Result<File> {
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
 }
 
 #[cfg(test)]
