@@ -47,12 +47,12 @@ use time::OffsetDateTime;
 
 use super::codes::Leg;
 use super::normalize::{
-    arrival_estimate, completing_return, milestones, non_empty, to_json_with_capacity, utc_text,
-    vizion_time, MilestoneKeys, MilestoneOut, SCHEMA_VERSION,
+    arrival_estimate, completing_return, milestones, to_json_with_capacity, utc_text, vizion_time,
+    MilestoneKeys, MilestoneOut, UpdateAttributes, SCHEMA_VERSION,
 };
 use super::{
-    ids, CloudEvent, DeliveryMode, EventContext, DELIVERY_MODE_ATTRIBUTE, ETA_CHANGED_SCHEMA,
-    JOURNEY_COMPLETED_SCHEMA, MILESTONE_CHANGED_SCHEMA, TRACKING_UPDATE_SCHEMA,
+    ids, CloudEvent, DeliveryMode, EventContext, ETA_CHANGED_SCHEMA, JOURNEY_COMPLETED_SCHEMA,
+    MILESTONE_CHANGED_SCHEMA, TRACKING_UPDATE_SCHEMA,
 };
 use crate::vizion::{Location, Milestone, Update};
 
@@ -353,21 +353,9 @@ pub fn derive(
             .or_else(|| utc_text(received_at))
             .unwrap_or_default(),
     );
-    let subject = non_empty(p.container_id.as_deref());
-    let extensions = vec![
-        ("partitionkey", update.reference_id.clone()),
-        (DELIVERY_MODE_ATTRIBUTE, arrival.as_str().to_owned()),
-    ];
-    let event = |id: String, event_type: &Arc<str>, schema, data: Vec<u8>| CloudEvent {
-        id,
-        source: ctx.source.clone(),
-        event_type: event_type.clone(),
-        subject: subject.clone(),
-        time: time.clone(),
-        dataschema: Some(schema),
-        extensions: extensions.clone(),
-        data,
-    };
+    let attributes = UpdateAttributes::new(update, time, arrival, ctx);
+    let event =
+        |id, event_type: &Arc<str>, schema, data| attributes.event(id, event_type, schema, data);
     let keys = MilestoneKeys {
         schema_version: SCHEMA_VERSION,
         update_id: &update.id,

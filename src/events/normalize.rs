@@ -685,6 +685,55 @@ fn join_objects(out: &mut Vec<u8>, a: &[u8], b: &[u8]) {
     out.extend_from_slice(&b[1..]);
 }
 
+/// The attributes every event made from one update shares: the bridge as `source`, the
+/// container as `subject`, the update's time, the reference as partition key and how
+/// the update arrived.
+pub(crate) struct UpdateAttributes {
+    source: Arc<str>,
+    subject: Option<String>,
+    time: Arc<str>,
+    extensions: Vec<(&'static str, String)>,
+}
+
+impl UpdateAttributes {
+    pub(crate) fn new(
+        update: &Update,
+        time: Arc<str>,
+        arrival: DeliveryMode,
+        ctx: &EventContext,
+    ) -> Self {
+        Self {
+            source: ctx.source.clone(),
+            subject: non_empty(update.payload.container_id.as_deref()),
+            time,
+            extensions: vec![
+                ("partitionkey", update.reference_id.clone()),
+                (DELIVERY_MODE_ATTRIBUTE, arrival.as_str().to_owned()),
+            ],
+        }
+    }
+
+    /// One event of the update, with its own id, type, schema and data.
+    pub(crate) fn event(
+        &self,
+        id: String,
+        event_type: &Arc<str>,
+        schema: &'static str,
+        data: Vec<u8>,
+    ) -> CloudEvent {
+        CloudEvent {
+            id,
+            source: self.source.clone(),
+            event_type: event_type.clone(),
+            subject: self.subject.clone(),
+            time: self.time.clone(),
+            dataschema: Some(schema),
+            extensions: self.extensions.clone(),
+            data,
+        }
+    }
+}
+
 pub(crate) fn non_empty(s: Option<&str>) -> Option<String> {
     s.map(str::trim)
         .filter(|s| !s.is_empty())
@@ -707,21 +756,9 @@ fn normalize_update(
     let time: Arc<str> = vizion_time(update.updated_at.as_deref())
         .map(Arc::from)
         .unwrap_or_else(|| received.clone());
-    let subject = non_empty(p.container_id.as_deref());
-    let partition = vec![
-        ("partitionkey", update.reference_id.clone()),
-        (DELIVERY_MODE_ATTRIBUTE, arrival.as_str().to_owned()),
-    ];
-    let event = |id: String, event_type: &Arc<str>, schema, data: Vec<u8>| CloudEvent {
-        id,
-        source: ctx.source.clone(),
-        event_type: event_type.clone(),
-        subject: subject.clone(),
-        time: time.clone(),
-        dataschema: Some(schema),
-        extensions: partition.clone(),
-        data,
-    };
+    let attributes = UpdateAttributes::new(update, time, arrival, ctx);
+    let event =
+        |id, event_type: &Arc<str>, schema, data| attributes.event(id, event_type, schema, data);
 
     // Each milestone is serialized once; the bytes go both into its own event, after the
     // shipment keys, and into the tracking update's `milestones` array.
@@ -788,7 +825,7 @@ fn normalize_update(
         unknown_descriptions: unknown,
         keys: BatchKeys {
             reference_id: Some(update.reference_id.clone()),
-            container_id: subject.clone(),
+            container_id: attributes.subject.clone(),
             carrier_scac: non_empty(p.carrier_scac.as_deref()),
         },
         milestone_codes,
