@@ -445,8 +445,9 @@ impl Wiring {
             MilestoneMode::All | MilestoneMode::Off => None,
         };
         let mut pipeline =
-            Pipeline::new(delivery.clone(), settings.events.context(), metrics.clone())
-                .publishing(Publishing::new(&settings.events, state, metrics));
+            Pipeline::new(delivery.clone(), settings.events.context(), metrics.clone()).publishing(
+                Publishing::new(&settings.events, state, settings.delivery.timeout, metrics),
+            );
         let auto_unsubscribe = if settings.lifecycle.auto_unsubscribe {
             let api = VizionApi::new(&settings.vizion_api)?.with_metrics(metrics.clone());
             let record = match delivery.dedup().redis() {

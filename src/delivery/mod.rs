@@ -151,6 +151,10 @@ pub enum DeliveryError {
     },
     #[error(transparent)]
     Spool(#[from] SpoolError),
+    /// An earlier update of the same reference held its turn (it was still being
+    /// delivered, a sink being slow or down) for longer than the update may wait.
+    #[error("an earlier update of the same reference was still being delivered after {waited:?}")]
+    Busy { waited: Duration },
 }
 
 impl DeliveryError {

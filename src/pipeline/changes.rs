@@ -19,7 +19,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use time::OffsetDateTime;
 
-use crate::delivery::{KeyLocks, Turn};
+use crate::delivery::{DeliveryError, KeyLocks, Turn};
 use crate::events::changes::{self, MilestoneState, STATE_VERSION};
 use crate::events::{
     ChangeEvent, DeliveryMode, EventContext, EventsConfig, MilestoneCode, MilestoneEvents,
@@ -50,6 +50,9 @@ struct Tracked {
     store: StateStore,
     /// One update of a reference at a time, from reading its state to committing it.
     turns: KeyLocks,
+    /// How long an update waits for its reference's turn before it is refused (503),
+    /// so that updates of one reference do not pile up behind a sink that is down.
+    turn_wait: Duration,
     threshold: Duration,
     metrics: Metrics,
 }
@@ -65,14 +68,21 @@ impl Default for Publishing {
 
 impl Publishing {
     /// As `config` says; `store` is where `changes` mode keeps the states (unused in
-    /// the other modes).
-    pub fn new(config: &EventsConfig, store: Option<StateStore>, metrics: &Metrics) -> Self {
+    /// the other modes), and `turn_wait` how long an update waits at most while an
+    /// earlier update of its reference is being delivered.
+    pub fn new(
+        config: &EventsConfig,
+        store: Option<StateStore>,
+        turn_wait: Duration,
+        metrics: &Metrics,
+    ) -> Self {
         let milestones = match (config.milestones, store) {
             (MilestoneMode::All, _) => Milestones::All,
             (MilestoneMode::Off, _) => Milestones::Off,
             (MilestoneMode::Changes, Some(store)) => Milestones::Changes(Arc::new(Tracked {
                 store,
                 turns: KeyLocks::default(),
+                turn_wait,
                 threshold: config.eta_change_threshold,
                 metrics: metrics.clone(),
             })),
@@ -98,7 +108,7 @@ impl Publishing {
     /// with. In `changes` mode this takes the reference's turn and reads its state; the
     /// returned [`Prepared`] holds the turn until [`Prepared::commit`] (or until
     /// dropped, when the delivery failed: nothing is committed then) when it has a state
-    /// to commit.
+    /// to commit. An update that waited `turn_wait` for its turn in vain is refused.
     pub(super) async fn prepare(
         &self,
         update: Option<&Update>,
@@ -106,30 +116,30 @@ impl Publishing {
         received_at: OffsetDateTime,
         arrival: DeliveryMode,
         ctx: &EventContext,
-    ) -> Prepared {
+    ) -> Result<Prepared, DeliveryError> {
         let milestones = match (&self.milestones, update) {
             (Milestones::All, _) | (Milestones::Changes(_), None) => MilestoneEvents::Snapshots,
             (Milestones::Off, _) => MilestoneEvents::Changes(Vec::new()),
             (Milestones::Changes(tracked), Some(update)) => {
                 let (changes, pending) = tracked
                     .derive(update, batch, received_at, arrival, ctx)
-                    .await;
-                return Prepared {
+                    .await?;
+                return Ok(Prepared {
                     publish: Publish {
                         milestones: MilestoneEvents::Changes(changes),
                         raw: self.raw,
                     },
                     pending,
-                };
+                });
             }
         };
-        Prepared {
+        Ok(Prepared {
             publish: Publish {
                 milestones,
                 raw: self.raw,
             },
             pending: None,
-        }
+        })
     }
 }
 
@@ -184,9 +194,13 @@ impl Tracked {
         received_at: OffsetDateTime,
         arrival: DeliveryMode,
         ctx: &EventContext,
-    ) -> (Vec<ChangeEvent>, Option<Pending>) {
+    ) -> Result<(Vec<ChangeEvent>, Option<Pending>), DeliveryError> {
         let reference = update.reference_id.as_str();
-        let turn = self.turns.lock(reference).await;
+        let turn = tokio::time::timeout(self.turn_wait, self.turns.lock(reference))
+            .await
+            .map_err(|_| DeliveryError::Busy {
+                waited: self.turn_wait,
+            })?;
         let (previous, expected) = self.read(reference).await;
         let derived = changes::derive(
             previous.as_ref(),
@@ -219,7 +233,7 @@ impl Tracked {
             next: serde_json::to_vec(&derived.next_state).expect("a state serializes"),
             _turn: turn,
         });
-        (events, pending)
+        Ok((events, pending))
     }
 
     /// The state of `reference` and the version to commit on. A state that cannot be
@@ -297,10 +311,12 @@ mod tests {
     use crate::pipeline::{Arrival, Outcome, Pipeline};
     use crate::sinks::{messages, MessageKind, Sink, SinkError};
 
-    /// Records `(kind, event type)` of every message, after failing `failures` writes.
+    /// Records `(kind, event type)` of every message, after failing `failures` writes;
+    /// a write waits while `gate` is held for writing.
     #[derive(Default)]
     struct Recording {
         failures: AtomicUsize,
+        gate: tokio::sync::RwLock<()>,
         messages: Mutex<Vec<Vec<(MessageKind, String)>>>,
         tracking_updates: Mutex<Vec<Vec<u8>>>,
     }
@@ -311,6 +327,7 @@ mod tests {
             "recording"
         }
         async fn write(&self, envelope: &Envelope) -> Result<(), SinkError> {
+            let _open = self.gate.read().await;
             let failed = self
                 .failures
                 .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
@@ -349,6 +366,8 @@ mod tests {
         _dir: tempfile::TempDir,
     }
 
+    const TURN_WAIT: Duration = Duration::from_millis(300);
+
     fn bridge(configure: impl FnOnce(&mut EventsConfig)) -> Bridge {
         let mut config = EventsConfig::default();
         configure(&mut config);
@@ -364,7 +383,7 @@ mod tests {
         let state = (config.milestones == MilestoneMode::Changes)
             .then(|| StateStore::open(&config.state(), dir.path(), None, &metrics).unwrap());
         let pipeline = Pipeline::new(Arc::new(delivery), config.context(), metrics.clone())
-            .publishing(Publishing::new(&config, state.clone(), &metrics));
+            .publishing(Publishing::new(&config, state.clone(), TURN_WAIT, &metrics));
         Bridge {
             pipeline,
             sink,
@@ -542,5 +561,29 @@ mod tests {
             bridge.state().await.is_some(),
             "a readable state replaces it"
         );
+    }
+
+    #[tokio::test]
+    async fn an_update_waits_for_its_reference_turn_only_so_long() {
+        let bridge = Arc::new(bridge(|_| {}));
+        let stalled = bridge.sink.gate.write().await;
+        let first = tokio::spawn({
+            let bridge = bridge.clone();
+            async move { bridge.take(body(FIRST)).await }
+        });
+        // The first update holds the reference's turn while its write hangs.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let started = std::time::Instant::now();
+        let refused = bridge.take(body(MOVED)).await;
+        assert!(
+            matches!(refused, Err(DeliveryError::Busy { waited }) if waited == TURN_WAIT),
+            "{refused:?}"
+        );
+        assert!(started.elapsed() >= TURN_WAIT);
+        drop(stalled);
+        first.await.unwrap().unwrap();
+        // Refused, it was not remembered: the retry is taken and derives from the first.
+        bridge.take(body(MOVED)).await.unwrap();
+        assert_eq!(bridge.sink.messages.lock().unwrap().len(), 2);
     }
 }

@@ -165,7 +165,7 @@ impl Pipeline {
         let prepared = self
             .publishing
             .prepare(update, &mut batch, received_at, mode, &self.events)
-            .await;
+            .await?;
         let envelope = Envelope::new(
             Content::Updates {
                 batch: Box::new(batch),

@@ -9,7 +9,7 @@
 //! background thread rewrites the file with the live states, without holding commits
 //! up but for the final rename.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -54,9 +54,13 @@ struct Entry {
 
 /// The states held, bounded: beyond the capacity the least recently committed go.
 struct Entries {
-    by_reference: HashMap<String, Entry>,
-    /// Every reference held, by when it was committed: the eviction order.
-    by_age: BTreeSet<(u64, String)>,
+    /// Each state with its place in the commit order.
+    by_reference: HashMap<String, (u64, Entry)>,
+    /// Every reference held, by the order its state was committed in (loading the file
+    /// reads the lines in that order): the eviction order. A sequence rather than the
+    /// commit time, so that two commits within one second keep their order.
+    by_order: BTreeMap<u64, String>,
+    next_order: u64,
     capacity: usize,
     ttl: Duration,
 }
@@ -65,7 +69,8 @@ impl Entries {
     fn new(config: &StateConfig) -> Self {
         Self {
             by_reference: HashMap::new(),
-            by_age: BTreeSet::new(),
+            by_order: BTreeMap::new(),
+            next_order: 0,
             capacity: usize::try_from(config.capacity)
                 .unwrap_or(usize::MAX)
                 .max(1),
@@ -77,14 +82,18 @@ impl Entries {
         now.saturating_sub(at) < self.ttl.as_secs().max(1)
     }
 
+    fn get(&self, reference: &str) -> Option<&Entry> {
+        self.by_reference.get(reference).map(|(_, entry)| entry)
+    }
+
     /// The state of `reference` unless it expired (it is then dropped); the second
     /// value says whether it was.
     fn live(&mut self, reference: &str, now: u64) -> (Option<&Entry>, bool) {
-        let Some(entry) = self.by_reference.get(reference) else {
+        let Some(entry) = self.get(reference) else {
             return (None, false);
         };
         if self.is_fresh(entry.at, now) {
-            return (self.by_reference.get(reference), false);
+            return (self.get(reference), false);
         }
         self.remove(reference);
         (None, true)
@@ -92,23 +101,26 @@ impl Entries {
 
     /// The version last held for `reference`, expired or not (a new one goes above).
     fn last_version(&self, reference: &str) -> Option<Version> {
-        self.by_reference.get(reference).map(|e| e.version)
+        self.get(reference).map(|e| e.version)
     }
 
     fn remove(&mut self, reference: &str) {
-        if let Some(old) = self.by_reference.remove(reference) {
-            self.by_age.remove(&(old.at, reference.to_owned()));
+        if let Some((order, _)) = self.by_reference.remove(reference) {
+            self.by_order.remove(&order);
         }
     }
 
-    /// Holds `entry` as the state of `reference`; how many states went to make room.
+    /// Holds `entry` as the state of `reference`, as the newest commit; how many
+    /// states went to make room.
     fn insert(&mut self, reference: String, entry: Entry) -> u64 {
         self.remove(&reference);
-        self.by_age.insert((entry.at, reference.clone()));
-        self.by_reference.insert(reference, entry);
+        let order = self.next_order;
+        self.next_order += 1;
+        self.by_order.insert(order, reference.clone());
+        self.by_reference.insert(reference, (order, entry));
         let mut evicted = 0;
         while self.by_reference.len() > self.capacity {
-            let Some((_, oldest)) = self.by_age.pop_first() else {
+            let Some((_, oldest)) = self.by_order.pop_first() else {
                 break;
             };
             self.by_reference.remove(&oldest);
@@ -117,13 +129,18 @@ impl Entries {
         evicted
     }
 
-    /// Drops every expired state; how many.
+    /// Drops every expired state; how many. Commit times follow the commit order but
+    /// for a clock stepped back, when a state may outlive its time to live until a
+    /// read finds it expired.
     fn drop_expired(&mut self, now: u64) -> u64 {
         let expired: Vec<String> = self
-            .by_age
-            .iter()
-            .take_while(|(at, _)| !self.is_fresh(*at, now))
-            .map(|(_, reference)| reference.clone())
+            .by_order
+            .values()
+            .take_while(|reference| {
+                self.get(reference)
+                    .is_some_and(|entry| !self.is_fresh(entry.at, now))
+            })
+            .cloned()
             .collect();
         for reference in &expired {
             self.remove(reference);
@@ -133,10 +150,10 @@ impl Entries {
 
     /// Every state, oldest first.
     fn snapshot(&self) -> Vec<(String, Entry)> {
-        self.by_age
-            .iter()
-            .filter_map(|(_, reference)| {
-                let entry = self.by_reference.get(reference)?;
+        self.by_order
+            .values()
+            .filter_map(|reference| {
+                let entry = self.get(reference)?;
                 Some((reference.clone(), entry.clone()))
             })
             .collect()
@@ -672,8 +689,8 @@ mod tests {
         let store = open(&path, 2, &metrics);
         let a = committed(store.commit("a", None, b"a".to_vec()).await.unwrap());
         committed(store.commit("b", None, b"b".to_vec()).await.unwrap());
-        // Committed again, `a` is no longer the oldest.
-        tokio::time::sleep(Duration::from_millis(1100)).await;
+        // Committed again, `a` is no longer the oldest, even within the same second
+        // as `b` (and ahead of it by name).
         committed(store.commit("a", Some(a), b"a2".to_vec()).await.unwrap());
         committed(store.commit("c", None, b"c".to_vec()).await.unwrap());
         assert_eq!(value(&store, "b").await, None);
