@@ -199,24 +199,8 @@ fn add_messages(produced: &mut Vec<(ChannelMessage, Produced)>, record: &Envelop
 }
 
 /// The change events of `update` against no state, and against a state that announced
-/// other estimates, routed as the pipeline routes them: by the code of the milestone
-/// each is about.
-fn change_events(
-    batch: &events::NormalizedBatch,
-    update: &vizion::Update,
-    ctx: &EventContext,
-) -> Vec<ChangeEvent> {
-    let id = |data: &[u8]| {
-        serde_json::from_slice::<Value>(data).unwrap()["milestone_id"]
-            .as_str()
-            .map(str::to_owned)
-    };
-    let codes: BTreeMap<_, _> = batch
-        .milestones()
-        .iter()
-        .zip(batch.milestone_codes())
-        .map(|(event, code)| (id(event.data()), *code))
-        .collect();
+/// other estimates, each with the code of the milestone it is about (its routing).
+fn change_events(update: &vizion::Update, ctx: &EventContext) -> Vec<ChangeEvent> {
     let derive = |state: Option<&events::changes::MilestoneState>| {
         events::changes::derive(
             state,
@@ -240,10 +224,6 @@ fn change_events(
         .events
         .into_iter()
         .chain(derive(Some(&announced)).events)
-        .map(|event| ChangeEvent {
-            milestone: codes.get(&id(event.data())).copied(),
-            event,
-        })
         .collect()
 }
 
@@ -274,7 +254,7 @@ fn produced_messages() -> Vec<(ChannelMessage, Produced)> {
                 // reference without a state, and its estimates move from those announced.
                 let changes = match &inbound {
                     vizion::Inbound::Update(update) => {
-                        MilestoneEvents::Changes(change_events(&batch, update, &ctx))
+                        MilestoneEvents::Changes(change_events(update, &ctx))
                     }
                     _ => MilestoneEvents::Snapshots,
                 };

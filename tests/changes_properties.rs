@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use time::macros::datetime;
 use time::OffsetDateTime;
 use vizion_bridge::events::changes::{self, Derived, MilestoneState, DEFAULT_ETA_CHANGE_THRESHOLD};
-use vizion_bridge::events::{CloudEvent, DeliveryMode, EventContext};
+use vizion_bridge::events::{ChangeEvent, CloudEvent, DeliveryMode, EventContext};
 use vizion_bridge::vizion::{self, Inbound, Update};
 
 const RECEIVED_AT: OffsetDateTime = datetime!(2024-11-01 12:00:00 UTC);
@@ -193,9 +193,10 @@ fn data(event: &CloudEvent) -> Value {
     serde_json::from_slice(event.data()).unwrap()
 }
 
-fn of_type<'a>(events: &'a [CloudEvent], suffix: &str) -> Vec<&'a CloudEvent> {
+fn of_type<'a>(events: &'a [ChangeEvent], suffix: &str) -> Vec<&'a CloudEvent> {
     events
         .iter()
+        .map(|c| &c.event)
         .filter(|e| e.event_type().ends_with(suffix))
         .collect()
 }
@@ -268,7 +269,7 @@ fn the_same_update_again_changes_nothing_and_ids_are_stable() {
     let ids = |d: &Derived| {
         d.events
             .iter()
-            .map(|e| e.id().to_owned())
+            .map(|c| c.event.id().to_owned())
             .collect::<Vec<_>>()
     };
     assert_eq!(
@@ -424,7 +425,10 @@ fn journey_completed_is_published_once() {
     let d = derive(None, &s.update(), DEFAULT_ETA_CHANGE_THRESHOLD);
     let done = of_type(&d.events, ".journey_completed.v1");
     assert_eq!(done.len(), 1);
-    assert_eq!(d.events.last().unwrap().event_type(), done[0].event_type());
+    assert_eq!(
+        d.events.last().unwrap().event.event_type(),
+        done[0].event_type()
+    );
     assert_eq!(data(done[0])["completed_at"], "2024-03-30T04:00:00Z");
     assert!(d.next_state.journey_completed);
     let later = Snapshot { index: 1, ..s };
@@ -505,7 +509,7 @@ fn a_milestone_moving_back_is_a_change_of_its_own() {
     );
     let ids: Vec<&str> = [&s1, &s2, &s3]
         .iter()
-        .flat_map(|d| d.events.iter().map(CloudEvent::id))
+        .flat_map(|d| d.events.iter().map(|c| c.event.id()))
         .collect();
     assert_eq!(s3.events.len(), 1);
     assert_eq!(ids.iter().collect::<HashSet<_>>().len(), ids.len());
@@ -655,7 +659,7 @@ proptest! {
                 prop_assert_eq!(data["difference_seconds"].as_i64(), Some(moved));
                 prop_assert!(moved.unsigned_abs() >= threshold.as_secs(), "{moved}s");
             }
-            published.extend(d.events);
+            published.extend(d.events.into_iter().map(|c| c.event));
             state = Some(d.next_state);
             newest_seen = newest_seen.max(Some(i));
         }
@@ -694,7 +698,10 @@ proptest! {
             }
         }
         // (e) journey_completed at most once, and once when the journey completed.
-        let completed = of_type(&published, ".journey_completed.v1").len();
+        let completed = published
+            .iter()
+            .filter(|e| e.event_type().ends_with(".journey_completed.v1"))
+            .count();
         prop_assert!(completed <= 1);
         prop_assert_eq!(completed == 1, fresh.next_state.journey_completed);
     }

@@ -189,7 +189,11 @@ fn change_events_validate_and_the_schemas_hold_them_to_the_contract() {
         let Ok(vizion::Inbound::Update(update)) = vizion::parse(&body(&name)) else {
             continue;
         };
-        for event in derive_changes(None, &update).events {
+        for event in derive_changes(None, &update)
+            .events
+            .into_iter()
+            .map(|c| c.event)
+        {
             let json = structured(&event);
             let errors: Vec<String> = change_schema(&event)
                 .iter_errors(&json)

@@ -51,8 +51,8 @@ use super::normalize::{
     MilestoneKeys, MilestoneOut, UpdateAttributes, SCHEMA_VERSION,
 };
 use super::{
-    ids, CloudEvent, DeliveryMode, EventContext, ETA_CHANGED_SCHEMA, JOURNEY_COMPLETED_SCHEMA,
-    MILESTONE_CHANGED_SCHEMA, TRACKING_UPDATE_SCHEMA,
+    ids, ChangeEvent, CloudEvent, DeliveryMode, EventContext, ETA_CHANGED_SCHEMA,
+    JOURNEY_COMPLETED_SCHEMA, MILESTONE_CHANGED_SCHEMA, TRACKING_UPDATE_SCHEMA,
 };
 use crate::vizion::{Location, Milestone, Update};
 
@@ -226,8 +226,9 @@ impl MilestoneFacts {
 /// What [`derive()`] gives.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Derived {
-    /// The events to publish, in order; none for a stale update.
-    pub events: Vec<CloudEvent>,
+    /// The events to publish, in order, each with the milestone it is about; none for a
+    /// stale update.
+    pub events: Vec<ChangeEvent>,
     /// The state to store once the events are durable; the previous one when stale.
     pub next_state: MilestoneState,
     /// The update is older than the state: the caller flags its tracking update.
@@ -403,12 +404,15 @@ pub fn derive(
             previous: previous_values,
             milestone: m,
         };
-        events.push(event(
-            id,
-            &ctx.milestone_changed_type,
-            MILESTONE_CHANGED_SCHEMA,
-            to_json_with_capacity(&data, 1280),
-        ));
+        events.push(ChangeEvent {
+            event: event(
+                id,
+                &ctx.milestone_changed_type,
+                MILESTONE_CHANGED_SCHEMA,
+                to_json_with_capacity(&data, 1280),
+            ),
+            milestone: Some(m.code()),
+        });
         next.milestones.insert(m.milestone_id.clone(), facts);
     }
 
@@ -446,12 +450,15 @@ pub fn derive(
                             now.as_bytes(),
                             stamp.as_bytes(),
                         ]);
-                        events.push(event(
-                            id,
-                            &ctx.eta_changed_type,
-                            ETA_CHANGED_SCHEMA,
-                            to_json_with_capacity(&data, 512),
-                        ));
+                        events.push(ChangeEvent {
+                            event: event(
+                                id,
+                                &ctx.eta_changed_type,
+                                ETA_CHANGED_SCHEMA,
+                                to_json_with_capacity(&data, 512),
+                            ),
+                            milestone: Some(m.code()),
+                        });
                         Some(now)
                     }
                 }
@@ -472,12 +479,15 @@ pub fn derive(
                 completed_at: m.occurred_at_utc.as_deref(),
             };
             let id = ids::hashed_id(&[b"journey-completed", update.reference_id.as_bytes()]);
-            events.push(event(
-                id,
-                &ctx.journey_completed_type,
-                JOURNEY_COMPLETED_SCHEMA,
-                to_json_with_capacity(&data, 512),
-            ));
+            events.push(ChangeEvent {
+                event: event(
+                    id,
+                    &ctx.journey_completed_type,
+                    JOURNEY_COMPLETED_SCHEMA,
+                    to_json_with_capacity(&data, 512),
+                ),
+                milestone: Some(m.code()),
+            });
         }
         next.journey_completed = true;
     }

@@ -69,7 +69,11 @@ impl Default for EventsConfig {
 
 impl EventsConfig {
     pub fn context(&self) -> EventContext {
-        EventContext::new(&self.source, &self.type_prefix)
+        let context = EventContext::new(&self.source, &self.type_prefix);
+        match self.milestones {
+            MilestoneMode::All => context,
+            MilestoneMode::Changes | MilestoneMode::Off => context.without_milestone_events(),
+        }
     }
 
     /// Where and for how long reference states are kept.

@@ -87,7 +87,8 @@ impl DeliveryMode {
     }
 }
 
-/// Settings shared by all events: the CloudEvents `source` and the `type` prefix.
+/// Settings shared by all events: the CloudEvents `source` and the `type` prefix, and
+/// whether an update's batch gets one event per milestone of its snapshot.
 ///
 /// With the defaults, types are `com.vizionapi.tracking.update.v1`,
 /// `….milestone.v1`, `….exception_alert.v1`, `….reference_event.v1` and
@@ -104,6 +105,9 @@ pub struct EventContext {
     milestone_changed_type: Arc<str>,
     eta_changed_type: Arc<str>,
     journey_completed_type: Arc<str>,
+    /// Make the per-milestone snapshot events (`events.milestones = "all"`); the other
+    /// modes never publish them, so building them would be wasted.
+    milestone_events: bool,
 }
 
 impl Default for EventContext {
@@ -128,7 +132,17 @@ impl EventContext {
             milestone_changed_type: t("milestone.changed.v1"),
             eta_changed_type: t("eta_changed.v1"),
             journey_completed_type: t("journey_completed.v1"),
+            milestone_events: true,
         }
+    }
+    /// The same, but batches get no per-milestone snapshot events (their milestones
+    /// stay in the tracking update, and their codes in the batch).
+    pub fn without_milestone_events(mut self) -> Self {
+        self.milestone_events = false;
+        self
+    }
+    pub fn milestone_events(&self) -> bool {
+        self.milestone_events
     }
     pub fn source(&self) -> &str {
         &self.source
@@ -199,7 +213,8 @@ impl NormalizedBatch {
     pub fn tracking_update(&self) -> Option<&CloudEvent> {
         self.tracking_update.as_ref()
     }
-    /// One event per distinct milestone, in Vizion's list order.
+    /// One event per distinct milestone, in Vizion's list order; none when the
+    /// context made no milestone events ([`EventContext::without_milestone_events`]).
     pub fn milestones(&self) -> &[CloudEvent] {
         &self.milestones
     }

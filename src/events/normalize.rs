@@ -147,6 +147,16 @@ pub(crate) struct MilestoneOut<'a> {
 }
 
 impl MilestoneOut<'_> {
+    /// Its code and classifier: how outputs route the events about it.
+    pub fn code(&self) -> MilestoneCode {
+        MilestoneCode {
+            event_code: self.event_code.as_str(),
+            event_classifier: self.event_classifier,
+        }
+    }
+}
+
+impl MilestoneOut<'_> {
     pub(crate) fn is_actual(&self) -> bool {
         self.event_classifier == "ACT"
     }
@@ -777,7 +787,7 @@ fn normalize_update(
     let milestone_events = milestones
         .iter()
         .zip(&milestone_json)
-        .filter(|(m, _)| m.duplicate_of.is_none())
+        .filter(|(m, _)| ctx.milestone_events() && m.duplicate_of.is_none())
         .map(|(m, json)| {
             let mut data = Vec::with_capacity(keys.len() + json.len());
             join_objects(&mut data, &keys, json);
@@ -811,11 +821,8 @@ fn normalize_update(
     );
     let milestone_codes = milestones
         .iter()
-        .filter(|m| m.duplicate_of.is_none())
-        .map(|m| MilestoneCode {
-            event_code: m.event_code.as_str(),
-            event_classifier: m.event_classifier,
-        })
+        .filter(|m| ctx.milestone_events() && m.duplicate_of.is_none())
+        .map(MilestoneOut::code)
         .collect();
     NormalizedBatch {
         tracking_update: Some(tracking_update),

@@ -12,18 +12,16 @@
 //! never not at all. A state that cannot be read is taken as none: every milestone is
 //! published as `new` again.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::Deserialize;
 use time::OffsetDateTime;
 
 use crate::delivery::{DeliveryError, KeyLocks, Turn};
 use crate::events::changes::{self, MilestoneState, STATE_VERSION};
 use crate::events::{
-    ChangeEvent, DeliveryMode, EventContext, EventsConfig, MilestoneCode, MilestoneEvents,
-    MilestoneMode, NormalizedBatch, Publish,
+    ChangeEvent, DeliveryMode, EventContext, EventsConfig, MilestoneEvents, MilestoneMode,
+    NormalizedBatch, Publish,
 };
 use crate::store::state::{Commit, StateStore, Version};
 use crate::telemetry::events::{StateNotCommitted, StateUnavailable};
@@ -213,15 +211,7 @@ impl Tracked {
         if derived.stale {
             batch.mark_stale();
         }
-        let codes = milestone_codes(batch);
-        let events = derived
-            .events
-            .into_iter()
-            .map(|event| ChangeEvent {
-                milestone: milestone_id(event.data()).and_then(|id| codes.get(&id).copied()),
-                event,
-            })
-            .collect();
+        let events = derived.events;
         // Nothing to store when nothing moved: a stale update, or one that repeats the
         // state (a resend, a replay). Its turn ends here: the order of its delivery does
         // not matter to the state, and a burst of repeats of one reference then does not
@@ -272,28 +262,6 @@ impl Tracked {
             }
         }
     }
-}
-
-#[derive(Deserialize)]
-struct MilestoneId {
-    milestone_id: Option<String>,
-}
-
-fn milestone_id(data: &[u8]) -> Option<String> {
-    serde_json::from_slice::<MilestoneId>(data)
-        .ok()
-        .and_then(|m| m.milestone_id)
-}
-
-/// The code of each milestone of `batch`, by milestone id: a change event is routed as
-/// the milestone it is about.
-fn milestone_codes(batch: &NormalizedBatch) -> HashMap<String, MilestoneCode> {
-    batch
-        .milestones()
-        .iter()
-        .zip(batch.milestone_codes())
-        .filter_map(|(event, code)| milestone_id(event.data()).map(|id| (id, *code)))
-        .collect()
 }
 
 #[cfg(test)]

@@ -70,7 +70,7 @@ fn expected(updates: &[Vec<u8>]) -> BTreeSet<(String, String)> {
             &ctx,
             DEFAULT_ETA_CHANGE_THRESHOLD,
         );
-        for event in derived.events {
+        for event in derived.events.into_iter().map(|c| c.event) {
             assert!(
                 expected.insert((kind(event.event_type()), event.id().to_owned())),
                 "one journey derives each change once"
