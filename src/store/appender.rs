@@ -23,8 +23,9 @@ pub trait Target: Send + 'static {
     /// answered and will be retried) is left out rather than written.
     const SKIP_ABANDONED: bool = false;
 
-    /// Writes `batch` and makes it durable with one fsync. On an error nothing of the
-    /// batch counts as written.
+    /// Writes `batch` and makes it as durable as the target promises (one fsync for
+    /// the whole batch, for those that promise it). On an error nothing of the batch
+    /// counts as written.
     fn write_batch(&mut self, batch: &mut [Self::Item]) -> io::Result<()>;
 
     /// Whether appends can go on after a failed batch; when not, the writer stops and

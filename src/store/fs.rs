@@ -43,9 +43,14 @@ pub fn replace_file(path: &Path, bytes: &[u8]) -> io::Result<()> {
     sync_parent_dir(path)
 }
 
-/// Opens `path` for appending, creating it if it is missing.
+/// Opens `path` for appending (and reading at given offsets), creating it if it is
+/// missing.
 pub fn open_append(path: &Path) -> io::Result<File> {
-    OpenOptions::new().create(true).append(true).open(path)
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .read(true)
+        .open(path)
 }
 
 #[cfg(test)]

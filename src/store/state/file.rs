@@ -1,17 +1,25 @@
 //! States in a line file, one JSON line per commit: `{"reference", "version", "at"
 //! (unix seconds), "value" (base64)}`, the last line of a reference being its state.
+//! Memory holds where each state's value is in the file, not the value: a state is
+//! read from the file (the page cache, mostly) when its reference has an update, so
+//! that a hundred thousand references of a few kilobytes each do not sit in the heap.
 //! Opening reads the file back (dropping states older than the time to live, and the
 //! oldest beyond the capacity) and rewrites it with the live states alone, which also
 //! cuts a line a crash left half-written. Commits go through the group-commit
 //! [`Appender`]: its writer thread compares each commit's expected version with the
-//! state held, writes the commits that match, fsyncs them together and only then
-//! makes them the states read. Once as many lines were appended as the capacity, a
+//! state held, writes the commits that match together and only then makes them the
+//! states read. A commit is written but not fsync'd: it survives the process (a crash,
+//! `kill -9`, a restart), and what a crash of the machine takes back costs no update,
+//! since a state older than the events already published only makes the next update
+//! publish those changes again, with the same ids. The file is fsync'd when the store
+//! closes and at every compaction. Once as many lines were appended as the capacity, a
 //! background thread rewrites the file with the live states, without holding commits
 //! up but for the final rename.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, Seek, SeekFrom, Write};
+use std::io::{self, BufRead, BufReader, Write};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender};
@@ -43,13 +51,28 @@ struct Line {
     value: String,
 }
 
-#[derive(Clone)]
+#[derive(Clone, Copy)]
 struct Entry {
     version: Version,
     /// When it was committed (unix seconds).
     at: u64,
-    /// Shared, so that a compaction's snapshot copies no value.
-    value: Arc<[u8]>,
+    /// Where its value (the base64 text of its line) is in the file.
+    value: Span,
+}
+
+/// A range of bytes of the state file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Span {
+    offset: u64,
+    len: usize,
+}
+
+impl Span {
+    fn read_from(self, file: &File) -> io::Result<Vec<u8>> {
+        let mut text = vec![0; self.len];
+        file.read_exact_at(&mut text, self.offset)?;
+        Ok(text)
+    }
 }
 
 /// The states held, bounded: beyond the capacity the least recently committed go.
@@ -63,6 +86,10 @@ struct Entries {
     next_order: u64,
     capacity: usize,
     ttl: Duration,
+    /// The file the spans are in, for reading (set by the compaction at open). Taken
+    /// with a span under the lock, it is read without it: a file replaced meanwhile
+    /// stays readable where the span says.
+    reader: Option<Arc<File>>,
 }
 
 impl Entries {
@@ -71,6 +98,7 @@ impl Entries {
             by_reference: HashMap::new(),
             by_order: BTreeMap::new(),
             next_order: 0,
+            reader: None,
             capacity: usize::try_from(config.capacity)
                 .unwrap_or(usize::MAX)
                 .max(1),
@@ -152,11 +180,40 @@ impl Entries {
     fn snapshot(&self) -> Vec<(String, Entry)> {
         self.by_order
             .values()
-            .filter_map(|reference| {
-                let entry = self.get(reference)?;
-                Some((reference.clone(), entry.clone()))
-            })
+            .filter_map(|reference| Some((reference.clone(), *self.get(reference)?)))
             .collect()
+    }
+
+    /// After a compaction, the new file is `reader`: the values the snapshot rewrote
+    /// are at `moved`; those committed after it (at or beyond `covered` in the old
+    /// file) follow the snapshot, which took `snapshot_len` bytes.
+    fn relocate(
+        &mut self,
+        moved: &HashMap<String, (Version, Span)>,
+        covered: u64,
+        snapshot_len: u64,
+        reader: Arc<File>,
+    ) {
+        self.reader = Some(reader);
+        let mut lost = Vec::new();
+        for (reference, (_, entry)) in &mut self.by_reference {
+            if entry.value.offset >= covered {
+                entry.value.offset = entry.value.offset - covered + snapshot_len;
+            } else if let Some((_, span)) = moved
+                .get(reference)
+                .filter(|(version, _)| *version == entry.version)
+            {
+                entry.value = *span;
+            } else {
+                // Not in the snapshot, nor committed after it: cannot be, but a state
+                // whose place is unknown is better forgotten (its next update publishes
+                // its milestones as new) than read from the wrong place.
+                lost.push(reference.clone());
+            }
+        }
+        for reference in lost {
+            self.remove(&reference);
+        }
     }
 }
 
@@ -187,56 +244,89 @@ impl Shared {
     /// Rewrites the file with the live states, oldest first, and appends from there;
     /// how many were kept. Commits go on meanwhile but for the final rename.
     fn compact(&self) -> io::Result<usize> {
-        let (covered, live, expired) = {
+        let (covered, live, expired, old) = {
             let file = self.file();
+            // Bytes below the length seen under the lock are whole batches: a batch is
+            // written, or cut back after a failed write, with the lock held.
             let covered = file.metadata()?.len();
+            let old = file.try_clone()?;
             let mut entries = self.entries();
             let expired = entries.drop_expired(unix_seconds());
-            (covered, entries.snapshot(), expired)
+            (covered, entries.snapshot(), expired, old)
         };
         self.metrics.emit(StateEvicted { count: expired });
         let temp = temporary_path(&self.path);
         let mut out = io::BufWriter::new(File::create(&temp)?);
+        // The old file only grows until the rename: the snapshot's values are read
+        // from it where the snapshot says.
+        let mut moved = HashMap::with_capacity(live.len());
+        let mut written = 0u64;
         for (reference, entry) in &live {
-            out.write_all(&line(reference, entry))?;
+            let text = entry.value.read_from(&old)?;
+            let (line, at) = line(reference, entry.version, entry.at, &text);
+            out.write_all(&line)?;
+            let span = Span {
+                offset: written + at as u64,
+                len: text.len(),
+            };
+            moved.insert(reference.clone(), (entry.version, span));
+            written += line.len() as u64;
         }
         let mut out = out.into_inner().map_err(|e| e.into_error())?;
         // The lines committed since the snapshot follow, most of them without holding
-        // commits up, the last ones under the lock.
-        let mut old = File::open(&self.path)?;
-        old.seek(SeekFrom::Start(covered))?;
-        io::copy(&mut old, &mut out)?;
+        // commits up, the last ones under the lock; each part only up to a length read
+        // under the lock.
+        let settled = self.file().metadata()?.len();
+        copy_range(&old, covered, settled, &mut out)?;
         // The bulk is made durable before commits are held up; under the lock only the
         // last lines are copied and synced.
         out.sync_all()?;
         {
             let mut file = self.file();
-            io::copy(&mut old, &mut out)?;
+            let end = file.metadata()?.len();
+            copy_range(&old, settled, end, &mut out)?;
             out.sync_data()?;
-            // Reopened before the rename, so that a failure leaves the writer on the
-            // file it had; and the rename is durable before a commit is answered from
-            // the new file.
-            let reopened = std::fs::OpenOptions::new().append(true).open(&temp)?;
+            // Opened before the rename, so that a failure leaves the writer on the file
+            // it had.
+            let reopened = open_append(&temp)?;
+            let reader = Arc::new(File::open(&temp)?);
             std::fs::rename(&temp, &self.path)?;
-            sync_parent_dir(&self.path)?;
+            // Renamed, the new file is the one to write and read, whatever follows.
             *file = reopened;
+            self.entries().relocate(&moved, covered, written, reader);
             self.appended.store(0, Ordering::Relaxed);
+            if let Err(error) = sync_parent_dir(&self.path) {
+                tracing::warn!(path = %self.path.display(), %error, "the rewritten reference state file may not survive a crash of the machine");
+            }
         }
         self.compactions.fetch_add(1, Ordering::Relaxed);
         Ok(live.len())
     }
 }
 
+/// Appends the bytes of `from` between `start` and `end` to `out`.
+fn copy_range(from: &File, start: u64, end: u64, out: &mut File) -> io::Result<()> {
+    let mut buffer = vec![0; 64 * 1024];
+    let mut at = start;
+    while at < end {
+        let want = usize::try_from(end - at).map_or(buffer.len(), |left| left.min(buffer.len()));
+        from.read_exact_at(&mut buffer[..want], at)?;
+        out.write_all(&buffer[..want])?;
+        at += want as u64;
+    }
+    Ok(())
+}
+
 /// A commit on its way to the writer thread.
 struct Proposal {
     reference: String,
     expected: Option<Version>,
-    value: Arc<[u8]>,
-    /// Told what became of the commit once its batch is durable.
+    value: Vec<u8>,
+    /// Told what became of the commit once its batch is written.
     outcome: Option<oneshot::Sender<Commit>>,
 }
 
-/// The writer thread's side: compares, writes, fsyncs, then holds.
+/// The writer thread's side: compares, writes, then holds.
 struct Writer {
     shared: Arc<Shared>,
     /// Wakes the compactor; dropped with the writer, which ends the compactor.
@@ -257,7 +347,7 @@ impl Target for Writer {
         // two commits of one reference in a batch are compared as if one after the
         // other.
         let mut decided: HashMap<&str, Option<Version>> = HashMap::new();
-        let mut accepted: Vec<(usize, Entry)> = Vec::new();
+        let mut accepted: Vec<(usize, Version)> = Vec::new();
         let mut evicted = 0;
         {
             let mut entries = shared.entries();
@@ -279,42 +369,45 @@ impl Target for Writer {
                 }
                 let version = Version::next(last, floor);
                 decided.insert(reference, Some(version));
-                let entry = Entry {
-                    version,
-                    at: now,
-                    value: proposal.value.clone(),
-                };
-                accepted.push((index, entry));
+                accepted.push((index, version));
             }
         }
         shared.metrics.emit(StateEvicted { count: evicted });
         let mut evicted = 0;
+        let mut held = Vec::with_capacity(accepted.len());
         if !accepted.is_empty() {
-            let mut buffer = Vec::new();
-            for (index, entry) in &accepted {
-                buffer.extend_from_slice(&line(&batch[*index].reference, entry));
-            }
             let len = file.metadata()?.len();
+            let mut buffer = Vec::new();
+            for (index, version) in accepted {
+                let proposal = &batch[index];
+                let text = STANDARD.encode(&proposal.value);
+                let (line, at) = line(&proposal.reference, version, now, text.as_bytes());
+                let value = Span {
+                    offset: len + (buffer.len() + at) as u64,
+                    len: text.len(),
+                };
+                buffer.extend_from_slice(&line);
+                held.push((
+                    index,
+                    Entry {
+                        version,
+                        at: now,
+                        value,
+                    },
+                ));
+            }
             if let Err(e) = file.write_all(&buffer) {
                 // Nothing of this batch is held: cut back what reached the file, so
                 // that no half-written line is read back or glued to the next batch.
                 self.usable = file.set_len(len).and_then(|()| file.sync_data()).is_ok();
                 return Err(e);
             }
-            if let Err(e) = file.sync_data() {
-                // After a failed fsync the kernel may have dropped the dirty pages: the
-                // file no longer says what it holds. Stop; a restart reads back what
-                // is there.
-                let _ = file.set_len(len);
-                self.usable = false;
-                return Err(io::Error::new(e.kind(), format!("fsync failed: {e}")));
-            }
         }
-        let committed_count = accepted.len();
+        let committed_count = held.len();
         let mut committed = vec![None; batch.len()];
         {
             let mut entries = shared.entries();
-            for (index, entry) in accepted {
+            for (index, entry) in held {
                 committed[index] = Some(entry.version);
                 evicted += entries.insert(batch[index].reference.clone(), entry);
             }
@@ -342,6 +435,14 @@ impl Target for Writer {
             );
         }
         self.usable
+    }
+
+    fn finish(&mut self) {
+        // Commits are not fsync'd one batch at a time (see the module's comment): the
+        // states written so far are made durable once, on the way out.
+        if let Err(error) = self.shared.file().sync_data() {
+            tracing::warn!(%error, "the reference states could not be fsync'd on close");
+        }
     }
 }
 
@@ -396,18 +497,42 @@ impl StateFile {
         })
     }
 
-    pub fn get(&self, reference: &str) -> Option<Versioned<Vec<u8>>> {
+    /// The state of `reference`, read from the file (from the page cache, mostly). A
+    /// value that cannot be read is forgotten, so that the next commit, expecting
+    /// none, is not refused for ever: its reference's milestones are then published as
+    /// new (at least once, never not at all).
+    pub fn get(&self, reference: &str) -> io::Result<Option<Versioned<Vec<u8>>>> {
         let mut entries = self.shared.entries();
         let (entry, expired) = entries.live(reference, unix_seconds());
-        let found = entry.map(|entry| Versioned {
-            version: entry.version,
-            value: entry.value.to_vec(),
-        });
+        let found = entry.copied().zip(entries.reader.clone());
         drop(entries);
         if expired {
             self.shared.metrics.emit(StateEvicted { count: 1 });
         }
-        found
+        let Some((entry, reader)) = found else {
+            return Ok(None);
+        };
+        let read = entry.value.read_from(&reader).and_then(|text| {
+            STANDARD
+                .decode(text)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+        });
+        match read {
+            Ok(value) => Ok(Some(Versioned {
+                version: entry.version,
+                value,
+            })),
+            Err(error) => {
+                let mut entries = self.shared.entries();
+                if entries
+                    .get(reference)
+                    .is_some_and(|e| e.version == entry.version)
+                {
+                    entries.remove(reference);
+                }
+                Err(error)
+            }
+        }
     }
 
     pub async fn commit(
@@ -421,7 +546,7 @@ impl StateFile {
             .append(Proposal {
                 reference: reference.to_owned(),
                 expected,
-                value: value.into(),
+                value,
                 outcome: Some(outcome),
             })
             .await?;
@@ -459,28 +584,44 @@ fn run_compactor(shared: &Shared, woken: &Receiver<()>) {
     }
 }
 
-fn line(reference: &str, entry: &Entry) -> Vec<u8> {
-    let line = Line {
-        reference: reference.to_owned(),
-        version: entry.version.0,
-        at: entry.at,
-        value: STANDARD.encode(&entry.value),
-    };
-    let mut bytes = serde_json::to_vec(&line).unwrap_or_default();
-    bytes.push(b'\n');
-    bytes
+/// The line of a state whose value is `text` (its base64), and where `text` starts in
+/// it: the value comes last, so that it can be found again without parsing the line.
+fn line(reference: &str, version: Version, at: u64, text: &[u8]) -> (Vec<u8>, usize) {
+    #[derive(Serialize)]
+    struct Head<'a> {
+        reference: &'a str,
+        version: u64,
+        at: u64,
+    }
+    let mut bytes = serde_json::to_vec(&Head {
+        reference,
+        version: version.0,
+        at,
+    })
+    .unwrap_or_default();
+    bytes.pop(); // the closing brace
+    bytes.extend_from_slice(b",\"value\":\"");
+    let start = bytes.len();
+    bytes.extend_from_slice(text);
+    bytes.extend_from_slice(b"\"}\n");
+    (bytes, start)
 }
 
-fn parse_line(line: &str) -> Option<(String, Entry)> {
-    let line: Line = serde_json::from_str(line).ok()?;
-    let value = STANDARD.decode(line.value).ok()?;
+/// A line read back: its reference, its entry's version and time, and where its value
+/// (the base64 text) is within the line. `None` for anything but a whole, valid state.
+fn parse_line(line: &[u8]) -> Option<(String, Version, u64, std::ops::Range<usize>)> {
+    let parsed: Line = serde_json::from_slice(line).ok()?;
+    STANDARD.decode(&parsed.value).ok()?;
+    // Base64 needs no escaping in JSON: the text is in the line as it is, and last.
+    let text = parsed.value.as_bytes();
+    let end = line.len().checked_sub(2)?;
+    let start = end.checked_sub(text.len())?;
+    (line.get(start..end)? == text && line.get(end..)? == b"\"}").then_some(())?;
     Some((
-        line.reference,
-        Entry {
-            version: Version(line.version),
-            at: line.at,
-            value: value.into(),
-        },
+        parsed.reference,
+        Version(parsed.version),
+        parsed.at,
+        start..end,
     ))
 }
 
@@ -493,11 +634,22 @@ fn read_back(path: &Path, entries: &mut Entries) -> io::Result<u64> {
         Err(e) => return Err(e),
     };
     let mut evicted = 0;
+    let mut offset = 0u64;
     for line in BufReader::new(file).split(b'\n') {
         let line = line?;
+        let start = offset;
+        offset += line.len() as u64 + 1;
         // A line cut short by a crash, or garbage after it, is not a state.
-        let Some((reference, entry)) = std::str::from_utf8(&line).ok().and_then(parse_line) else {
+        let Some((reference, version, at, text)) = parse_line(&line) else {
             continue;
+        };
+        let entry = Entry {
+            version,
+            at,
+            value: Span {
+                offset: start + text.start as u64,
+                len: text.len(),
+            },
         };
         let replaces = entries.by_reference.contains_key(&reference);
         let dropped = entries.insert(reference, entry);
@@ -632,26 +784,28 @@ mod tests {
         store.close().await;
     }
 
+    /// A line of the file as the writer makes it.
+    fn state_line(reference: &str, version: u64, at: u64, value: &[u8]) -> Vec<u8> {
+        line(
+            reference,
+            Version(version),
+            at,
+            STANDARD.encode(value).as_bytes(),
+        )
+        .0
+    }
+
     #[tokio::test]
     async fn states_older_than_the_ttl_are_evicted_at_load_and_when_read() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(STATE_FILE);
-        let old = Entry {
-            version: Version(7),
-            at: unix_seconds() - 7200,
-            value: Arc::from(&b"old"[..]),
-        };
-        let recent = Entry {
-            at: unix_seconds() - 60,
-            ..old.clone()
-        };
-        let mut content = line("old", &old);
-        content.extend(line("recent", &recent));
+        let mut content = state_line("old", 7, unix_seconds() - 7200, b"old");
+        content.extend(state_line("recent", 7, unix_seconds() - 60, b"recent"));
         std::fs::write(&path, content).unwrap();
         let metrics = Metrics::new();
         let store = open(&path, 10, &metrics);
         assert_eq!(value(&store, "old").await, None);
-        assert_eq!(value(&store, "recent").await, Some(b"old".to_vec()));
+        assert_eq!(value(&store, "recent").await, Some(b"recent".to_vec()));
         assert_eq!(
             sample(&metrics, "vizion_bridge_event_state_evictions_total"),
             1.0
@@ -660,19 +814,23 @@ mod tests {
         assert_eq!(text.lines().count(), 1, "compacted at load: {text}");
         // A state written again after it expired gets a version above the old one.
         let version = committed(store.commit("old", None, b"new".to_vec()).await.unwrap());
-        assert!(version > old.version);
+        assert!(version > Version(7));
 
         // Expiring while held: dropped when read.
         let Backend::File(file) = &store.backend else {
             unreachable!()
         };
-        file.shared.entries().insert(
-            "recent".into(),
-            Entry {
-                at: unix_seconds() - 7200,
-                ..recent
-            },
-        );
+        {
+            let mut entries = file.shared.entries();
+            let held = *entries.get("recent").unwrap();
+            entries.insert(
+                "recent".into(),
+                Entry {
+                    at: unix_seconds() - 7200,
+                    ..held
+                },
+            );
+        }
         assert_eq!(value(&store, "recent").await, None);
         assert_eq!(
             sample(&metrics, "vizion_bridge_event_state_evictions_total"),
@@ -713,13 +871,8 @@ mod tests {
     async fn a_torn_last_line_is_cut_and_commits_go_on_after_it() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(STATE_FILE);
-        let kept = Entry {
-            version: Version(3),
-            at: unix_seconds(),
-            value: Arc::from(&b"kept"[..]),
-        };
-        let mut content = line("kept", &kept);
-        let torn = line("torn", &kept);
+        let mut content = state_line("kept", 3, unix_seconds(), b"kept");
+        let torn = state_line("torn", 3, unix_seconds(), b"kept");
         content.extend_from_slice(&torn[..torn.len() / 2]);
         std::fs::write(&path, content).unwrap();
 
@@ -751,8 +904,20 @@ mod tests {
                         .await
                         .unwrap(),
                 );
+                // Read back at once, while a compaction may be moving it.
+                let read = store.get(&reference).await.unwrap().unwrap();
+                assert_eq!(
+                    (read.version, read.value),
+                    (version, round.to_be_bytes().to_vec())
+                );
                 versions.insert(reference, version);
             }
+        }
+        // Read from where the compactions moved them.
+        for (reference, version) in &versions {
+            let read = store.get(reference).await.unwrap().unwrap();
+            assert_eq!(read.version, *version, "{reference}");
+            assert_eq!(read.value, 19u32.to_be_bytes());
         }
         let Backend::File(file) = &store.backend else {
             unreachable!()

@@ -113,6 +113,8 @@ pub enum StateError {
     /// The commit may or may not have been written.
     #[error("cannot write a reference state: {0}")]
     Write(#[from] AppendError),
+    #[error("cannot read a reference state: {0}")]
+    Read(#[from] std::io::Error),
     /// The command may or may not have been carried out.
     #[error(transparent)]
     Redis(#[from] RedisError),
@@ -176,7 +178,7 @@ impl StateStore {
     /// The state of `reference` and its version; `None` when none is kept.
     pub async fn get(&self, reference: &str) -> Result<Option<Versioned<Vec<u8>>>, StateError> {
         let found = match &self.backend {
-            Backend::File(file) => file.get(reference),
+            Backend::File(file) => file.get(reference)?,
             Backend::Redis { redis, .. } => redis
                 .get_versioned(&redis_key(redis, reference))
                 .await?
