@@ -76,7 +76,11 @@ step "peer benchmark: setup (dependencies, brokers, corpus of $CORPUS_N)"
 "$peers_bench/setup.sh" brokers
 "$peers_bench/setup.sh" corpus
 
-# This bridge, as the harness's `custom` target: its port, key and secret, its broker.
+# This bridge, as the harness's `custom` target: its port, key and secret (the
+# harness's own knobs, PORT, VIZION_KEY_ID and VIZION_SECRET), its broker.
+port=${PORT:-18080}
+key_id=${VIZION_KEY_ID:-bench-key}
+export VIZION_SECRET=${VIZION_SECRET:-bench-secret}
 bridge_vhost=benchbridge
 bridge_config() {
     local broker=$1 file="$results/bridge-$1.toml"
@@ -84,10 +88,10 @@ bridge_config() {
 sinks = ["$broker"]
 
 [server]
-listen = "127.0.0.1:18080"
+listen = "127.0.0.1:$port"
 
 [metrics]
-listen = "127.0.0.1:18091"
+listen = "127.0.0.1:$((port + 11))"
 
 [log]
 level = "warn"
@@ -96,8 +100,8 @@ level = "warn"
 allowed_sources = ["127.0.0.0/8"]
 
 [[auth.secrets]]
-key_id = "bench-key"
-secret = "bench-secret"
+key_id = "$key_id"
+secret_env = "VIZION_SECRET"
 
 [kafka]
 brokers = "${KAFKA_BOOTSTRAP:-127.0.0.1:19092}"
@@ -134,7 +138,7 @@ for pair in $targets; do
         rm -rf "$data"
         env_args+=(
             BRIDGE_NAME=vizion-bridge
-            BRIDGE_READY_URL=http://127.0.0.1:18080/readyz
+            BRIDGE_READY_URL="http://127.0.0.1:$port/readyz"
             BRIDGE_CMD="export VIZION_BRIDGE__STORAGE__DATA_DIR=$(printf %q "$data"); exec $(printf %q "$bridge") serve --config $(printf %q "$config")"
         )
         if [ "$broker" = rabbitmq ] && ! fresh_bridge_vhost; then
@@ -198,7 +202,8 @@ jq -r --arg duration "$duration" --arg connections "$connections" '
     "| Target | Broker | Accepted/s | × Python | × Node | p50 ms | p99 ms | CPU ms / request | Peak RSS MB | Lost (at most) |",
     "|---|---|---|---|---|---|---|---|---|---|",
     (.[] | (.name | split("-") | .[-1]) as $broker
-      | "| \(.name | sub("-[a-z]+$"; "")) | \($broker) | \(.ok_rps | round) | \(if $rate["python-" + $broker] then (.ok_rps / $rate["python-" + $broker] | r2) else "" end) | \(if $rate["node-" + $broker] then (.ok_rps / $rate["node-" + $broker] | r2) else "" end) | \(.p50_ms) | \(.p99_ms) | \(.cpu_ms_per_req) | \(.peak_rss_mb) | \(.lost_max // "") |")
+      | def ratio($peer): if ($rate[$peer + "-" + $broker] // 0) > 0 then (.ok_rps / $rate[$peer + "-" + $broker] | r2) else "" end;
+      "| \(.name | sub("-[a-z]+$"; "")) | \($broker) | \(.ok_rps | round) | \(ratio("python")) | \(ratio("node")) | \(.p50_ms) | \(.p99_ms) | \(.cpu_ms_per_req) | \(.peak_rss_mb) | \(.lost_max // "") |")
 ' "$results/results.json" | tee "$results/results.md"
 
 if [ "$failed" != 0 ]; then

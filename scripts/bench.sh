@@ -147,7 +147,7 @@ if [ -z "$sinks" ]; then
     sinks="file rabbitmq kafka rabbitmq+spool kafka+spool rabbitmq+broker_then_spool kafka+broker_then_spool"
 fi
 if [ "$kafka" = 0 ]; then
-    sinks=$(printf '%s\n' $sinks | grep -v '^kafka' | tr '\n' ' ')
+    sinks=$(printf '%s\n' $sinks | { grep -v '^kafka' || true; } | tr '\n' ' ')
 fi
 
 # The parts of a run's name, SINK[+MODE][:MILESTONES].

@@ -10,7 +10,7 @@ use vizion_bridge::telemetry::init_logging;
 
 /// mimalloc in place of glibc's allocator: every webhook allocates and frees many small
 /// buffers across the HTTP workers and the brokers' threads, where glibc's malloc took
-/// about a fifth of the bridge's CPU in the load benchmark's profile
+/// almost a quarter of the bridge's CPU in the load benchmark's profile
 /// (docs/BENCHMARKS.md, "Where the CPU goes").
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
