@@ -355,8 +355,11 @@ pub fn derive(
             .unwrap_or_default(),
     );
     let attributes = UpdateAttributes::new(update, time, arrival, ctx);
-    let event =
-        |id, event_type: &Arc<str>, schema, data| attributes.event(id, event_type, schema, data);
+    // Each change event is routed as the milestone it is about.
+    let changed = |id, event_type: &Arc<str>, schema, data, about: &MilestoneOut| ChangeEvent {
+        event: attributes.event(id, event_type, schema, data),
+        milestone: Some(about.code()),
+    };
     let keys = MilestoneKeys {
         schema_version: SCHEMA_VERSION,
         update_id: &update.id,
@@ -404,15 +407,13 @@ pub fn derive(
             previous: previous_values,
             milestone: m,
         };
-        events.push(ChangeEvent {
-            event: event(
-                id,
-                &ctx.milestone_changed_type,
-                MILESTONE_CHANGED_SCHEMA,
-                to_json_with_capacity(&data, 1280),
-            ),
-            milestone: Some(m.code()),
-        });
+        events.push(changed(
+            id,
+            &ctx.milestone_changed_type,
+            MILESTONE_CHANGED_SCHEMA,
+            to_json_with_capacity(&data, 1280),
+            m,
+        ));
         next.milestones.insert(m.milestone_id.clone(), facts);
     }
 
@@ -450,15 +451,13 @@ pub fn derive(
                             now.as_bytes(),
                             stamp.as_bytes(),
                         ]);
-                        events.push(ChangeEvent {
-                            event: event(
-                                id,
-                                &ctx.eta_changed_type,
-                                ETA_CHANGED_SCHEMA,
-                                to_json_with_capacity(&data, 512),
-                            ),
-                            milestone: Some(m.code()),
-                        });
+                        events.push(changed(
+                            id,
+                            &ctx.eta_changed_type,
+                            ETA_CHANGED_SCHEMA,
+                            to_json_with_capacity(&data, 512),
+                            m,
+                        ));
                         Some(now)
                     }
                 }
@@ -479,15 +478,13 @@ pub fn derive(
                 completed_at: m.occurred_at_utc.as_deref(),
             };
             let id = ids::hashed_id(&[b"journey-completed", update.reference_id.as_bytes()]);
-            events.push(ChangeEvent {
-                event: event(
-                    id,
-                    &ctx.journey_completed_type,
-                    JOURNEY_COMPLETED_SCHEMA,
-                    to_json_with_capacity(&data, 512),
-                ),
-                milestone: Some(m.code()),
-            });
+            events.push(changed(
+                id,
+                &ctx.journey_completed_type,
+                JOURNEY_COMPLETED_SCHEMA,
+                to_json_with_capacity(&data, 512),
+                m,
+            ));
         }
         next.journey_completed = true;
     }
