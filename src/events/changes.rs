@@ -48,7 +48,7 @@ use time::OffsetDateTime;
 use super::codes::Leg;
 use super::normalize::{
     arrival_estimate, completing_return, milestones, to_json_with_capacity, utc_text, vizion_time,
-    MilestoneKeys, MilestoneOut, UpdateAttributes, SCHEMA_VERSION,
+    MilestoneKeys, MilestoneOut, UpdateAttributes,
 };
 use super::{
     ids, ChangeEvent, CloudEvent, DeliveryMode, EventContext, ETA_CHANGED_SCHEMA,
@@ -360,14 +360,7 @@ pub fn derive(
         event: attributes.event(id, event_type, schema, data),
         milestone: Some(about.code()),
     };
-    let keys = MilestoneKeys {
-        schema_version: SCHEMA_VERSION,
-        update_id: &update.id,
-        reference_id: &update.reference_id,
-        container_id: p.container_id.as_deref(),
-        carrier_scac: p.carrier_scac.as_deref(),
-        bill_of_lading: p.bill_of_lading.as_deref(),
-    };
+    let keys = MilestoneKeys::of(update);
 
     let mut events = Vec::new();
     let mut next = MilestoneState {

@@ -634,6 +634,20 @@ pub(crate) struct MilestoneKeys<'a> {
     pub bill_of_lading: Option<&'a str>,
 }
 
+impl<'a> MilestoneKeys<'a> {
+    pub fn of(update: &'a Update) -> Self {
+        let p = &update.payload;
+        MilestoneKeys {
+            schema_version: SCHEMA_VERSION,
+            update_id: &update.id,
+            reference_id: &update.reference_id,
+            container_id: p.container_id.as_deref(),
+            carrier_scac: p.carrier_scac.as_deref(),
+            bill_of_lading: p.bill_of_lading.as_deref(),
+        }
+    }
+}
+
 /// Turns a recognised delivery into events.
 ///
 /// `raw_body` is the body as received (kept byte for byte in the batch),
@@ -776,29 +790,26 @@ fn normalize_update(
         .iter()
         .map(|m| to_json_with_capacity(m, 1024))
         .collect();
-    let keys = to_json(&MilestoneKeys {
-        schema_version: SCHEMA_VERSION,
-        update_id: &update.id,
-        reference_id: &update.reference_id,
-        container_id: p.container_id.as_deref(),
-        carrier_scac: p.carrier_scac.as_deref(),
-        bill_of_lading: p.bill_of_lading.as_deref(),
-    });
-    let milestone_events = milestones
-        .iter()
-        .zip(&milestone_json)
-        .filter(|(m, _)| ctx.milestone_events() && m.duplicate_of.is_none())
-        .map(|(m, json)| {
-            let mut data = Vec::with_capacity(keys.len() + json.len());
-            join_objects(&mut data, &keys, json);
-            event(
-                format!("{}:{}", update.id, m.milestone_id),
-                &ctx.milestone_type,
-                MILESTONE_SCHEMA,
-                data,
-            )
-        })
-        .collect();
+    let milestone_events = if ctx.milestone_events() {
+        let keys = to_json(&MilestoneKeys::of(update));
+        milestones
+            .iter()
+            .zip(&milestone_json)
+            .filter(|(m, _)| m.duplicate_of.is_none())
+            .map(|(m, json)| {
+                let mut data = Vec::with_capacity(keys.len() + json.len());
+                join_objects(&mut data, &keys, json);
+                event(
+                    format!("{}:{}", update.id, m.milestone_id),
+                    &ctx.milestone_type,
+                    MILESTONE_SCHEMA,
+                    data,
+                )
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
 
     let head_data = TrackingUpdateData::new(update, &milestones, &received, unknown);
     let journey_complete = head_data.summary.journey_complete;

@@ -406,6 +406,14 @@ mod tests {
     const FIRST: (&str, &str, &str) = ("u1", "2024-01-02T00:00:00Z", "2024-02-01T00:00:00Z");
     const MOVED: (&str, &str, &str) = ("u2", "2024-01-03T00:00:00Z", "2024-02-03T00:00:00Z");
 
+    /// What FIRST publishes against no state: its two milestones, as new.
+    const FIRST_PUBLISHED: [&str; 4] = [
+        "update.v1",
+        "milestone.changed.v1",
+        "milestone.changed.v1",
+        "raw",
+    ];
+
     fn body((id, at, eta): (&str, &str, &str)) -> Bytes {
         update(id, at, eta)
     }
@@ -414,15 +422,7 @@ mod tests {
     async fn changes_mode_publishes_what_changed_in_place_of_the_milestones() {
         let bridge = bridge(|_| {});
         bridge.take(body(FIRST)).await.unwrap();
-        assert_eq!(
-            bridge.last(),
-            [
-                "update.v1",
-                "milestone.changed.v1",
-                "milestone.changed.v1",
-                "raw"
-            ]
-        );
+        assert_eq!(bridge.last(), FIRST_PUBLISHED);
         let state = bridge.state().await.expect("the state advanced");
         assert_eq!(state.updated_at.as_deref(), Some(FIRST.1));
         bridge.take(body(MOVED)).await.unwrap();
@@ -493,12 +493,7 @@ mod tests {
         bridge.take(body(FIRST)).await.unwrap();
         assert_eq!(
             bridge.last(),
-            [
-                "update.v1",
-                "milestone.changed.v1",
-                "milestone.changed.v1",
-                "raw"
-            ],
+            FIRST_PUBLISHED,
             "the retry publishes the changes"
         );
         assert!(bridge.state().await.is_some());
@@ -516,15 +511,7 @@ mod tests {
             Commit::Committed(store.get("r1").await.unwrap().unwrap().version)
         );
         bridge.take(body(FIRST)).await.unwrap();
-        assert_eq!(
-            bridge.last(),
-            [
-                "update.v1",
-                "milestone.changed.v1",
-                "milestone.changed.v1",
-                "raw"
-            ]
-        );
+        assert_eq!(bridge.last(), FIRST_PUBLISHED);
         assert!(
             bridge.state().await.is_some(),
             "a readable state replaces it"
