@@ -5,9 +5,14 @@
 # ../shared/bench): wrk with its Lua script, the same connections and duration, the same
 # signed corpus (journeys of 6 updates per reference, large enough that no update id is
 # sent twice), and afterwards every acknowledged update counted in the broker. Targets,
-# in this order: the HTTP ceiling and the verification ceiling (no broker), then on Kafka
+# in this order: the HTTP ceiling and the verification ceiling (no broker), this bridge
+# on its file sink (its CPU per request against the verification ceiling's), then on Kafka
 # and on RabbitMQ the Python peer, the Node peer and this bridge (release build, its
-# default configuration: changes mode, raw bodies published).
+# default configuration: changes mode, raw bodies published). The target
+# `bridge-updates` is this bridge publishing the tracking update alone
+# (`events.milestones = "off"`, `events.publish_raw = false`): one message per webhook,
+# as the peers publish, so that the two rows tell the cost of the bridge from the cost
+# of the messages it adds.
 #
 # Usage: scripts/bench-peers.sh --bridge PATH [--results DIR] [--kafka HOST:PORT]
 #                               [--duration S] [--connections N] [--targets "..."]
@@ -15,8 +20,10 @@
 #   --bridge   the vizion-bridge binary to run (a release build)
 #   --kafka    the Kafka-protocol broker to use; without it the benchmark's setup starts
 #              its own tansu on 127.0.0.1:19092
-#   --targets  TARGET:BROKER pairs; TARGET is ceiling, ceiling-verify, python, node or
-#              bridge, BROKER none, kafka or rabbitmq
+#   --targets  TARGET:BROKER pairs; TARGET is ceiling, ceiling-verify, python, node,
+#              bridge or bridge-updates, BROKER none, kafka or rabbitmq, or file for this
+#              bridge on its file sink (no broker: nothing is counted, the CPU per
+#              request is what that run is for)
 #
 # Results: one JSON file per target, results.json and a Markdown table (results.md, and
 # stdout). Fails when a target fails or the harness finds an acknowledged update missing
@@ -29,7 +36,7 @@ results=""
 kafka=""
 duration=20
 connections=64
-targets="ceiling:none ceiling-verify:none python:kafka node:kafka bridge:kafka python:rabbitmq node:rabbitmq bridge:rabbitmq"
+targets="ceiling:none ceiling-verify:none bridge:file python:kafka node:kafka bridge:kafka bridge-updates:kafka python:rabbitmq node:rabbitmq bridge:rabbitmq bridge-updates:rabbitmq"
 while [ $# -gt 0 ]; do
     case "$1" in
         --bridge) bridge=$2; shift ;;
@@ -83,7 +90,10 @@ key_id=${VIZION_KEY_ID:-bench-key}
 export VIZION_SECRET=${VIZION_SECRET:-bench-secret}
 bridge_vhost=benchbridge
 bridge_config() {
-    local broker=$1 file="$results/bridge-$1.toml"
+    local target=$1 broker=$2 file="$results/$1-$2.toml" events=""
+    if [ "$target" = bridge-updates ]; then
+        events=$'[events]\nmilestones = "off"\npublish_raw = false'
+    fi
     cat >"$file" <<EOF
 sinks = ["$broker"]
 
@@ -109,6 +119,8 @@ ensure_topics = true
 
 [rabbitmq]
 url = "amqp://guest:guest@127.0.0.1:5672/$bridge_vhost"
+
+$events
 EOF
     echo "$file"
 }
@@ -131,10 +143,12 @@ for pair in $targets; do
     step "peer benchmark: $name ($duration s, $connections connections)"
     env_args=()
     harness_target=$target
-    if [ "$target" = bridge ]; then
+    harness_broker=$broker
+    [ "$broker" = file ] && harness_broker=none
+    if [ "$target" = bridge ] || [ "$target" = bridge-updates ]; then
         harness_target=custom
-        config=$(bridge_config "$broker")
-        data="$results/bridge-$broker.data"
+        config=$(bridge_config "$target" "$broker")
+        data="$results/$name.data"
         rm -rf "$data"
         env_args+=(
             BRIDGE_NAME=vizion-bridge
@@ -158,7 +172,7 @@ for pair in $targets; do
         # kafkajs cannot run an idempotent producer against tansu.
         env_args+=(NODE_KAFKA_IDEMPOTENT=0)
     fi
-    if env "${env_args[@]}" "$peers_bench/run.sh" "$harness_target" "$broker" "$duration" "$connections" \
+    if env "${env_args[@]}" "$peers_bench/run.sh" "$harness_target" "$harness_broker" "$duration" "$connections" \
         >"$results/$name.out" 2>"$results/$name.log"; then
         if tail -n 1 "$results/$name.out" | jq --arg name "$name" '. + {name: $name}' >"$results/$name.json"; then
             done_runs+=("$results/$name.json")
@@ -180,8 +194,8 @@ for pair in $targets; do
         tail -n 20 "$results/$name.log" >&2
         failed=1
     fi
-    if [ "$target" = bridge ]; then
-        rm -rf "$results/bridge-$broker.data"
+    if [ "$harness_target" = custom ]; then
+        rm -rf "$results/$name.data"
         if [ "$broker" = rabbitmq ]; then
             rabbitmqctl -q delete_vhost "$bridge_vhost" >/dev/null 2>&1 || true
         fi

@@ -7,59 +7,183 @@ mod breaker;
 mod file;
 mod redis;
 
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
-
-use moka::sync::Cache;
 
 pub use self::file::{FileOptions, KeyFile, LineFormat};
 pub use self::redis::{check_url, InvalidRedisUrl, RedisError, RedisOptions, RedisStore};
 use crate::clock::unix_seconds;
 
 /// The keys held in memory, each with the unix second it was added at: bounded (the
-/// least recently used go first) and, with a time to live, expiring.
+/// oldest added go first) and, with a time to live, expiring. Clones share the keys.
+///
+/// A key costs about 130 bytes here (one shared allocation for its text, a map slot
+/// and a place in the order of addition), a third of what a general-purpose
+/// concurrent cache costs per entry: at the default dedup capacity that is the bulk of
+/// the process's memory.
 #[derive(Clone)]
 pub struct Keys {
-    added: Cache<String, u64>,
+    inner: Arc<Mutex<Added>>,
+    capacity: Option<usize>,
     ttl: Option<Duration>,
+}
+
+/// Every key held, and the order they were added in.
+#[derive(Default)]
+struct Added {
+    held: HashMap<Arc<str>, Held>,
+    /// Oldest first, by place. A key added again is listed again: its earlier place
+    /// no longer matches its `Held::place` and is skipped when it comes to the front.
+    order: VecDeque<(u64, Arc<str>)>,
+    next_place: u64,
+}
+
+#[derive(Clone, Copy)]
+struct Held {
+    /// Unix seconds.
+    at: u64,
+    place: u64,
 }
 
 impl Keys {
     /// At most `capacity` keys (unbounded without), each for `ttl` (for good without).
     pub fn new(capacity: Option<u64>, ttl: Option<Duration>) -> Self {
-        let builder = Cache::builder();
-        let added = match capacity {
-            Some(capacity) => builder.max_capacity(capacity).build(),
-            None => builder.build(),
-        };
-        Self { added, ttl }
+        Self {
+            inner: Arc::default(),
+            capacity: capacity.map(|c| usize::try_from(c).unwrap_or(usize::MAX)),
+            ttl,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Added> {
+        // Each change under the lock is a single insert or removal: a panic cannot
+        // leave the two collections disagreeing in a way that matters.
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Whether `key` is held and has not expired.
     pub fn contains(&self, key: &str) -> bool {
-        self.added.get(key).is_some_and(|at| self.is_fresh(at))
+        let held = self.lock().held.get(key).copied();
+        held.is_some_and(|held| self.is_fresh(held.at))
     }
 
-    /// Holds `key` as added at `at` (unix seconds).
+    /// Holds `key` as added at `at` (unix seconds), then lets go of the expired keys
+    /// and of the oldest beyond the capacity.
     pub fn insert(&self, key: String, at: u64) {
-        self.added.insert(key, at);
+        let key: Arc<str> = key.into();
+        let mut added = self.lock();
+        let place = added.next_place;
+        added.next_place += 1;
+        added.held.insert(key.clone(), Held { at, place });
+        added.order.push_back((place, key));
+        let now = unix_seconds();
+        while let Some((place, first)) = added.order.front() {
+            let place = *place;
+            let Some(held) = added.held.get(first).copied().filter(|h| h.place == place) else {
+                // An earlier place of a key added again, or of one already let go of.
+                added.order.pop_front();
+                continue;
+            };
+            let over = self.capacity.is_some_and(|c| added.held.len() > c);
+            if !over && self.is_fresh_at(held.at, now) {
+                break;
+            }
+            if let Some((_, first)) = added.order.pop_front() {
+                added.held.remove(&first);
+            }
+        }
+        // Keys added again and again within the bounds leave places behind: drop them
+        // before they outnumber the keys.
+        if added.order.len() > 2 * added.held.len() + 1024 {
+            let Added { held, order, .. } = &mut *added;
+            order.retain(|(place, key)| held.get(key).is_some_and(|h| h.place == *place));
+        }
     }
 
     /// Whether a key added at `at` (unix seconds) is still held.
     pub fn is_fresh(&self, at: u64) -> bool {
-        self.ttl
-            .is_none_or(|ttl| unix_seconds().saturating_sub(at) < ttl.as_secs().max(1))
+        self.is_fresh_at(at, unix_seconds())
     }
 
-    /// Every live key with the time it was added, oldest first.
+    fn is_fresh_at(&self, at: u64, now: u64) -> bool {
+        self.ttl
+            .is_none_or(|ttl| now.saturating_sub(at) < ttl.as_secs().max(1))
+    }
+
+    /// Every live key with the time it was added, oldest first (in the order they
+    /// were added, within a second).
     fn live(&self) -> Vec<(u64, String)> {
-        self.added.run_pending_tasks();
-        let mut live: Vec<(u64, String)> = self
-            .added
+        let now = unix_seconds();
+        let mut live: Vec<(u64, u64, String)> = self
+            .lock()
+            .held
             .iter()
-            .filter(|(_, at)| self.is_fresh(*at))
-            .map(|(key, at)| (at, key.as_ref().clone()))
+            .filter(|(_, held)| self.is_fresh_at(held.at, now))
+            .map(|(key, held)| (held.at, held.place, key.to_string()))
             .collect();
-        live.sort();
-        live
+        live.sort_unstable();
+        live.into_iter().map(|(at, _, key)| (at, key)).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn beyond_the_capacity_the_oldest_added_go_first() {
+        let keys = Keys::new(Some(2), None);
+        let now = unix_seconds();
+        keys.insert("a".into(), now);
+        keys.insert("b".into(), now);
+        // Looking a key up does not keep it: the window is of the latest additions.
+        assert!(keys.contains("a"));
+        keys.insert("c".into(), now);
+        assert!(!keys.contains("a"));
+        assert!(keys.contains("b") && keys.contains("c"));
+    }
+
+    #[test]
+    fn a_key_added_again_takes_its_new_place_in_the_order() {
+        let keys = Keys::new(Some(2), None);
+        let now = unix_seconds();
+        keys.insert("a".into(), now - 1);
+        keys.insert("b".into(), now);
+        keys.insert("a".into(), now);
+        keys.insert("c".into(), now);
+        assert!(keys.contains("a") && keys.contains("c"));
+        assert!(!keys.contains("b"));
+        let live: Vec<String> = keys.live().into_iter().map(|(_, key)| key).collect();
+        assert_eq!(live, ["a", "c"]);
+    }
+
+    #[test]
+    fn expired_keys_are_not_held_and_are_let_go_of() {
+        let keys = Keys::new(None, Some(Duration::from_secs(60)));
+        let now = unix_seconds();
+        keys.insert("old".into(), now - 120);
+        assert!(!keys.contains("old"));
+        keys.insert("new".into(), now);
+        assert!(keys.contains("new"));
+        assert_eq!(keys.lock().held.len(), 1, "the expired key is dropped");
+    }
+
+    #[test]
+    fn repeated_additions_of_a_few_keys_leave_a_bounded_order() {
+        let keys = Keys::new(Some(10), None);
+        let now = unix_seconds();
+        for i in 0..10_000 {
+            keys.insert(format!("k{}", i % 3), now);
+        }
+        let added = keys.lock();
+        assert_eq!(added.held.len(), 3);
+        assert!(
+            added.order.len() <= 2 * 3 + 1024 + 1,
+            "{}",
+            added.order.len()
+        );
     }
 }
