@@ -106,7 +106,7 @@ impl UnsubscribedSet {
                     .append(reference_id, now)
                     .map_err(|e| e.to_string())?;
                 pending.remove(reference_id);
-                file.done.insert(reference_id.to_owned(), now);
+                file.done.insert(reference_id, now);
                 Ok(())
             }
             UnsubscribedSet::Redis(redis) => redis

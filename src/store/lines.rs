@@ -3,7 +3,7 @@
 //! the last complete line.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, IoSlice, Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
 use super::appender::{Appender, Target};
@@ -21,6 +21,31 @@ pub fn open(path: &Path) -> io::Result<Appender<LineFile>> {
     let with_path = |e: io::Error| io::Error::new(e.kind(), format!("{}: {e}", path.display()));
     let file = LineFile::open(path).map_err(with_path)?;
     Appender::start(name, file).map_err(with_path)
+}
+
+/// Writes the buffers one after the other with `writev`, rather than copying them
+/// into one buffer first (a batch of events can be megabytes); returns the bytes
+/// written.
+fn write_all_vectored(file: &mut File, batch: &[Vec<u8>]) -> io::Result<usize> {
+    let mut slices: Vec<IoSlice<'_>> = batch
+        .iter()
+        .filter(|buffer| !buffer.is_empty())
+        .map(|buffer| IoSlice::new(buffer))
+        .collect();
+    let mut rest = &mut slices[..];
+    let mut written = 0;
+    while !rest.is_empty() {
+        match file.write_vectored(rest) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => {
+                written += n;
+                IoSlice::advance_slices(&mut rest, n);
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(written)
 }
 
 pub struct LineFile {
@@ -57,20 +82,22 @@ impl Target for LineFile {
     const SKIP_ABANDONED: bool = true;
 
     fn write_batch(&mut self, batch: &mut [Vec<u8>]) -> io::Result<()> {
-        let buffer = batch.concat();
-        if let Err(e) = self.file.write_all(&buffer) {
+        let written = match write_all_vectored(&mut self.file, batch) {
+            Ok(written) => written,
+            Err(e) => {
             // Nothing of this batch was confirmed: cut back whatever reached the file,
             // so that no half-written line stays in front of the next batch.
-            self.usable = self
-                .file
-                .set_len(self.len)
-                .and_then(|()| self.file.sync_data())
-                .is_ok();
-            return Err(e);
-        }
+                self.usable = self
+                    .file
+                    .set_len(self.len)
+                    .and_then(|()| self.file.sync_data())
+                    .is_ok();
+                return Err(e);
+            }
+        };
         match self.file.sync_data() {
             Ok(()) => {
-                self.len += buffer.len() as u64;
+                self.len += written as u64;
                 Ok(())
             }
             // After a failed fsync the kernel may have dropped the dirty pages: the
@@ -200,6 +227,27 @@ mod tests {
             appender.append(b"late\n".to_vec()).await,
             Err(AppendError::Closed)
         ));
+    }
+
+    #[test]
+    fn a_batch_of_more_buffers_than_one_writev_takes_is_written_whole_and_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.jsonl");
+        let mut file = LineFile::open(&path).unwrap();
+        // Beyond IOV_MAX (1024) buffers, with empty ones among them.
+        let mut batch: Vec<Vec<u8>> = (0..3000)
+            .map(|i| {
+                if i % 7 == 0 {
+                    Vec::new()
+                } else {
+                    format!("{{\"n\":{i}}}\n").into_bytes()
+                }
+            })
+            .collect();
+        let expected = batch.concat();
+        file.write_batch(&mut batch).unwrap();
+        assert_eq!(file.len, expected.len() as u64);
+        assert_eq!(std::fs::read(&path).unwrap(), expected);
     }
 
     #[tokio::test]

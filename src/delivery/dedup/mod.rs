@@ -236,7 +236,7 @@ impl Dedup {
         };
         match redis.exists(&redis.key(&format!("dedup:{key}"))).await {
             Ok(true) => {
-                self.seen.insert(key.to_owned(), unix_seconds());
+                self.seen.insert(key, unix_seconds());
                 true
             }
             Ok(false) => false,
@@ -252,7 +252,7 @@ impl Dedup {
     /// Remembers `key` as written now.
     pub async fn remember(&self, key: &str) {
         let now = unix_seconds();
-        self.seen.insert(key.to_owned(), now);
+        self.seen.insert(key, now);
         match &self.store {
             Store::Memory => {}
             Store::File(log) => {
@@ -344,7 +344,7 @@ mod tests {
         assert!(!dedup.contains("a").await);
         dedup.remember("a").await;
         assert!(dedup.contains("a").await);
-        dedup.seen.insert("a".into(), unix_seconds() - 2);
+        dedup.seen.insert("a", unix_seconds() - 2);
         assert!(!dedup.contains("a").await);
     }
 

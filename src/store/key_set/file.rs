@@ -8,15 +8,16 @@
 //! A rewrite is crash-safe: the new file is written beside the old one and fsync'd,
 //! renamed over it, and the directory is fsync'd so that the rename itself is kept.
 
+use std::collections::HashSet;
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, Seek, SeekFrom, Write};
+use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use super::Keys;
+use super::{key_hash, Keys};
 use crate::clock::unix_seconds;
 use crate::store::fs::{open_append, sync_parent_dir, temporary_path};
 
@@ -166,24 +167,53 @@ impl LogFile {
     /// Rewrites the file with the live keys, oldest first, and appends from there.
     /// Appends go on meanwhile; they wait only for the final rename. Returns how many
     /// keys were kept.
+    ///
+    /// [`Keys`] holds hashes, not text: the lines kept are read from the file itself,
+    /// the first line of each live key whose time is the one held for it (an earlier
+    /// line of a key added again, a repeat, or a key let go of is dropped).
     fn compact(&self, keys: &Keys) -> io::Result<usize> {
         // Every line before this offset has its key in `keys` already (a key is put
-        // there before its line is written), so the snapshot taken next covers them;
-        // lines appended after it are copied over at the end.
+        // there before its line is written), so whether it is live is known; lines
+        // appended after it are copied over at the end.
         let covered = self.lock().metadata()?.len();
-        let live = keys.live();
         let temp = temporary_path(&self.path);
         let mut out = io::BufWriter::new(File::create(&temp)?);
-        for (at, key) in &live {
-            out.write_all(line(self.options.format, key, *at).as_bytes())?;
+        let mut old = File::open(&self.path)?;
+        let mut kept = 0;
+        let mut written = HashSet::new();
+        let mut bytes = Vec::new();
+        let mut reader = BufReader::new((&mut old).take(covered));
+        loop {
+            bytes.clear();
+            if reader.read_until(b'\n', &mut bytes)? == 0 {
+                break;
+            }
+            // Not text, or cut short by a crash: not a key's line.
+            let Some(line) = std::str::from_utf8(&bytes)
+                .ok()
+                .and_then(|text| text.strip_suffix('\n'))
+            else {
+                continue;
+            };
+            let Some((at, key)) = parse_line(self.options.format, line) else {
+                continue;
+            };
+            let live = match self.options.format {
+                LineFormat::Stamped => keys.added_at(&key) == Some(at),
+                LineFormat::Bare => keys.contains(&key),
+            };
+            if live && written.insert(key_hash(&key)) {
+                out.write_all(&bytes)?;
+                kept += 1;
+            }
         }
+        drop(reader);
         let mut out = out.into_inner().map_err(|e| e.into_error())?;
         out.sync_all()?;
         // The lines appended meanwhile, most of them without holding appends up; those
         // appended after this first copy (the rest of a line it caught half-written
         // included) follow under the lock. They are fsync'd here only if they were
         // where they were appended.
-        let mut old = File::open(&self.path)?;
         old.seek(SeekFrom::Start(covered))?;
         io::copy(&mut old, &mut out)?;
         {
@@ -198,7 +228,7 @@ impl LogFile {
         }
         sync_parent_dir(&self.path)?;
         self.compactions.fetch_add(1, Ordering::Relaxed);
-        Ok(live.len())
+        Ok(kept)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, File> {
@@ -239,7 +269,7 @@ fn read_back(path: &Path, format: LineFormat, keys: &Keys) -> io::Result<u64> {
             continue;
         };
         if keys.is_fresh(at) {
-            keys.insert(key, at);
+            keys.insert(&key, at);
             loaded += 1;
         }
     }
@@ -286,7 +316,7 @@ mod tests {
         let seen = Keys::new(Some(100), Some(TTL));
         let mut woken = false;
         for key in ["a", "b", "a"] {
-            seen.insert(key.into(), unix_seconds());
+            seen.insert(key, unix_seconds());
             woken = file.append(key, unix_seconds()).unwrap();
         }
         assert!(woken, "the compactor was woken");
@@ -306,6 +336,36 @@ mod tests {
     }
 
     #[test]
+    fn a_compaction_keeps_one_line_per_live_key_in_the_order_they_were_added() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ids.log");
+        let now = unix_seconds();
+        // "gone" expired; "torn" was cut short by a crash; "a" was added again later.
+        std::fs::write(
+            &path,
+            format!(
+                "{old} \"gone\"\n{now1} \"a\"\n{now} \"b\"\nnot a line\n{now} \"a\"\n{now} \"b\"\n{now} \"to",
+                old = now - 2 * TTL.as_secs(),
+                now1 = now - 1,
+            ),
+        )
+        .unwrap();
+        let seen = Keys::new(Some(100), Some(TTL));
+        let log = KeyFile::open(&path, options(1_000), &seen).unwrap();
+        assert!(seen.contains("a") && seen.contains("b"));
+        assert!(!seen.contains("gone"));
+        assert_eq!(
+            lines(&path),
+            [format!("{now} \"b\""), format!("{now} \"a\"")],
+            "one line per live key, the one of its latest addition"
+        );
+        log.append("c", now).unwrap();
+        seen.insert("c", now);
+        assert_eq!(log.file.compact(&seen).unwrap(), 3);
+        assert_eq!(lines(&path).len(), 3);
+    }
+
+    #[test]
     fn ids_remembered_while_the_compactor_runs_are_all_read_back() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("ids.log");
@@ -313,7 +373,7 @@ mod tests {
         let log = KeyFile::open(&path, options(50), &seen).unwrap();
         let keys: Vec<String> = (0..5_000).map(|n| format!("update-{n}")).collect();
         for key in &keys {
-            seen.insert(key.clone(), unix_seconds());
+            seen.insert(key, unix_seconds());
             log.append(key, unix_seconds()).unwrap();
         }
         let file = log.file.clone();

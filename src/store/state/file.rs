@@ -78,11 +78,13 @@ impl Span {
 /// The states held, bounded: beyond the capacity the least recently committed go.
 struct Entries {
     /// Each state with its place in the commit order.
-    by_reference: HashMap<String, (u64, Entry)>,
+    /// One allocation per reference name, shared with `by_order`: with a hundred
+    /// thousand states, names are a good part of the memory.
+    by_reference: HashMap<Arc<str>, (u64, Entry)>,
     /// Every reference held, by the order its state was committed in (loading the file
     /// reads the lines in that order): the eviction order. A sequence rather than the
     /// commit time, so that two commits within one second keep their order.
-    by_order: BTreeMap<u64, String>,
+    by_order: BTreeMap<u64, Arc<str>>,
     next_order: u64,
     capacity: usize,
     ttl: Duration,
@@ -140,7 +142,8 @@ impl Entries {
 
     /// Holds `entry` as the state of `reference`, as the newest commit; how many
     /// states went to make room.
-    fn insert(&mut self, reference: String, entry: Entry) -> u64 {
+    fn insert(&mut self, reference: impl Into<Arc<str>>, entry: Entry) -> u64 {
+        let reference: Arc<str> = reference.into();
         self.remove(&reference);
         let order = self.next_order;
         self.next_order += 1;
@@ -161,7 +164,7 @@ impl Entries {
     /// for a clock stepped back, when a state may outlive its time to live until a
     /// read finds it expired.
     fn drop_expired(&mut self, now: u64) -> u64 {
-        let expired: Vec<String> = self
+        let expired: Vec<Arc<str>> = self
             .by_order
             .values()
             .take_while(|reference| {
@@ -177,7 +180,7 @@ impl Entries {
     }
 
     /// Every state, oldest first.
-    fn snapshot(&self) -> Vec<(String, Entry)> {
+    fn snapshot(&self) -> Vec<(Arc<str>, Entry)> {
         self.by_order
             .values()
             .filter_map(|reference| Some((reference.clone(), *self.get(reference)?)))
@@ -189,7 +192,7 @@ impl Entries {
     /// file) follow the snapshot, which took `snapshot_len` bytes.
     fn relocate(
         &mut self,
-        moved: &HashMap<String, (Version, Span)>,
+        moved: &HashMap<Arc<str>, (Version, Span)>,
         covered: u64,
         snapshot_len: u64,
         reader: Arc<File>,
@@ -651,7 +654,7 @@ fn read_back(path: &Path, entries: &mut Entries) -> io::Result<u64> {
                 len: text.len(),
             },
         };
-        let replaces = entries.by_reference.contains_key(&reference);
+        let replaces = entries.by_reference.contains_key(reference.as_str());
         let dropped = entries.insert(reference, entry);
         // A state pushed out by a later one of its own reference was not evicted.
         if !replaces {
@@ -824,7 +827,7 @@ mod tests {
             let mut entries = file.shared.entries();
             let held = *entries.get("recent").unwrap();
             entries.insert(
-                "recent".into(),
+                "recent",
                 Entry {
                     at: unix_seconds() - 7200,
                     ..held
