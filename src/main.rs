@@ -18,8 +18,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// mimalloc commits its arenas eagerly and keeps freed memory for a second, which in
 /// the load benchmark raised the peak resident size by a third or more. Its arenas are
 /// committed as used instead, and freed memory goes back after 25 ms unused: giving it
-/// back at once cost 20 to 30% more CPU per update in page faults (the same pages
-/// faulted in again by the next requests), for 5 to 10 MiB less at peak. The numbers are
+/// back at once cost 10 to 45% more CPU per update in page faults (the same pages
+/// faulted in again by the next requests), for at most 10 MiB less at peak. The numbers are
 /// the options' places in `mi_option_t` of the mimalloc 3 that libmimalloc-sys builds
 /// (`mimalloc.h`); `MIMALLOC_*` variables still override them.
 fn tune_allocator() {

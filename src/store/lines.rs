@@ -85,8 +85,8 @@ impl Target for LineFile {
         let written = match write_all_vectored(&mut self.file, batch) {
             Ok(written) => written,
             Err(e) => {
-            // Nothing of this batch was confirmed: cut back whatever reached the file,
-            // so that no half-written line stays in front of the next batch.
+                // Nothing of this batch was confirmed: cut back whatever reached the file,
+                // so that no half-written line stays in front of the next batch.
                 self.usable = self
                     .file
                     .set_len(self.len)

@@ -75,7 +75,9 @@ impl Keys {
     fn lock(&self) -> MutexGuard<'_, Added> {
         // Each change under the lock is a single insert or removal: a panic cannot
         // leave the two collections disagreeing in a way that matters.
-        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Whether `key` is held and has not expired.

@@ -77,9 +77,8 @@ impl Span {
 
 /// The states held, bounded: beyond the capacity the least recently committed go.
 struct Entries {
-    /// Each state with its place in the commit order.
-    /// One allocation per reference name, shared with `by_order`: with a hundred
-    /// thousand states, names are a good part of the memory.
+    /// Each state with its place in the commit order. A name is one allocation, shared
+    /// with `by_order`: with a hundred thousand states, names are much of the memory.
     by_reference: HashMap<Arc<str>, (u64, Entry)>,
     /// Every reference held, by the order its state was committed in (loading the file
     /// reads the lines in that order): the eviction order. A sequence rather than the
