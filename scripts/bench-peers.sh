@@ -45,7 +45,7 @@ while [ $# -gt 0 ]; do
         --duration) duration=$2; shift ;;
         --connections) connections=$2; shift ;;
         --targets) targets=$2; shift ;;
-        -h | --help) sed -n '2,23p' "$0"; exit 0 ;;
+        -h | --help) sed -n '2,30p' "$0"; exit 0 ;;
         *) echo "unknown option: $1" >&2; exit 2 ;;
     esac
     shift

@@ -35,8 +35,9 @@
 # all driven by that benchmark's own harness (wrk, 64 connections, its signed journey
 # corpus of 6 updates per reference, every acknowledged update counted in the broker):
 # its HTTP and verification ceilings, the Python and Node bridges on Kafka and RabbitMQ,
-# and this bridge, release build, default configuration, on both, and again publishing the
-# tracking update alone (one message per webhook, as the peers). --peers-only skips
+# and this bridge, release build, default configuration, on its file sink and on both
+# brokers, and again publishing the tracking update alone (one message per webhook, as
+# the peers). --peers-only skips
 # this script's own runs. Results: a Markdown table on stdout, and results.json, results.md and the raw outputs
 # in the results directory.
 set -euo pipefail

@@ -25,7 +25,7 @@ pub const DEDUP_FILE: &str = "dedup-ids.log";
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DedupConfig {
-    /// How many update ids to remember at most (the least recently used go first).
+    /// How many update ids to remember at most (the oldest added go first).
     pub capacity: u64,
     /// How long an update id is remembered.
     #[serde(with = "humantime_serde")]

@@ -96,8 +96,8 @@ impl KeyFile {
     }
 
     /// Appends `key` as added at `at`; asks for a compaction when the file has grown
-    /// enough. With compaction on, `key` must be in the [`Keys`] already, so that a
-    /// compaction under way keeps it.
+    /// enough. With compaction on, `key` must be in the [`Keys`] already, added at the
+    /// same `at`: a compaction keeps a key's line only when its time is the one held.
     pub fn append(&self, key: &str, at: u64) -> io::Result<()> {
         if self.file.append(key, at)? {
             if let Some(wake) = &self.wake {
@@ -152,7 +152,13 @@ impl LogFile {
         let line = line(self.options.format, key, at);
         {
             let mut file = self.lock();
-            file.write_all(line.as_bytes())?;
+            // A line written in part would be glued to the next one and both lost:
+            // cut it back (compactions copy lines from the file, not from memory).
+            let before = file.metadata()?.len();
+            if let Err(e) = file.write_all(line.as_bytes()) {
+                let _ = file.set_len(before);
+                return Err(e);
+            }
             if self.options.sync_each_append {
                 file.sync_data()?;
             }
@@ -169,8 +175,8 @@ impl LogFile {
     /// keys were kept.
     ///
     /// [`Keys`] holds hashes, not text: the lines kept are read from the file itself,
-    /// the first line of each live key whose time is the one held for it (an earlier
-    /// line of a key added again, a repeat, or a key let go of is dropped).
+    /// for each live key the first line with the time held for it (a line of a key
+    /// let go of, an older line of a key added again, and a repeat are dropped).
     fn compact(&self, keys: &Keys) -> io::Result<usize> {
         // Every line before this offset has its key in `keys` already (a key is put
         // there before its line is written), so whether it is live is known; lines
@@ -198,11 +204,12 @@ impl LogFile {
             let Some((at, key)) = parse_line(self.options.format, line) else {
                 continue;
             };
+            let hash = key_hash(&key);
             let live = match self.options.format {
-                LineFormat::Stamped => keys.added_at(&key) == Some(at),
-                LineFormat::Bare => keys.contains(&key),
+                LineFormat::Stamped => keys.added_at_hash(hash) == Some(at),
+                LineFormat::Bare => keys.added_at_hash(hash).is_some(),
             };
-            if live && written.insert(key_hash(&key)) {
+            if live && written.insert(hash) {
                 out.write_all(&bytes)?;
                 kept += 1;
             }
@@ -316,8 +323,9 @@ mod tests {
         let seen = Keys::new(Some(100), Some(TTL));
         let mut woken = false;
         for key in ["a", "b", "a"] {
-            seen.insert(key, unix_seconds());
-            woken = file.append(key, unix_seconds()).unwrap();
+            let now = unix_seconds();
+            seen.insert(key, now);
+            woken = file.append(key, now).unwrap();
         }
         assert!(woken, "the compactor was woken");
         assert_eq!(
@@ -336,7 +344,7 @@ mod tests {
     }
 
     #[test]
-    fn a_compaction_keeps_one_line_per_live_key_in_the_order_they_were_added() {
+    fn a_compaction_keeps_one_line_per_live_key_the_first_with_its_held_time() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("ids.log");
         let now = unix_seconds();
@@ -357,10 +365,10 @@ mod tests {
         assert_eq!(
             lines(&path),
             [format!("{now} \"b\""), format!("{now} \"a\"")],
-            "one line per live key, the one of its latest addition"
+            "one line per live key: the first with the time held for it"
         );
-        log.append("c", now).unwrap();
         seen.insert("c", now);
+        log.append("c", now).unwrap();
         assert_eq!(log.file.compact(&seen).unwrap(), 3);
         assert_eq!(lines(&path).len(), 3);
     }
@@ -373,8 +381,9 @@ mod tests {
         let log = KeyFile::open(&path, options(50), &seen).unwrap();
         let keys: Vec<String> = (0..5_000).map(|n| format!("update-{n}")).collect();
         for key in &keys {
-            seen.insert(key, unix_seconds());
-            log.append(key, unix_seconds()).unwrap();
+            let now = unix_seconds();
+            seen.insert(key, now);
+            log.append(key, now).unwrap();
         }
         let file = log.file.clone();
         // Stops the compactor once a pending wake-up is served.

@@ -20,8 +20,9 @@ use crate::clock::unix_seconds;
 /// The keys held in memory, each with the unix second it was added at: bounded (the
 /// oldest added go first) and, with a time to live, expiring. Clones share the keys.
 ///
-/// A key is held as 128 bits of its SHA-256, not as text: about 60 bytes a key
-/// (a map slot and a place in the order of addition) and no allocation of its own,
+/// A key is held as 128 bits of its SHA-256, not as text: about 75 bytes a key at the
+/// default dedup capacity (a map slot and a place in the order of addition; 60 to 105
+/// with the tables' spare room) and no allocation of its own,
 /// where a general-purpose concurrent cache took 380 bytes for an update id; at the
 /// default dedup capacity that was the bulk of the process's memory. Two ids would
 /// have to share those 128 bits for one to be taken for the other; the ids come from
@@ -73,8 +74,8 @@ impl Keys {
     }
 
     fn lock(&self) -> MutexGuard<'_, Added> {
-        // Each change under the lock is a single insert or removal: a panic cannot
-        // leave the two collections disagreeing in a way that matters.
+        // Nothing under the lock can panic but an allocation failing, which aborts; a
+        // poisoned lock would only mean a key held without a place, never evicted.
         self.inner
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -87,7 +88,10 @@ impl Keys {
 
     /// When `key` was added (unix seconds), if it is held and has not expired.
     fn added_at(&self, key: &str) -> Option<u64> {
-        let hash = key_hash(key);
+        self.added_at_hash(key_hash(key))
+    }
+
+    fn added_at_hash(&self, hash: KeyHash) -> Option<u64> {
         let held = self.lock().held.get(&hash).copied();
         held.map(|held| held.at).filter(|at| self.is_fresh(*at))
     }

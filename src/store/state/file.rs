@@ -411,7 +411,7 @@ impl Target for Writer {
             let mut entries = shared.entries();
             for (index, entry) in held {
                 committed[index] = Some(entry.version);
-                evicted += entries.insert(batch[index].reference.clone(), entry);
+                evicted += entries.insert(batch[index].reference.as_str(), entry);
             }
         }
         drop(file);
