@@ -19,9 +19,10 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// the load benchmark raised the peak resident size by a third or more. Its arenas are
 /// committed as used instead, and freed memory goes back after 25 ms unused: giving it
 /// back at once cost 10 to 45% more CPU per update in page faults (the same pages
-/// faulted in again by the next requests), for at most 10 MiB less at peak. The numbers are
-/// the options' places in `mi_option_t` of the mimalloc 3 that libmimalloc-sys builds
-/// (`mimalloc.h`); `MIMALLOC_*` variables still override them.
+/// faulted in again by the next requests), for about 10 MiB less at peak on Kafka and
+/// none on the file sink. The numbers are the options' places in `mi_option_t` of the
+/// mimalloc 3 that libmimalloc-sys builds (`mimalloc.h`); `MIMALLOC_*` variables still
+/// override them.
 fn tune_allocator() {
     const ARENA_EAGER_COMMIT: libmimalloc_sys::mi_option_t = 4;
     const PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;

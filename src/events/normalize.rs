@@ -154,9 +154,7 @@ impl MilestoneOut<'_> {
             event_classifier: self.event_classifier,
         }
     }
-}
 
-impl MilestoneOut<'_> {
     pub(crate) fn is_actual(&self) -> bool {
         self.event_classifier == "ACT"
     }
@@ -790,7 +788,8 @@ fn normalize_update(
         .iter()
         .map(|m| to_json_with_capacity(m, 1024))
         .collect();
-    let milestone_events = if ctx.milestone_events() {
+    // The events and, for the outputs' routing, the code of each.
+    let (milestone_events, milestone_codes) = if ctx.milestone_events() {
         let keys = to_json(&MilestoneKeys::of(update));
         milestones
             .iter()
@@ -799,16 +798,17 @@ fn normalize_update(
             .map(|(m, json)| {
                 let mut data = Vec::with_capacity(keys.len() + json.len());
                 join_objects(&mut data, &keys, json);
-                event(
+                let event = event(
                     format!("{}:{}", update.id, m.milestone_id),
                     &ctx.milestone_type,
                     MILESTONE_SCHEMA,
                     data,
-                )
+                );
+                (event, m.code())
             })
-            .collect()
+            .unzip()
     } else {
-        Vec::new()
+        (Vec::new(), Vec::new())
     };
 
     let head_data = TrackingUpdateData::new(update, &milestones, &received, unknown);
@@ -830,11 +830,6 @@ fn normalize_update(
         TRACKING_UPDATE_SCHEMA,
         data,
     );
-    let milestone_codes = milestones
-        .iter()
-        .filter(|m| ctx.milestone_events() && m.duplicate_of.is_none())
-        .map(MilestoneOut::code)
-        .collect();
     NormalizedBatch {
         tracking_update: Some(tracking_update),
         milestones: milestone_events,

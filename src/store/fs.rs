@@ -43,6 +43,29 @@ pub fn replace_file(path: &Path, bytes: &[u8]) -> io::Result<()> {
     sync_parent_dir(path)
 }
 
+/// A write to the end of a file that failed.
+#[derive(Debug)]
+pub struct TornWrite {
+    pub error: io::Error,
+    /// Whether the file was cut back to its length before the write, and that fsync'd:
+    /// when not, it may end with part of what was written.
+    pub cut_back: bool,
+}
+
+/// Runs `write`, which appends to `file`, `len` bytes long until then. When it fails,
+/// whatever reached the file is cut back, so that no half-written line is read back or
+/// glued to the next one.
+pub fn write_or_cut_back<T>(
+    file: &mut File,
+    len: u64,
+    write: impl FnOnce(&mut File) -> io::Result<T>,
+) -> Result<T, TornWrite> {
+    write(file).map_err(|error| TornWrite {
+        error,
+        cut_back: file.set_len(len).and_then(|()| file.sync_data()).is_ok(),
+    })
+}
+
 /// Opens `path` for appending (and reading at given offsets), creating it if it is
 /// missing.
 pub fn open_append(path: &Path) -> io::Result<File> {
@@ -56,6 +79,23 @@ pub fn open_append(path: &Path) -> io::Result<File> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failed_append_is_cut_back_to_where_it_started() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lines");
+        std::fs::write(&path, b"kept\n").unwrap();
+        let mut file = open_append(&path).unwrap();
+        let torn = write_or_cut_back(&mut file, 5, |file| {
+            file.write_all(b"half a li")?;
+            Err::<(), _>(io::Error::other("the disk is full"))
+        })
+        .unwrap_err();
+        assert!(torn.cut_back);
+        assert_eq!(torn.error.to_string(), "the disk is full");
+        file.write_all(b"next\n").unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"kept\nnext\n");
+    }
 
     #[test]
     fn a_replaced_file_holds_the_new_bytes_and_leaves_no_temporary() {

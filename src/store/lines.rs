@@ -7,7 +7,7 @@ use std::io::{self, IoSlice, Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
 use super::appender::{Appender, Target};
-use super::fs::sync_parent_dir;
+use super::fs::{sync_parent_dir, write_or_cut_back};
 
 /// Opens (or creates) the file at `path` and starts its writer thread. Each item
 /// appended is one or more whole lines, each ending with `\n`.
@@ -82,17 +82,14 @@ impl Target for LineFile {
     const SKIP_ABANDONED: bool = true;
 
     fn write_batch(&mut self, batch: &mut [Vec<u8>]) -> io::Result<()> {
-        let written = match write_all_vectored(&mut self.file, batch) {
+        // Nothing of a batch that fails is confirmed: it is cut back.
+        let written = match write_or_cut_back(&mut self.file, self.len, |file| {
+            write_all_vectored(file, batch)
+        }) {
             Ok(written) => written,
-            Err(e) => {
-                // Nothing of this batch was confirmed: cut back whatever reached the file,
-                // so that no half-written line stays in front of the next batch.
-                self.usable = self
-                    .file
-                    .set_len(self.len)
-                    .and_then(|()| self.file.sync_data())
-                    .is_ok();
-                return Err(e);
+            Err(torn) => {
+                self.usable = torn.cut_back;
+                return Err(torn.error);
             }
         };
         match self.file.sync_data() {

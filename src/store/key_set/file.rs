@@ -19,7 +19,7 @@ use std::thread::JoinHandle;
 
 use super::{key_hash, Keys};
 use crate::clock::unix_seconds;
-use crate::store::fs::{open_append, sync_parent_dir, temporary_path};
+use crate::store::fs::{open_append, sync_parent_dir, temporary_path, write_or_cut_back};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LineFormat {
@@ -152,13 +152,11 @@ impl LogFile {
         let line = line(self.options.format, key, at);
         {
             let mut file = self.lock();
-            // A line written in part would be glued to the next one and both lost:
-            // cut it back (compactions copy lines from the file, not from memory).
-            let before = file.metadata()?.len();
-            if let Err(e) = file.write_all(line.as_bytes()) {
-                let _ = file.set_len(before);
-                return Err(e);
-            }
+            // A line written in part would be glued to the next one and both lost
+            // (compactions copy lines from the file, not from memory): it is cut back.
+            let len = file.metadata()?.len();
+            write_or_cut_back(&mut file, len, |file| file.write_all(line.as_bytes()))
+                .map_err(|torn| torn.error)?;
             if self.options.sync_each_append {
                 file.sync_data()?;
             }

@@ -35,7 +35,7 @@ use tokio::sync::oneshot;
 use super::{Commit, StateConfig, Version, Versioned};
 use crate::clock::{unix_millis, unix_seconds};
 use crate::store::appender::{AppendError, Appender, Target};
-use crate::store::fs::{open_append, sync_parent_dir, temporary_path};
+use crate::store::fs::{open_append, sync_parent_dir, temporary_path, write_or_cut_back};
 use crate::telemetry::events::StateEvicted;
 use crate::telemetry::Metrics;
 
@@ -398,11 +398,10 @@ impl Target for Writer {
                     },
                 ));
             }
-            if let Err(e) = file.write_all(&buffer) {
-                // Nothing of this batch is held: cut back what reached the file, so
-                // that no half-written line is read back or glued to the next batch.
-                self.usable = file.set_len(len).and_then(|()| file.sync_data()).is_ok();
-                return Err(e);
+            // Nothing of a batch that fails is held: it is cut back.
+            if let Err(torn) = write_or_cut_back(&mut file, len, |file| file.write_all(&buffer)) {
+                self.usable = torn.cut_back;
+                return Err(torn.error);
             }
         }
         let committed_count = held.len();
