@@ -15,26 +15,33 @@ use vizion_bridge::telemetry::init_logging;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// mimalloc commits its arenas eagerly and keeps freed memory for a second, which in
-/// the load benchmark raised the peak resident size by a third or more. Its arenas are
-/// committed as used instead, and freed memory goes back after 25 ms unused: giving it
-/// back at once cost 10 to 45% more CPU per update in page faults (the same pages
-/// faulted in again by the next requests), for about 10 MiB less at peak on Kafka and
-/// none on the file sink. The numbers are the options' places in `mi_option_t` of the
-/// mimalloc 3 that libmimalloc-sys builds (`mimalloc.h`); `MIMALLOC_*` variables still
-/// override them.
+/// mimalloc keeps freed memory for a while before giving it back: 25 ms here instead of
+/// its default, long enough that the next burst of requests reuses the same pages
+/// (giving them back at once cost 10 to 45% more CPU per update in page faults), short
+/// enough that a burst's memory does not linger. The number is the option's place in
+/// `mi_option_t` of the mimalloc 3 that libmimalloc-sys builds (`mimalloc.h`);
+/// `MIMALLOC_PURGE_DELAY` still overrides it.
+///
+/// Transparent huge pages are turned off for the process: mimalloc asks for them on its
+/// arenas, and where the kernel grants them (`madvise` or `always`) every 4 KiB touched
+/// makes 2 MiB resident. Measured under the peer benchmark's load, the bridge's peak
+/// resident size fell from 79 to 55 MB on the file sink and from 68 to 42 MB on
+/// RabbitMQ, for the same CPU per request (docs/BENCHMARKS.md). Setting
+/// `MIMALLOC_ALLOW_THP` leaves the choice to mimalloc instead.
 fn tune_allocator() {
-    const ARENA_EAGER_COMMIT: libmimalloc_sys::mi_option_t = 4;
     const PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
-    for (option, variable, value) in [
-        (ARENA_EAGER_COMMIT, "MIMALLOC_ARENA_EAGER_COMMIT", 0),
-        (PURGE_DELAY, "MIMALLOC_PURGE_DELAY", 25),
-    ] {
-        if std::env::var_os(variable).is_none() {
-            // SAFETY: sets a plain integer option, first thing in `main`, before any
-            // other thread exists.
-            unsafe { libmimalloc_sys::mi_option_set(option, value) };
-        }
+    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
+        // SAFETY: sets a plain integer option, first thing in `main`, before any
+        // other thread exists.
+        unsafe { libmimalloc_sys::mi_option_set(PURGE_DELAY, 25) };
+    }
+    #[cfg(target_os = "linux")]
+    if std::env::var_os("MIMALLOC_ALLOW_THP").is_none() {
+        // The arena mimalloc reserved before `main` is already advised for huge pages;
+        // this flag stops the kernel from backing any later fault with one. A kernel
+        // without it answers an error, and the process runs as before.
+        // SAFETY: a prctl with plain integer arguments; it reads and writes no memory.
+        unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) };
     }
 }
 
