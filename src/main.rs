@@ -22,12 +22,14 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// `mi_option_t` of the mimalloc 3 that libmimalloc-sys builds (`mimalloc.h`);
 /// `MIMALLOC_PURGE_DELAY` still overrides it.
 ///
-/// Transparent huge pages are turned off for the process: mimalloc asks for them on its
-/// arenas, and where the kernel grants them (`madvise` or `always`) every 4 KiB touched
-/// makes 2 MiB resident. Measured under the peer benchmark's load, the bridge's peak
-/// resident size fell from 79 to 55 MB on the file sink and from 68 to 42 MB on
-/// RabbitMQ, for the same CPU per request (docs/BENCHMARKS.md). Setting
-/// `MIMALLOC_ALLOW_THP` leaves the choice to mimalloc instead.
+/// Transparent huge pages are turned off for the process. Where the kernel grants them,
+/// every 4 KiB touched in a 2 MiB range makes all of it resident: under the peer
+/// benchmark's load the bridge's peak resident size fell from 79 to 55 MiB on the file
+/// sink and from 68 to 42 MiB on RabbitMQ without them, for the same CPU per request
+/// (docs/BENCHMARKS.md). mimalloc is built without asking for them (`no_thp` in
+/// Cargo.toml: its first arena is reserved before `main`, too early for an option set
+/// here); the prctl covers kernels that grant them unasked (`always`) and the C
+/// libraries' own allocations. Setting `MIMALLOC_ALLOW_THP` skips the prctl.
 fn tune_allocator() {
     const PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
     if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
@@ -37,9 +39,8 @@ fn tune_allocator() {
     }
     #[cfg(target_os = "linux")]
     if std::env::var_os("MIMALLOC_ALLOW_THP").is_none() {
-        // The arena mimalloc reserved before `main` is already advised for huge pages;
-        // this flag stops the kernel from backing any later fault with one. A kernel
-        // without it answers an error, and the process runs as before.
+        // From here on the kernel backs no fault with a huge page. A kernel without
+        // the flag answers an error, and the process runs as before.
         // SAFETY: a prctl with plain integer arguments; it reads and writes no memory.
         unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) };
     }
