@@ -168,13 +168,6 @@ async fn a_megabyte_of_milestones_is_a_dead_letter_read_in_bounded_memory() {
     );
 }
 
-/// The `kB` figure of `field` in a `/proc` file's text (`status`, `smaps_rollup`).
-fn kib_field(text: &str, field: &str) -> Option<u64> {
-    text.lines()
-        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-}
-
 /// Huge pages make 2 MiB resident for every 4 KiB touched in them: the served process
 /// turns them off, and after handling webhooks holds none.
 #[tokio::test]
@@ -184,16 +177,12 @@ async fn the_served_process_holds_no_transparent_huge_pages() {
         let response = app.post_signed(&update_body(&format!("thp-{i}"))).await;
         assert_eq!(response.status().as_u16(), 200);
     }
-    let proc_file = |name: &str| {
-        std::fs::read_to_string(format!("/proc/{}/{name}", app.pid()))
-            .expect("the process is alive")
-    };
-    let huge = kib_field(&proc_file("smaps_rollup"), "AnonHugePages")
+    let huge = proc_field(&app.proc_file("smaps_rollup"), "AnonHugePages")
         .expect("/proc/<pid>/smaps_rollup has AnonHugePages");
     assert_eq!(huge, 0, "{huge} kB of anonymous memory in huge pages");
     // Kernels that report the setting per process (`THP_enabled`) must show it off.
     let own = std::fs::read_to_string("/proc/self/status").unwrap();
-    if kib_field(&own, "THP_enabled").is_some() {
-        assert_eq!(kib_field(&proc_file("status"), "THP_enabled"), Some(0));
+    if proc_field(&own, "THP_enabled").is_some() {
+        assert_eq!(proc_field(&app.proc_file("status"), "THP_enabled"), Some(0));
     }
 }

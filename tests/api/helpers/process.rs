@@ -143,14 +143,15 @@ impl BridgeProcess {
 
     /// The most memory the process has held resident so far (`VmHWM`), in bytes.
     pub fn peak_rss_bytes(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .expect("the process is alive");
-        let kib: u64 = status
-            .lines()
-            .find_map(|line| line.strip_prefix("VmHWM:"))
-            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-            .expect("/proc/<pid>/status has VmHWM");
+        let kib =
+            proc_field(&self.proc_file("status"), "VmHWM").expect("/proc/<pid>/status has VmHWM");
         kib * 1024
+    }
+
+    /// The text of `/proc/<pid>/<name>` (`status`, `smaps_rollup`).
+    pub fn proc_file(&self, name: &str) -> String {
+        std::fs::read_to_string(format!("/proc/{}/{name}", self.child.id()))
+            .expect("the process is alive")
     }
 
     /// Sends SIGTERM, as Kubernetes does to stop a pod.
@@ -331,6 +332,11 @@ impl BinaryApp {
         self.process.pid()
     }
 
+    /// The text of `/proc/<pid>/<name>` (`status`, `smaps_rollup`).
+    pub fn proc_file(&self, name: &str) -> String {
+        self.process.proc_file(name)
+    }
+
     /// Whether the process is still running.
     pub fn is_running(&mut self) -> bool {
         self.process.is_running()
@@ -355,4 +361,11 @@ impl Drop for Child {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// The number of a `/proc` file's `field` line (`VmHWM:   1234 kB`, `THP_enabled: 1`).
+pub fn proc_field(text: &str, field: &str) -> Option<u64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
 }
