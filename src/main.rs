@@ -29,7 +29,9 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// (docs/BENCHMARKS.md). mimalloc is built without asking for them (`no_thp` in
 /// Cargo.toml: its first arena is reserved before `main`, too early for an option set
 /// here); the prctl covers kernels that grant them unasked (`always`) and the C
-/// libraries' own allocations. Setting `MIMALLOC_ALLOW_THP` skips the prctl.
+/// libraries' own allocations. `MIMALLOC_ALLOW_THP=1` skips the prctl, leaving huge
+/// pages to the kernel's setting; mimalloc reads the same variable, and at `0` turns
+/// them off itself.
 fn tune_allocator() {
     const PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
     if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
@@ -38,12 +40,26 @@ fn tune_allocator() {
         unsafe { libmimalloc_sys::mi_option_set(PURGE_DELAY, 25) };
     }
     #[cfg(target_os = "linux")]
-    if std::env::var_os("MIMALLOC_ALLOW_THP").is_none() {
+    if !allows_huge_pages(std::env::var("MIMALLOC_ALLOW_THP").ok().as_deref()) {
         // From here on the kernel backs no fault with a huge page. A kernel without
         // the flag answers an error, and the process runs as before.
         // SAFETY: a prctl with plain integer arguments; it reads and writes no memory.
-        unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) };
+        unsafe {
+            let (on, unused): (libc::c_ulong, libc::c_ulong) = (1, 0);
+            libc::prctl(libc::PR_SET_THP_DISABLE, on, unused, unused, unused)
+        };
     }
+}
+
+/// Whether `MIMALLOC_ALLOW_THP` asks for huge pages, read as mimalloc reads its options:
+/// empty, `1`, `true`, `yes`, `on` (any case) or another number but 0.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+fn allows_huge_pages(value: Option<&str>) -> bool {
+    let Some(value) = value.map(str::to_ascii_uppercase) else {
+        return false;
+    };
+    matches!(value.as_str(), "" | "TRUE" | "YES" | "ON")
+        || value.parse::<i64>().is_ok_and(|number| number != 0)
 }
 
 fn main() -> ExitCode {
@@ -171,4 +187,20 @@ fn sign(
     println!("digest: {}", headers.digest);
     println!("x-vizion-signature: {}", headers.signature);
     ExitCode::SUCCESS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::allows_huge_pages;
+
+    #[test]
+    fn huge_pages_stay_off_unless_the_variable_turns_them_on() {
+        assert!(!allows_huge_pages(None));
+        for off in ["0", "false", "No", "OFF", "nonsense"] {
+            assert!(!allows_huge_pages(Some(off)), "{off}");
+        }
+        for on in ["", "1", "true", "Yes", "on", "2"] {
+            assert!(allows_huge_pages(Some(on)), "{on}");
+        }
+    }
 }

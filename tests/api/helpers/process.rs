@@ -61,13 +61,15 @@ pub struct BridgeProcess {
 
 impl BridgeProcess {
     /// Starts `vizion-bridge serve --config <config>` with `env` added to the environment
-    /// (and `RUST_LOG` taken out of it, so that the file's `[log]` level holds).
+    /// (and `RUST_LOG` taken out of it, so that the file's `[log]` level holds, and
+    /// `MIMALLOC_ALLOW_THP`, so that the process's own memory settings hold).
     pub fn serve(config: &Path, env: &[(&str, &str)], log: Log) -> Self {
         let mut command = bridge_command();
         command
             .args(["serve", "--config"])
             .arg(config)
             .env_remove("RUST_LOG")
+            .env_remove("MIMALLOC_ALLOW_THP")
             .stdout(Stdio::null())
             .stderr(match log {
                 Log::Captured => Stdio::piped(),
@@ -150,8 +152,8 @@ impl BridgeProcess {
 
     /// The text of `/proc/<pid>/<name>` (`status`, `smaps_rollup`).
     pub fn proc_file(&self, name: &str) -> String {
-        std::fs::read_to_string(format!("/proc/{}/{name}", self.child.id()))
-            .expect("the process is alive")
+        let path = format!("/proc/{}/{name}", self.child.id());
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {path}: {e}"))
     }
 
     /// Sends SIGTERM, as Kubernetes does to stop a pod.
