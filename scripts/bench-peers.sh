@@ -45,7 +45,7 @@ while [ $# -gt 0 ]; do
         --duration) duration=$2; shift ;;
         --connections) connections=$2; shift ;;
         --targets) targets=$2; shift ;;
-        -h | --help) sed -n '2,30p' "$0"; exit 0 ;;
+        -h | --help) awk 'NR > 1 && /^#/ { print; next } NR > 1 { exit }' "$0"; exit 0 ;;
         *) echo "unknown option: $1" >&2; exit 2 ;;
     esac
     shift
@@ -155,12 +155,12 @@ for pair in $targets; do
             BRIDGE_READY_URL="http://127.0.0.1:$port/readyz"
             BRIDGE_CMD="export VIZION_BRIDGE__STORAGE__DATA_DIR=$(printf %q "$data"); exec $(printf %q "$bridge") serve --config $(printf %q "$config")"
         )
-        if [ "$broker" = rabbitmq ] && ! fresh_bridge_vhost; then
-            echo "$name: cannot prepare the RabbitMQ vhost $bridge_vhost" >&2
-            failed=1
-            continue
-        fi
         if [ "$broker" = rabbitmq ]; then
+            if ! fresh_bridge_vhost; then
+                echo "$name: cannot prepare the RabbitMQ vhost $bridge_vhost" >&2
+                failed=1
+                continue
+            fi
             env_args+=(
                 AMQP_URL="amqp://guest:guest@127.0.0.1:5672/$bridge_vhost"
                 AMQP_QUEUE=bench.updates
@@ -213,7 +213,7 @@ jq -r --arg duration "$duration" --arg connections "$connections" '
   (map({key: .name, value: .ok_rps}) | from_entries) as $rate
   | "Peer benchmark harness: wrk, \($connections) connections, \($duration) s after its warm-up, journeys of 6 updates per reference",
     "",
-    "| Target | Broker | Accepted/s | × Python | × Node | p50 ms | p99 ms | CPU ms / request | Peak RSS MB | Lost (at most) |",
+    "| Target | Broker | Accepted/s | × Python | × Node | p50 ms | p99 ms | CPU ms / request | Peak RSS MiB | Lost (at most) |",
     "|---|---|---|---|---|---|---|---|---|---|",
     (.[] | (.name | split("-") | .[-1]) as $broker
       | def ratio($peer): if ($rate[$peer + "-" + $broker] // 0) > 0 then (.ok_rps / $rate[$peer + "-" + $broker] | r2) else "" end;

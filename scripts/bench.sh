@@ -6,10 +6,10 @@
 # updates of 3 to 15 milestones from concurrent keep-alive clients), and records
 # accepted/s, the messages it published per update, latency percentiles, non-2xx
 # answers, the bridge's CPU milliseconds per update and its peak RSS, then reads every
-# accepted update back from the sink. In the
-# same run it measures the HTTP ceiling (a bare actix-web handler under the same load)
-# and each broker's ceiling (the same messages published straight to the broker), and
-# gives every figure as a ratio to the lower of the two ceilings.
+# accepted update back from the sink. In the same run it measures the HTTP ceiling (a
+# bare actix-web handler under the same load) and each broker's ceiling (the same
+# messages published straight to the broker), and gives every figure as a ratio to the
+# lower of the two ceilings.
 #
 # Usage: scripts/bench.sh [--quick] [--duration S] [--warmup S] [--clients N]
 #                         [--sinks "file rabbitmq kafka"] [--results DIR] [--drain N]
@@ -26,19 +26,23 @@
 #
 # Spool modes (`delivery.mode` = spool, broker_then_spool) are measured too; after their
 # load the run waits until the spool has forwarded everything, and reports how long that
-# took. A run is named SINK[+MODE][:MILESTONES]: `kafka+spool` is Kafka behind the spool,
-# `rabbitmq:all` RabbitMQ with `events.milestones = "all"` (the default is the bridge's
-# own, "changes"), e.g. --sinks "rabbitmq rabbitmq:all kafka kafka:all" compares what
-# publishing the changes instead of every milestone does. --drain N (RabbitMQ) fills a spool with at least N updates while the broker is
+# took. A run is named SINK[+MODE][:MILESTONES]: `kafka+spool` is Kafka behind the
+# spool, `rabbitmq:all` RabbitMQ with `events.milestones = "all"` (the default is the
+# bridge's own, "changes"), e.g. --sinks "rabbitmq rabbitmq:all kafka kafka:all"
+# compares what publishing the changes instead of every milestone does.
+#
+# --drain N (RabbitMQ) fills a spool with at least N updates while the broker is
 # unreachable, then restarts the bridge with the broker back and times the drain.
-# --peers then runs the peer bridges of ../shared/bench (PEERS_BENCH) beside this bridge,
-# all driven by that benchmark's own harness (wrk, 64 connections, its signed journey
-# corpus of 6 updates per reference, every acknowledged update counted in the broker):
-# its HTTP and verification ceilings, the Python and Node bridges on Kafka and RabbitMQ,
-# and this bridge, release build, default configuration, on its file sink and on both
-# brokers, and again publishing the tracking update alone (one message per webhook, as
-# the peers). --peers-only skips
-# this script's own runs. Results: a Markdown table on stdout, and results.json, results.md and the raw outputs
+#
+# --peers runs the peer bridges of ../shared/bench (PEERS_BENCH) beside this bridge, all
+# driven by that benchmark's own harness (wrk, 64 connections, its signed journey corpus
+# of 6 updates per reference, every acknowledged update counted in the broker): its HTTP
+# and verification ceilings, the Python and Node bridges on Kafka and RabbitMQ, and this
+# bridge, release build, default configuration, on its file sink and on both brokers,
+# and again publishing the tracking update alone (one message per webhook, as the
+# peers). --peers-only skips this script's own runs.
+#
+# Results: a Markdown table on stdout, and results.json, results.md and the raw outputs
 # in the results directory.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -71,7 +75,7 @@ while [ $# -gt 0 ]; do
         --profile) profile_cpu=1 ;;
         --peers) peers=1 ;;
         --peers-only) peers=1; own_runs=0 ;;
-        -h | --help) sed -n '2,40p' "$0"; exit 0 ;;
+        -h | --help) awk 'NR > 1 && /^#/ { print; next } NR > 1 { exit }' "$0"; exit 0 ;;
         *) echo "unknown option: $1" >&2; exit 2 ;;
     esac
     shift

@@ -636,7 +636,7 @@ proptest! {
         let updates: Vec<Update> = journey.iter().map(Snapshot::update).collect();
         let mut state: Option<MilestoneState> = None;
         let mut newest_seen: Option<usize> = None;
-        let mut published: Vec<CloudEvent> = Vec::new();
+        let mut published: Vec<ChangeEvent> = Vec::new();
         for &(i, attempt) in &order {
             let before = state.clone();
             let d = derive(state.as_ref(), &updates[i], threshold);
@@ -659,7 +659,7 @@ proptest! {
                 prop_assert_eq!(data["difference_seconds"].as_i64(), Some(moved));
                 prop_assert!(moved.unsigned_abs() >= threshold.as_secs(), "{moved}s");
             }
-            published.extend(d.events.into_iter().map(|c| c.event));
+            published.extend(d.events);
             state = Some(d.next_state);
             newest_seen = newest_seen.max(Some(i));
         }
@@ -669,15 +669,14 @@ proptest! {
 
         // (a) no change is published twice.
         let mut ids = HashSet::new();
-        for e in &published {
+        for e in published.iter().map(|c| &c.event) {
             prop_assert!(ids.insert(e.id().to_owned()), "{} published twice: {}", e.id(), String::from_utf8_lossy(e.data()));
         }
         // (c) every milestone of the newest snapshot was published in its newest content.
         for expected in of_type(&fresh.events, ".milestone.changed.v1") {
             let id = data(expected)["milestone_id"].clone();
-            let last_published = published
-                .iter()
-                .filter(|e| e.event_type().ends_with(".milestone.changed.v1"))
+            let last_published = of_type(&published, ".milestone.changed.v1")
+                .into_iter()
                 .rfind(|e| data(e)["milestone_id"] == id);
             prop_assert!(last_published.is_some(), "{} never published", id);
             prop_assert_eq!(content(last_published.unwrap()), content(expected));
@@ -698,10 +697,7 @@ proptest! {
             }
         }
         // (e) journey_completed at most once, and once when the journey completed.
-        let completed = published
-            .iter()
-            .filter(|e| e.event_type().ends_with(".journey_completed.v1"))
-            .count();
+        let completed = of_type(&published, ".journey_completed.v1").len();
         prop_assert!(completed <= 1);
         prop_assert_eq!(completed == 1, fresh.next_state.journey_completed);
     }

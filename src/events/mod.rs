@@ -135,8 +135,8 @@ impl EventContext {
             milestone_events: true,
         }
     }
-    /// The same, but batches get no per-milestone snapshot events (their milestones
-    /// stay in the tracking update, and their codes in the batch).
+    /// The same, but batches get no per-milestone snapshot events, nor their codes (the
+    /// milestones stay in the tracking update).
     pub fn without_milestone_events(mut self) -> Self {
         self.milestone_events = false;
         self

@@ -42,8 +42,8 @@ use crate::telemetry::Metrics;
 /// The file under the storage directory that keeps the states across restarts.
 pub const STATE_FILE: &str = "event-state.log";
 
-/// One line of the file.
-#[derive(Serialize, Deserialize)]
+/// One line of the file, as read back (the writer builds it with [`line`]).
+#[derive(Deserialize)]
 struct Line {
     reference: String,
     version: u64,
